@@ -1,0 +1,23 @@
+"""labellint: a correctness linter for language-model training data."""
+
+from .api import check
+from .batch import Batch
+from .errors import LabelLintError
+from .facts import Facts
+from .registry import Rule, all_rules, get_rule, rule, skip
+from .report import Finding, Report
+
+__version__ = "0.1.0"
+__all__ = [
+    "Batch",
+    "Facts",
+    "Finding",
+    "LabelLintError",
+    "Report",
+    "Rule",
+    "all_rules",
+    "check",
+    "get_rule",
+    "rule",
+    "skip",
+]

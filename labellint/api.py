@@ -1,0 +1,53 @@
+"""`check`: the Python entry point that ties sources, facts, rules and the engine together."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from . import engine
+from .facts import Facts, merge_facts
+from .registry import resolve_options, select_rules
+from .report import Report
+from .sources import CHUNK_ROWS, open_sources
+from .tokenizer import model_facts, tokenizer_facts
+
+
+def check(
+    source: Any,
+    tokenizer: Any = None,
+    *,
+    model: Any = None,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    columns: Mapping[str, str] | None = None,
+    max_examples: int = 5,
+    chunk_rows: int = CHUNK_ROWS,
+    name: str | None = None,
+    **facts: Any,
+) -> Report:
+    """Check training data for label, masking, shift and special-token mistakes.
+
+    source: a batch dict (lists, numpy, torch, BatchEncoding), a list of row dicts, a
+        `datasets.Dataset` or `DatasetDict`, an iterable of batches (a DataLoader), a pyarrow
+        Table, or a path (parquet, arrow, jsonl, a `save_to_disk` folder).
+    tokenizer: a transformers tokenizer or a local tokenizer folder; gives pad/bos/eos ids.
+    model: a model, its config, or a local model folder; gives the embedding size.
+    select, ignore: rule codes, code prefixes (`LL1`) or names.
+    options: per-rule options, e.g. `{"LL105": {"min_tokens": 4}}`.
+    columns: our column name -> yours, e.g. `{"input_ids": "tokens"}`.
+    facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
+        end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.
+    """
+    rules = select_rules(select, ignore)
+    resolved = resolve_options(rules, options)
+    base = merge_facts(("given", facts), ("model", model_facts(model)),
+                       ("tokenizer", tokenizer_facts(tokenizer)))
+    results = [
+        engine.run(s.chunks, source=s.name, facts=base, rules=rules, options=resolved,
+                   training_batches=s.training_batches, max_examples=max_examples)
+        for s in open_sources(source, columns=columns, chunk_rows=chunk_rows, name=name)
+    ]
+    return Report(results)
+
+

@@ -1,0 +1,280 @@
+"""Batch: the one normalised view of tokens that every rule reads.
+
+Saved datasets are ragged, so a Batch holds flat token columns plus row offsets (Arrow's list
+layout) instead of a padded rectangle; a padded collator batch becomes equal-length rows whose
+padding stays visible. Derived views are computed once, on first use, and shared by every rule.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Mapping
+
+import numpy as np
+
+from .facts import Facts
+
+COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids")
+Ragged = tuple[np.ndarray, np.ndarray]  # (flat values, offsets of n_rows + 1)
+
+
+class Batch:
+    """Rows of tokens as flat arrays plus `offsets`; `row_start` is the global index of row 0.
+
+    `is_training_batch` is True when the rows are one batch exactly as the model receives it
+    (a collator's output), so batch-level rules judge this batch rather than a whole dataset.
+    """
+
+    def __init__(
+        self,
+        input_ids: np.ndarray,
+        offsets: np.ndarray,
+        *,
+        labels: np.ndarray | None = None,
+        attention_mask: np.ndarray | None = None,
+        position_ids: np.ndarray | None = None,
+        facts: Facts = Facts(),
+        row_start: int = 0,
+        is_training_batch: bool = False,
+        length_mismatch: np.ndarray | None = None,
+    ) -> None:
+        self.input_ids = input_ids
+        self.offsets = offsets
+        self.labels = labels
+        self.attention_mask = attention_mask
+        self.position_ids = position_ids
+        self.facts = facts
+        self.row_start = row_start
+        self.is_training_batch = is_training_batch
+        self.length_mismatch = (
+            np.zeros(len(offsets) - 1, dtype=bool) if length_mismatch is None else length_mismatch
+        )
+
+    @classmethod
+    def from_columns(
+        cls, columns: Mapping[str, Ragged], facts: Facts = Facts(), **kwargs
+    ) -> Batch:
+        """Align every column to input_ids' rows; rows whose columns differ in length are marked.
+
+        A marked row keeps its input_ids, and its other columns are replaced by neutral values
+        (no label, attended, natural positions) so that only `length-mismatch` reports it.
+        """
+        ids, offsets = columns["input_ids"]
+        lengths = np.diff(offsets)
+        mismatch = np.zeros(lengths.size, dtype=bool)
+        for name, (_, col_offsets) in columns.items():
+            mismatch |= np.diff(col_offsets) != lengths
+        aligned = {}
+        for name in COLUMNS[1:]:
+            if name not in columns:
+                continue
+            values, col_offsets = columns[name]
+            if not mismatch.any():
+                aligned[name] = values
+                continue
+            aligned[name] = _realign(values, col_offsets, offsets, mismatch, name, facts)
+        return cls(ids, offsets, facts=facts, length_mismatch=mismatch, **aligned, **kwargs)
+
+    def with_facts(self, facts: Facts) -> Batch:
+        return Batch(
+            self.input_ids,
+            self.offsets,
+            labels=self.labels,
+            attention_mask=self.attention_mask,
+            position_ids=self.position_ids,
+            facts=facts,
+            row_start=self.row_start,
+            is_training_batch=self.is_training_batch,
+            length_mismatch=self.length_mismatch,
+        )
+
+    # -- shape ---------------------------------------------------------------------------------
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.input_ids.size)
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        return self.offsets[:-1]
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @cached_property
+    def row_of_token(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_rows, dtype=np.int64), self.lengths)
+
+    @cached_property
+    def position_in_row(self) -> np.ndarray:
+        return np.arange(self.n_tokens, dtype=np.int64) - np.repeat(self.starts, self.lengths)
+
+    @cached_property
+    def has_next(self) -> np.ndarray:
+        """True where the next token is in the same row."""
+        out = np.ones(self.n_tokens, dtype=bool)
+        ends = self.offsets[1:][self.lengths > 0]
+        out[ends - 1] = False
+        return out
+
+    @cached_property
+    def next_ids(self) -> np.ndarray:
+        """input_ids shifted left by one; meaningful only where `has_next`."""
+        out = np.empty_like(self.input_ids)
+        out[:-1] = self.input_ids[1:]
+        out[-1:] = self.input_ids[-1:]
+        return out
+
+    # -- labels --------------------------------------------------------------------------------
+
+    @cached_property
+    def supervised(self) -> np.ndarray | None:
+        """Positions whose label is not ignore_index."""
+        if self.labels is None:
+            return None
+        return self.labels != self.facts.ignore_index
+
+    @cached_property
+    def targets(self) -> np.ndarray | None:
+        """Supervised labels the loss actually uses: with the model's shift, never position 0."""
+        if self.labels is None:
+            return None
+        if self.facts.label_shift == "model":
+            return self.supervised & (self.position_in_row > 0)
+        return self.supervised
+
+    # -- attention and padding -----------------------------------------------------------------
+
+    @cached_property
+    def attended(self) -> np.ndarray:
+        if self.attention_mask is None:
+            return np.ones(self.n_tokens, dtype=bool)
+        return self.attention_mask != 0
+
+    @property
+    def knows_padding(self) -> bool:
+        return self.attention_mask is not None or self.facts.pad_id is not None
+
+    @cached_property
+    def is_pad(self) -> np.ndarray:
+        """Padding: a run of pad tokens at either edge of a row, with attention off.
+
+        Attention off in the middle of a row, or over ids that are not the pad id, is hidden
+        content rather than padding (a classic masking mistake that rules must tell apart).
+        Without an attention_mask, padding is the trailing run of the pad id; when that id is
+        also EOS, the run's first token is the real EOS.
+        """
+        pad_id = self.facts.pad_id
+        if self.attention_mask is None:
+            if pad_id is None:
+                return np.zeros(self.n_tokens, dtype=bool)
+            padlike = self.input_ids == pad_id
+        else:
+            padlike = ~self.attended
+            if pad_id is not None:
+                padlike &= self.input_ids == pad_id
+        pos = self.position_in_row
+        content_pos = np.where(padlike, -1, pos)
+        last_content = self.segment(np.maximum, content_pos, -1)[self.row_of_token]
+        trailing = pos > last_content
+        if self.attention_mask is None:
+            if pad_id in self.facts.stop_ids:
+                trailing &= pos > last_content + 1
+            return padlike & trailing
+        first_content = self.segment(np.minimum, np.where(padlike, np.iinfo(np.int64).max, pos),
+                                     np.iinfo(np.int64).max)[self.row_of_token]
+        return padlike & (trailing | (pos < first_content))
+
+    @cached_property
+    def real(self) -> np.ndarray:
+        return ~self.is_pad
+
+    @cached_property
+    def real_lengths(self) -> np.ndarray:
+        return self.row_sum(self.real)
+
+    @cached_property
+    def first_real_index(self) -> np.ndarray:
+        """Flat index of each row's first non-padding token; -1 for rows with none."""
+        big = np.iinfo(np.int64).max
+        idx = self.segment(np.minimum, np.where(self.real, np.arange(self.n_tokens), big), big)
+        return np.where(idx == big, -1, idx)
+
+    @cached_property
+    def last_real_index(self) -> np.ndarray:
+        """Flat index of each row's last non-padding token; -1 for rows with none."""
+        return self.segment(np.maximum, np.where(self.real, np.arange(self.n_tokens), -1), -1)
+
+    # -- special tokens ------------------------------------------------------------------------
+
+    @cached_property
+    def is_stop(self) -> np.ndarray:
+        """input_ids that are EOS or an end-of-turn token."""
+        out = np.zeros(self.n_tokens, dtype=bool)
+        for token in self.facts.stop_ids:
+            out |= self.input_ids == token
+        return out
+
+    # -- segment reductions --------------------------------------------------------------------
+
+    def row_sum(self, mask: np.ndarray) -> np.ndarray:
+        """Per-row count of True (or sum of values), empty rows included."""
+        csum = np.zeros(self.n_tokens + 1, dtype=np.int64)
+        np.cumsum(mask, out=csum[1:])
+        return csum[self.offsets[1:]] - csum[self.offsets[:-1]]
+
+    def row_any(self, mask: np.ndarray) -> np.ndarray:
+        return self.row_sum(mask) > 0
+
+    def segment(self, ufunc: np.ufunc, values: np.ndarray, empty) -> np.ndarray:
+        """`ufunc.reduceat` per row, with `empty` for rows of no tokens."""
+        out = np.full(self.n_rows, empty, dtype=values.dtype)
+        nonempty = self.lengths > 0
+        if nonempty.any():
+            out[nonempty] = ufunc.reduceat(values, self.starts[nonempty])
+        return out
+
+    def at_rows(self, per_row: np.ndarray) -> np.ndarray:
+        """Broadcast a per-row array to tokens."""
+        return per_row[self.row_of_token]
+
+
+def _realign(
+    values: np.ndarray,
+    col_offsets: np.ndarray,
+    offsets: np.ndarray,
+    mismatch: np.ndarray,
+    name: str,
+    facts: Facts,
+) -> np.ndarray:
+    lengths = np.diff(offsets)
+    n = int(offsets[-1])
+    rows = np.repeat(np.arange(lengths.size), lengths)
+    pos = np.arange(n) - np.repeat(offsets[:-1], lengths)
+    neutral = {"labels": facts.ignore_index, "attention_mask": 1}.get(name)
+    out = pos.astype(values.dtype) if neutral is None else np.full(n, neutral, dtype=values.dtype)
+    keep = ~mismatch[rows]
+    out[keep] = values[col_offsets[rows[keep]] + pos[keep]]
+    return out
+
+
+def concat_ragged(parts: list[Ragged]) -> Ragged:
+    """Join ragged columns end to end."""
+    if len(parts) == 1:
+        return parts[0]
+    values = np.concatenate([v for v, _ in parts])
+    shifts = np.cumsum([0] + [int(o[-1]) for _, o in parts[:-1]])
+    offsets = np.concatenate([parts[0][1][:1]] + [o[1:] + s for (_, o), s in zip(parts, shifts)])
+    return values, offsets
+
+
+def slice_ragged(column: Ragged, start: int, stop: int) -> Ragged:
+    """Rows [start, stop) of a ragged column, with offsets rebased to 0."""
+    values, offsets = column
+    lo, hi = int(offsets[start]), int(offsets[stop])
+    return values[lo:hi], offsets[start : stop + 1] - lo

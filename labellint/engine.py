@@ -1,0 +1,188 @@
+"""Run the selected rules over a stream of chunks and merge their findings, one per rule.
+
+Facts are inferred from the first SAMPLE_ROWS rows of a source whatever its chunking, and every
+count and example row is global, so reading a dataset in different chunks gives the same report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from .batch import COLUMNS, Batch, Ragged, concat_ragged, slice_ragged
+from .errors import LabelLintError
+from .facts import Facts, infer_facts
+from .registry import REQUIREMENTS, Rule, Skip
+from .report import Finding, SourceResult
+
+SAMPLE_ROWS = 2048
+MAX_POSITIONS = 16
+Chunk = Mapping[str, Ragged]
+
+
+def _n_rows(chunk: Chunk) -> int:
+    return len(chunk["input_ids"][1]) - 1
+
+
+def _sample(chunks: Iterator[Chunk]) -> tuple[list[Chunk], dict[str, Ragged]]:
+    """Read chunks until SAMPLE_ROWS rows are in hand; return them and exactly those rows."""
+    buffered: list[Chunk] = []
+    rows = 0
+    for chunk in chunks:
+        buffered.append(chunk)
+        rows += _n_rows(chunk)
+        if rows >= SAMPLE_ROWS:
+            break
+    if not buffered:
+        raise LabelLintError("no rows to check: the source is empty")
+    names = [n for n in COLUMNS if all(n in c for c in buffered)]
+    sample = {n: concat_ragged([c[n] for c in buffered]) for n in names}
+    n = min(rows, SAMPLE_ROWS)
+    return buffered, {k: slice_ragged(v, 0, n) for k, v in sample.items()}
+
+
+def _missing(b: Batch, requirement: str) -> bool:
+    if requirement in COLUMNS:
+        return getattr(b, requirement) is None
+    if requirement == "padding":
+        return not b.knows_padding
+    return getattr(b.facts, requirement) is None
+
+
+@dataclass
+class _Tally:
+    """One rule's findings so far in one source."""
+
+    rule: Rule
+    options: Mapping[str, Any]
+    rows: int = 0
+    tokens: int = 0
+    batches: int = 0
+    examples: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
+    applied_chunks: int = 0
+    every_chunk_hit: bool = True
+    skip_reason: str | None = None
+
+    def add(self, b: Batch, result: Any, max_examples: int) -> None:
+        self.applied_chunks += 1
+        if self.rule.per == "batch":
+            self._add_batch(b, bool(result), max_examples)
+            return
+        mask = np.asarray(result, dtype=bool)
+        expected = b.n_tokens if self.rule.per == "token" else b.n_rows
+        if mask.shape != (expected,):
+            raise RuntimeError(f"{self.rule.code} returned shape {mask.shape}, not ({expected},)")
+        excluded = b.length_mismatch.any() and self.rule.code != "LL001"
+        if self.rule.per == "token":
+            if excluded:
+                mask = mask & ~b.at_rows(b.length_mismatch)
+            per_row = b.row_sum(mask)
+            rows_hit = per_row > 0
+            self.tokens += int(per_row.sum())
+        else:
+            rows_hit = mask & ~b.length_mismatch if excluded else mask
+            self.tokens += int(b.lengths[rows_hit].sum())
+        self.rows += int(np.count_nonzero(rows_hit))
+        for r in np.flatnonzero(rows_hit)[: max_examples - len(self.examples)]:
+            positions: tuple[int, ...] = ()
+            if self.rule.per == "token":
+                lo, hi = b.offsets[r], b.offsets[r + 1]
+                positions = tuple(int(p) for p in np.flatnonzero(mask[lo:hi])[:MAX_POSITIONS])
+            self.examples.append((b.row_start + int(r), positions))
+
+    def _add_batch(self, b: Batch, hit: bool, max_examples: int) -> None:
+        if b.is_training_batch:
+            if hit:
+                self.batches += 1
+                self.rows += b.n_rows
+                self.tokens += b.n_tokens
+                room = max_examples - len(self.examples)
+                self.examples += [(b.row_start + r, ()) for r in range(min(room, b.n_rows))]
+        else:
+            # A dataset has no batches yet: the rule judges the source as a whole.
+            self.every_chunk_hit &= hit
+            room = max_examples - len(self.examples)
+            self.examples += [(b.row_start + r, ()) for r in range(min(room, b.n_rows))]
+
+    def finding(self, source: str, totals: Mapping[str, Any], facts: Facts) -> Finding | None:
+        if self.rule.per == "batch" and not totals["is_training_batch"]:
+            if not (self.applied_chunks and self.every_chunk_hit):
+                return None
+            self.rows, self.tokens, self.batches = totals["total_rows"], totals["total_tokens"], 1
+        if self.rows == 0:
+            return None
+        values = {k: v["value"] for k, v in facts.describe().items()}
+        values |= dict(self.options) | dict(totals)
+        values |= {"rows": f"{self.rows:,}", "tokens": f"{self.tokens:,}",
+                   "batches": f"{self.batches:,}",
+                   "pct": f"{100 * self.rows / max(totals['total_rows'], 1):.1f}"}
+        message = self.rule.message
+        text = message(values) if callable(message) else message.format(**values)
+        return Finding(
+            code=self.rule.code,
+            name=self.rule.name,
+            severity=self.rule.severity,
+            message=text,
+            source=source,
+            rows=tuple(r for r, _ in self.examples),
+            positions=tuple(p for _, p in self.examples),
+            count_rows=self.rows,
+            count_tokens=self.tokens,
+            total_rows=totals["total_rows"],
+            total_tokens=totals["total_tokens"],
+            fix=self.rule.fix.format(**values),
+            doc=f"rules/{self.rule.page}",
+        )
+
+
+def run(
+    chunks: Iterable[Chunk],
+    *,
+    source: str,
+    facts: Facts,
+    rules: list[Rule],
+    options: Mapping[str, Mapping[str, Any]],
+    training_batches: bool = False,
+    max_examples: int = 5,
+) -> SourceResult:
+    """Check one source: infer the missing facts, run every rule on every chunk, merge."""
+    stream = iter(chunks)
+    buffered, sample = _sample(stream)
+    facts = infer_facts(Batch.from_columns(sample, facts))
+    tallies = [_Tally(r, options.get(r.code, r.options)) for r in rules]
+    row_start = tokens = n_chunks = 0
+
+    def all_chunks() -> Iterator[Chunk]:
+        yield from buffered
+        buffered.clear()
+        yield from stream
+
+    for chunk in all_chunks():
+        b = Batch.from_columns(chunk, facts, row_start=row_start,
+                               is_training_batch=training_batches)
+        for tally in tallies:
+            missing = [req for req in tally.rule.requires if _missing(b, req)]
+            if missing:
+                tally.skip_reason = tally.skip_reason or REQUIREMENTS[missing[0]]
+                continue
+            result = tally.rule.func(b, **tally.options)
+            if isinstance(result, Skip):
+                tally.skip_reason = tally.skip_reason or result.reason
+                continue
+            tally.add(b, result, max_examples)
+        row_start += b.n_rows
+        tokens += b.n_tokens
+        n_chunks += 1
+
+    if row_start == 0:
+        raise LabelLintError(f"no rows to check: {source} is empty")
+    totals = {"total_rows": row_start, "total_tokens": tokens, "total_batches": n_chunks,
+              "is_training_batch": training_batches}
+    findings = [f for t in tallies if (f := t.finding(source, totals, facts)) is not None]
+    skipped = {t.rule.code: t.skip_reason for t in tallies
+               if t.applied_chunks == 0 and t.skip_reason}
+    return SourceResult(source=source, facts=facts, findings=findings, skipped=skipped,
+                        rows=row_start, tokens=tokens,
+                        batches=n_chunks if training_batches else None)

@@ -1,0 +1,161 @@
+"""Rule, the @rule decorator, and select/ignore resolution.
+
+A rule is a small pure predicate over a Batch. It returns a token mask, a row mask or one bool
+(as its `per` declares), or `skip(reason)` when it does not apply to this data. What a rule
+needs (a labels column, an EOS id) is declared in `requires`, so the engine can report a skipped
+rule with the reason instead of calling it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from .errors import LabelLintError
+
+SEVERITIES = ("error", "warning")
+SCOPES = ("token", "row", "batch")
+CODE = re.compile(r"^LL\d{3}$")
+NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+# What a rule may require, and the reason given when the data lacks it.
+REQUIREMENTS = {
+    "labels": "no labels column",
+    "attention_mask": "no attention_mask column",
+    "position_ids": "no position_ids column",
+    "padding": "padding is unknown: no attention_mask and no pad id",
+    "pad_id": "needs the pad id: pass a tokenizer or pad_id=",
+    "bos_id": "needs the BOS id: pass a tokenizer or bos_id=",
+    "eos_id": "needs the EOS id: pass a tokenizer or eos_id=",
+    "vocab_size": "needs the vocabulary size: pass a tokenizer, a model or vocab_size=",
+    "max_length": "needs the maximum length: pass max_length=",
+}
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A rule's answer when it does not apply; the report lists it as skipped, never clean."""
+
+    reason: str
+
+
+def skip(reason: str) -> Skip:
+    return Skip(reason)
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    severity: str
+    per: str
+    message: str | Callable[[Mapping[str, Any]], str]
+    fix: str
+    func: Callable[..., Any]
+    requires: tuple[str, ...]
+    options: Mapping[str, Any]
+
+    @property
+    def summary(self) -> str:
+        return (inspect.getdoc(self.func) or "").splitlines()[0]
+
+    @property
+    def page(self) -> str:
+        """The rule page's file name in `rules/`."""
+        return f"{self.code}-{self.name}.md"
+
+    def matches(self, selector: str) -> bool:
+        return selector == self.name or self.code.startswith(selector)
+
+
+_REGISTRY: dict[str, Rule] = {}
+
+
+def rule(
+    code: str,
+    name: str,
+    *,
+    severity: str,
+    per: str,
+    message: str | Callable[[Mapping[str, Any]], str],
+    fix: str,
+    requires: Iterable[str] = (),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a rule. Options are the predicate's keyword-only parameters with defaults."""
+    if not CODE.match(code) or not NAME.match(name):
+        raise ValueError(f"rule code {code!r} / name {name!r} do not follow LL000 / kebab-case")
+    if severity not in SEVERITIES or per not in SCOPES:
+        raise ValueError(f"{code}: severity {severity!r} or per {per!r} is not known")
+    unknown = set(requires) - set(REQUIREMENTS)
+    if unknown:
+        raise ValueError(f"{code}: unknown requirements {sorted(unknown)}")
+
+    def register(func: Callable[..., Any]) -> Callable[..., Any]:
+        if code in _REGISTRY or any(r.name == name for r in _REGISTRY.values()):
+            raise ValueError(f"rule {code} {name} is registered twice")
+        params = inspect.signature(func).parameters.values()
+        options = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+        _REGISTRY[code] = Rule(code, name, severity, per, message, fix, func,
+                               tuple(requires), options)
+        return func
+
+    return register
+
+
+def all_rules() -> list[Rule]:
+    """Every registered rule, in code order."""
+    from . import rules  # noqa: F401  (registers the built-in rules)
+
+    return sorted(_REGISTRY.values(), key=lambda r: r.code)
+
+
+def get_rule(code_or_name: str) -> Rule:
+    for r in all_rules():
+        if code_or_name in (r.code, r.name) or code_or_name.upper() == r.code:
+            return r
+    raise LabelLintError(f"no rule {code_or_name!r}; `labellint rules` lists them")
+
+
+def _check_selectors(selectors: Iterable[str], rules: list[Rule]) -> list[str]:
+    selectors = [s.strip() for s in selectors if s.strip()]
+    for s in selectors:
+        if s.upper() == "ALL":
+            continue
+        if not any(r.matches(s) or r.matches(s.upper()) for r in rules):
+            raise LabelLintError(f"unknown rule selector {s!r}: not a code, code prefix or name")
+    return selectors
+
+
+def select_rules(
+    select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+) -> list[Rule]:
+    """Rules matched by `select` (default: all) and by no `ignore` entry.
+
+    A selector is a code (`LL103`), a code prefix (`LL1`), a name (`labels-on-padding`) or `ALL`.
+    """
+    rules = all_rules()
+    chosen = _check_selectors(select if select is not None else ["ALL"], rules)
+    dropped = _check_selectors(ignore or [], rules)
+
+    def hit(r: Rule, selectors: list[str]) -> bool:
+        return any(s.upper() == "ALL" or r.matches(s) or r.matches(s.upper()) for s in selectors)
+
+    return [r for r in rules if hit(r, chosen) and not hit(r, dropped)]
+
+
+def resolve_options(
+    rules: list[Rule], options: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """Per-rule option values keyed by code, from a mapping keyed by code or name."""
+    resolved = {r.code: dict(r.options) for r in rules}
+    for key, values in (options or {}).items():
+        r = get_rule(key)
+        for opt, value in values.items():
+            if opt not in r.options:
+                known = ", ".join(r.options) or "none"
+                raise LabelLintError(f"{r.code} has no option {opt!r} (options: {known})")
+            if r.code in resolved:
+                resolved[r.code][opt] = value
+    return resolved

@@ -1,0 +1,209 @@
+"""Finding and Report, and their text, JSON and GitHub renderings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from rich.text import Text
+
+from .errors import LabelLintError
+from .facts import Facts
+
+JSON_VERSION = 1
+FAIL_ON = ("warning", "error")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's result on one source: counts, the first few rows, and the fix."""
+
+    code: str
+    name: str
+    severity: str
+    message: str
+    source: str
+    rows: tuple[int, ...]
+    positions: tuple[tuple[int, ...], ...]
+    count_rows: int
+    count_tokens: int
+    total_rows: int
+    total_tokens: int
+    fix: str
+    doc: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity,
+            "message": self.message,
+            "source": self.source,
+            "rows": list(self.rows),
+            "positions": [list(p) for p in self.positions],
+            "count_rows": self.count_rows,
+            "count_tokens": self.count_tokens,
+            "total_rows": self.total_rows,
+            "total_tokens": self.total_tokens,
+            "fix": self.fix,
+            "doc": self.doc,
+        }
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """What checking one source found, with the facts it was checked under."""
+
+    source: str
+    facts: Facts
+    findings: list[Finding]
+    skipped: dict[str, str]
+    rows: int
+    tokens: int
+    batches: int | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every finding of one check, over one or more sources."""
+
+    sources: list[SourceResult] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for s in self.sources for f in s.findings]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when no finding has error severity."""
+        return not self.errors
+
+    @property
+    def facts(self) -> dict[str, Facts]:
+        return {s.source: s.facts for s in self.sources}
+
+    def failed(self, fail_on: str = "warning") -> bool:
+        """Whether a finding reaches `fail_on` severity ("warning": any finding)."""
+        if fail_on not in FAIL_ON:
+            raise LabelLintError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
+        return bool(self.errors if fail_on == "error" else self.findings)
+
+    def raise_for_errors(self, fail_on: str = "error") -> None:
+        """Raise LabelLintError, carrying the text report, if a finding reaches `fail_on`."""
+        if self.failed(fail_on):
+            raise LabelLintError(str(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": JSON_VERSION,
+            "findings": [f.to_dict() for f in self.findings],
+            "facts": {s.source: s.facts.describe() for s in self.sources},
+            "summary": {
+                "errors": len(self.errors),
+                "warnings": len(self.warnings),
+                "rows": sum(s.rows for s in self.sources),
+                "tokens": sum(s.tokens for s in self.sources),
+                "sources": {
+                    s.source: {"rows": s.rows, "tokens": s.tokens, "batches": s.batches,
+                               "skipped": dict(s.skipped)}
+                    for s in self.sources
+                },
+            },
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def render(self, *, details: bool = True) -> Text:
+        """The text report as rich Text: coloured on a terminal, plain when printed as str."""
+        return render_text(self, details=details)
+
+    def __str__(self) -> str:
+        return self.render().plain
+
+    def __rich__(self) -> Text:
+        return self.render()
+
+
+def _count(n: int) -> str:
+    for size, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _ranges(positions: Iterable[int]) -> str:
+    """1,2,3,7 -> '1-3,7'."""
+    out: list[str] = []
+    for p in positions:
+        if out and p == end + 1:
+            start_text = out[-1].split("-")[0]
+            out[-1] = f"{start_text}-{p}"
+        else:
+            out.append(str(p))
+        end = p
+    return ",".join(out)
+
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
+
+
+def render_text(report: Report, *, details: bool = True) -> Text:
+    text = Text()
+    for f in report.findings:
+        where = f"{f.source}[{f.rows[0]}]" if f.rows else f.source
+        text.append(f"{where}: ", style="bold")
+        text.append(f.code, style=SEVERITY_STYLE[f.severity])
+        text.append(f" {f.message} ")
+        text.append(f"[{f.name}]", style="dim")
+        text.append("\n")
+        if f.rows:
+            shown = [f"{r} @{_ranges(p)}" if p else str(r) for r, p in zip(f.rows, f.positions)]
+            more = f.count_rows - len(f.rows)
+            text.append("  rows: " + ", ".join(shown) + (f" (+{more:,} more)" if more else ""))
+            text.append("\n")
+        text.append("  help: ", style="cyan")
+        text.append(f.fix + "\n")
+    if details:
+        for s in report.sources:
+            known = [f"{k} {v['value']} ({v['from']})" for k, v in s.facts.describe().items()
+                     if v["value"] not in (None, [])]
+            text.append(f"facts for {s.source}: " + ", ".join(known) + "\n", style="dim")
+            if s.skipped:
+                skipped = "; ".join(f"{c} ({why})" for c, why in s.skipped.items())
+                text.append(f"skipped for {s.source}: {skipped}\n", style="dim")
+    rows = sum(s.rows for s in report.sources)
+    tokens = sum(s.tokens for s in report.sources)
+    scope = f"{rows:,} rows ({_count(tokens)} tokens)"
+    if report.findings:
+        n_err, n_warn = len(report.errors), len(report.warnings)
+        first = report.findings[0].code
+        text.append(
+            f"Found {len(report.findings)} problem{'s' * (len(report.findings) != 1)} "
+            f"({n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)}) "
+            f"in {scope}. `labellint rule {first}` explains.",
+            style="bold",
+        )
+    else:
+        text.append(f"All checks passed on {scope}.", style="bold green")
+    return text
+
+
+def render_github(report: Report) -> str:
+    """GitHub Actions workflow commands, one annotation per finding."""
+    lines = []
+    for f in report.findings:
+        level = "error" if f.severity == "error" else "warning"
+        rows = ", ".join(map(str, f.rows))
+        body = f"{f.message}. Rows: {rows}. Fix: {f.fix}".replace("%", "%25").replace("\n", "%0A")
+        lines.append(f"::{level} title={f.code} {f.name} ({f.source})::{body}")
+    return "\n".join(lines)

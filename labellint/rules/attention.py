@@ -1,0 +1,39 @@
+"""LL2xx: attention that hides what the model must see."""
+
+import numpy as np
+
+from ..batch import Batch
+from ..registry import rule
+
+
+@rule(
+    "LL201", "attention-masked-target", severity="error", per="token",
+    requires=("labels", "attention_mask"),
+    message="{rows} rows have attention_mask == 0 on content the loss depends on "
+            "({tokens} tokens)",
+    fix="keep attention_mask == 1 on every real token and mask the prompt out of the loss "
+        "with labels = {ignore_index} instead",
+)
+def attention_masked_target(b: Batch):
+    """attention_mask is 0 on a supervised token, or on content before one."""
+    hidden = ~b.attended & ~b.is_pad
+    pos = np.where(b.supervised, b.position_in_row, -1)
+    last_supervised = b.at_rows(b.segment(np.maximum, pos, -1))
+    return hidden & (b.supervised | (b.position_in_row < last_supervised))
+
+
+@rule(
+    "LL202", "left-padded-training", severity="warning", per="row",
+    requires=("labels", "attention_mask"),
+    message="{rows} training rows are padded on the left",
+    fix="pad training batches on the right (tokenizer.padding_side = 'right'); left padding "
+        "is for generation",
+)
+def left_padded_training(b: Batch):
+    """Training rows padded on the left, which shifts positions for models that ignore the mask."""
+    first = b.starts
+    has_real = b.real_lengths > 0
+    starts_with_pad = np.zeros(b.n_rows, dtype=bool)
+    nonempty = b.lengths > 0
+    starts_with_pad[nonempty] = b.is_pad[first[nonempty]]
+    return starts_with_pad & has_real

@@ -1,0 +1,74 @@
+"""LL1xx: labels that give no signal, or a wrong one."""
+
+
+from ..batch import Batch
+from ..registry import rule
+
+
+@rule(
+    "LL101", "fully-masked-row", severity="warning", per="row", requires=("labels",),
+    message="{rows} rows have no supervised target ({tokens} tokens of compute with no signal)",
+    fix="drop rows whose labels are all {ignore_index}, or fix the masking or truncation that "
+        "removed their answer",
+)
+def fully_masked_row(b: Batch):
+    """A row whose labels are all ignore_index: it costs compute and teaches nothing."""
+    return b.row_sum(b.targets) == 0
+
+
+def _fully_masked_batch_message(t):
+    if t["is_training_batch"]:
+        return (f"{t['batches']} of {t['total_batches']} batches have no supervised target: "
+                "their mean loss is NaN (or 0)")
+    return (f"no row of the {t['total_rows']} has a supervised target: the mean loss is NaN "
+            "(or 0) on every batch")
+
+
+@rule(
+    "LL102", "fully-masked-batch", severity="error", per="batch", requires=("labels",),
+    message=_fully_masked_batch_message,
+    fix="check the prompt/response masking (a response template that never matches masks "
+        "everything); sample batches so that each holds supervised tokens",
+)
+def fully_masked_batch(b: Batch):
+    """A batch, or a whole dataset, with no supervised label: the mean loss is NaN or zero."""
+    return not b.targets.any()
+
+
+@rule(
+    "LL103", "labels-on-padding", severity="error", per="token", requires=("labels", "padding"),
+    message="{rows} rows put a label on padding ({tokens} tokens)",
+    fix="set labels to {ignore_index} wherever attention_mask == 0 (DataCollatorForSeq2Seq "
+        "pads labels with -100; tokenizer.pad() on labels pads them with the pad id)",
+)
+def labels_on_padding(b: Batch):
+    """Padding positions carry a label, so the loss trains the model to emit padding."""
+    return b.is_pad & b.supervised
+
+
+@rule(
+    "LL104", "invalid-label", severity="error", per="token", requires=("labels",),
+    message="{tokens} labels in {rows} rows are neither {ignore_index} nor a token id "
+            "below the vocabulary size",
+    fix="mark positions without a target with ignore_index={ignore_index} (not -1 or the pad "
+        "id), or set ignore_index to what the loss uses; resize the embeddings for new tokens",
+)
+def invalid_label(b: Batch):
+    """A negative label other than ignore_index, or a label past the vocabulary."""
+    bad = b.supervised & (b.labels < 0)
+    if b.facts.vocab_size is not None:
+        bad |= b.labels >= b.facts.vocab_size
+    return bad
+
+
+@rule(
+    "LL105", "few-supervised-tokens", severity="warning", per="row", requires=("labels",),
+    message="{rows} rows have fewer than {min_tokens} supervised targets",
+    fix="check for answers truncated or masked away; raise max_length or drop such rows",
+)
+def few_supervised_tokens(b: Batch, *, min_tokens: int = 2):
+    """Rows with only a token or two of supervision: usually an answer cut or masked away."""
+    n = b.row_sum(b.targets)
+    return (n > 0) & (n < min_tokens)
+
+

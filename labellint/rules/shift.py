@@ -1,0 +1,64 @@
+"""LL3xx: labels aligned with the wrong token."""
+
+import numpy as np
+
+from ..batch import Batch
+from ..registry import rule, skip
+
+# A row is judged shifted one way or the other only on this much evidence.
+MIN_MATCHES = 2
+SHARE = 0.8
+
+
+def _matches(b: Batch):
+    """Per row: supervised labels equal to input_ids at the same position, and at the next."""
+    same = b.row_sum(b.supervised & (b.labels == b.input_ids))
+    nxt = b.row_sum(b.supervised & b.has_next & (b.labels == b.next_ids))
+    return same, nxt
+
+
+@rule(
+    "LL301", "double-shifted-labels", severity="error", per="row", requires=("labels",),
+    message="{rows} rows have labels already shifted by one (labels[t] == input_ids[t+1]) "
+            "for a model that shifts them again",
+    fix="give labels aligned with input_ids (labels = input_ids with {ignore_index} on masked "
+        "positions); Hugging Face models shift inside the loss. If your loss does not shift, "
+        "pass label_shift='dataset'",
+)
+def double_shifted_labels(b: Batch):
+    """Labels shifted by hand for a model that shifts them again: next-next-token training."""
+    if b.facts.label_shift != "model":
+        return skip("applies to label_shift='model'")
+    same, nxt = _matches(b)
+    candidates = b.row_sum(b.supervised & b.has_next)
+    return (nxt >= MIN_MATCHES) & (nxt >= SHARE * candidates) & (nxt > same)
+
+
+@rule(
+    "LL302", "unshifted-labels", severity="error", per="row", requires=("labels",),
+    message="{rows} rows have labels equal to input_ids at the same position, but the loss "
+            "does not shift them (label_shift='dataset')",
+    fix="shift labels left by one (labels[t] = input_ids[t+1]) for a loss that does not "
+        "shift, or pass label_shift='model' if the model shifts them",
+)
+def unshifted_labels(b: Batch):
+    """With already-shifted labels expected, labels equal input_ids: the model learns to copy."""
+    if b.facts.label_shift != "dataset":
+        return skip("applies to label_shift='dataset'")
+    same, nxt = _matches(b)
+    candidates = b.row_sum(b.supervised)
+    return (same >= MIN_MATCHES) & (same >= SHARE * candidates) & (same > nxt)
+
+
+@rule(
+    "LL303", "label-input-mismatch", severity="warning", per="token", requires=("labels",),
+    message="{tokens} supervised labels in {rows} rows match input_ids under neither "
+            "alignment",
+    fix="build labels from the same tokenization as input_ids (copy input_ids, then mask); "
+        "labels from another tokenizer or another row train the wrong targets",
+)
+def label_input_mismatch(b: Batch):
+    """Supervised labels equal to neither input_ids[t] nor input_ids[t+1]."""
+    aligned = b.labels == b.input_ids
+    shifted = b.has_next & (b.labels == b.next_ids)
+    return b.supervised & (b.labels >= 0) & ~aligned & ~shifted

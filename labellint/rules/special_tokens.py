@@ -1,0 +1,119 @@
+"""LL4xx: BOS, EOS and token ids as the model will see them."""
+
+import numpy as np
+
+from ..batch import Batch
+from ..registry import rule, skip
+
+
+def _edge_ids(b: Batch, index: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """input_ids at `index + offset` per row, and where that position is a real token."""
+    pos = index + offset
+    ok = (index >= 0) & (pos >= b.starts) & (pos < b.offsets[1:])
+    ids = np.full(b.n_rows, -1, dtype=np.int64)
+    ids[ok] = b.input_ids[pos[ok]]
+    ok[ok] &= b.real[pos[ok]]
+    return ids, ok
+
+
+@rule(
+    "LL401", "duplicate-bos", severity="error", per="row", requires=("bos_id",),
+    message="{rows} rows start with BOS twice",
+    fix="tokenize chat-template text with add_special_tokens=False (the template already "
+        "writes BOS), or apply the template with tokenize=True",
+)
+def duplicate_bos(b: Batch):
+    """A row starting with BOS twice: template text tokenized again with special tokens."""
+    bos = b.facts.bos_id
+    first, ok1 = _edge_ids(b, b.first_real_index)
+    second, ok2 = _edge_ids(b, b.first_real_index, 1)
+    return ok1 & ok2 & (first == bos) & (second == bos)
+
+
+@rule(
+    "LL402", "missing-bos", severity="warning", per="row", requires=("bos_id",),
+    message="{rows} rows do not start with BOS, which the tokenizer adds",
+    fix="tokenize with add_special_tokens=True, or use a chat template that writes BOS",
+)
+def missing_bos(b: Batch):
+    """Rows without BOS where the tokenizer adds one: the model sees an unfamiliar start."""
+    if not b.facts.add_bos:
+        return skip("the tokenizer is not known to add BOS")
+    first, ok = _edge_ids(b, b.first_real_index)
+    return ok & (first != b.facts.bos_id)
+
+
+@rule(
+    "LL403", "eos-never-supervised", severity="error", per="row", requires=("labels", "eos_id"),
+    message="{rows} rows contain EOS but never train on it: the model does not learn to stop",
+    fix="keep the label on the final EOS; with pad_token == eos_token, mask padding by "
+        "attention_mask (or give the tokenizer a distinct pad token) instead of by id",
+)
+def eos_never_supervised(b: Batch):
+    """Rows whose EOS is in the input but never a label (e.g. masked with the padding by id)."""
+    stop_labels = np.zeros(b.n_tokens, dtype=bool)
+    for token in b.facts.stop_ids:
+        stop_labels |= b.labels == token
+    has_eos = b.row_any(b.is_stop & b.real)
+    return has_eos & b.row_any(b.targets) & ~b.row_any(stop_labels & b.supervised)
+
+
+def _at_max_length(b: Batch) -> np.ndarray:
+    if b.facts.max_length is None:
+        return np.zeros(b.n_rows, dtype=bool)
+    return b.real_lengths >= b.facts.max_length
+
+
+def _ends_with_stop(b: Batch) -> np.ndarray:
+    """The last real token, or the one before it (a template's trailing newline), is a stop."""
+    last = b.last_real_index
+    out = np.zeros(b.n_rows, dtype=bool)
+    for offset in (0, -1):
+        ids, ok = _edge_ids(b, last, offset)
+        out |= ok & np.isin(ids, b.facts.stop_ids)
+    return out
+
+
+@rule(
+    "LL404", "missing-eos", severity="warning", per="row", requires=("eos_id",),
+    message="{rows} rows do not end with EOS before their padding",
+    fix="append tokenizer.eos_token to each example (many tokenizers do not add it)",
+)
+def missing_eos(b: Batch):
+    """Sequences that do not end with EOS: the model never sees where an answer ends."""
+    return (b.real_lengths > 0) & ~_ends_with_stop(b) & ~_at_max_length(b)
+
+
+@rule(
+    "LL405", "token-out-of-vocab", severity="error", per="token",
+    message="{tokens} input ids in {rows} rows are negative or not below the vocabulary "
+            "size ({vocab_size})",
+    fix="call model.resize_token_embeddings(len(tokenizer)) after adding tokens; never pad "
+        "input_ids with {ignore_index}",
+)
+def token_out_of_vocab(b: Batch):
+    """An input id past the embedding table (or negative): a crash or a silent wrong lookup."""
+    bad = b.input_ids < 0
+    if b.facts.vocab_size is not None:
+        bad |= b.input_ids >= b.facts.vocab_size
+    return bad
+
+
+@rule(
+    "LL409", "truncated-target", severity="warning", per="row",
+    requires=("labels", "eos_id", "max_length"),
+    message="{rows} rows fill max_length={max_length} with supervision running to the last "
+            "token and no EOS: their answers were cut off",
+    fix="raise max_length, truncate the prompt instead of the answer, or drop such rows",
+)
+def truncated_target(b: Batch):
+    """Rows cut at max_length mid-answer: the model learns answers that stop without an end."""
+    last = b.last_real_index
+    ok = last >= 0
+    reaches_end = np.zeros(b.n_rows, dtype=bool)
+    reaches_end[ok] = b.supervised[last[ok]]
+    if b.facts.label_shift == "dataset":
+        prev_ok = ok & (last - 1 >= b.starts)
+        reaches_end[prev_ok] |= b.supervised[last[prev_ok] - 1]
+    has_prompt = b.row_any(b.real & ~b.supervised)
+    return _at_max_length(b) & reaches_end & has_prompt & ~_ends_with_stop(b)

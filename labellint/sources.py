@@ -1,0 +1,382 @@
+"""Read batches, DataLoaders, datasets and files as a stream of ragged column chunks.
+
+Every input form becomes `Source`s: a name, an iterator of chunks ({column: (flat, offsets)}),
+and whether each chunk is one training batch exactly as the model receives it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from .batch import COLUMNS, Ragged
+from .errors import LabelLintError
+
+CHUNK_ROWS = 8192
+Chunk = dict[str, Ragged]
+
+
+@dataclass
+class Source:
+    name: str
+    chunks: Iterator[Chunk]
+    training_batches: bool
+
+
+# -- columns ----------------------------------------------------------------------------------
+
+
+def _kind(values: np.ndarray) -> str:
+    return {"f": "floating-point", "U": "string", "S": "bytes", "O": "object (None or mixed)",
+            "b": "boolean", "c": "complex"}.get(values.dtype.kind, str(values.dtype))
+
+
+def _validated(values: np.ndarray, name: str) -> np.ndarray:
+    """Integer token columns; a 0/1 attention_mask may also be bool or float."""
+    kind = values.dtype.kind
+    if values.size == 0 and kind not in "iu":
+        return values.astype(np.int64)
+    if kind in "iu":
+        return values.astype(np.int64) if kind == "u" and name == "labels" else values
+    if name == "attention_mask" and kind == "b":
+        return values
+    if name == "attention_mask" and kind == "f" and np.isin(values, (0.0, 1.0)).all():
+        return values != 0
+    raise LabelLintError(f"{name} holds {_kind(values)} values; it must hold integer token ids"
+                         if name != "attention_mask" else
+                         f"attention_mask holds {_kind(values)} values; it must hold 0 and 1")
+
+
+def _plain(value: Any) -> Any:
+    """numpy for torch tensors and numpy arrays; anything else as it is."""
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu()
+        return value.float().numpy() if value.is_floating_point() else value.numpy()
+    return value
+
+
+def _is_scalar(x: Any) -> bool:
+    return isinstance(x, (int, float, bool, np.number, np.bool_))
+
+
+def arrow_to_ragged(array: pa.Array | pa.ChunkedArray, name: str) -> Ragged:
+    """A list<int> Arrow column as flat values + offsets, without a Python object per row."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
+    t = array.type
+    if pa.types.is_fixed_size_list(t):
+        values = array.flatten()
+        offsets = np.arange(len(array) + 1, dtype=np.int64) * t.list_size
+    elif pa.types.is_list(t) or pa.types.is_large_list(t):
+        if array.null_count:
+            raise LabelLintError(f"{name} has {array.null_count} null rows")
+        raw = np.asarray(array.offsets, dtype=np.int64)
+        values = array.values.slice(raw[0], raw[-1] - raw[0])
+        offsets = raw - raw[0]
+    else:
+        raise LabelLintError(f"{name} holds {t} values, not lists of token ids")
+    vt = values.type
+    if not (pa.types.is_integer(vt) or pa.types.is_boolean(vt) or pa.types.is_floating(vt)):
+        raise LabelLintError(f"{name} holds lists of {vt}; it must hold integer token ids")
+    if values.null_count:
+        raise LabelLintError(f"{name} has {values.null_count} null values inside its rows")
+    return _validated(values.to_numpy(zero_copy_only=False), name), offsets
+
+
+def to_ragged(value: Any, name: str) -> Ragged:
+    """One column of a batch (lists, numpy, torch, Arrow; rectangular or ragged) as ragged."""
+    if isinstance(value, (pa.Array, pa.ChunkedArray)):
+        return arrow_to_ragged(value, name)
+    value = _plain(value)
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        if value.ndim == 2:
+            rows, width = value.shape
+            return (_validated(value.reshape(-1), name),
+                    np.arange(rows + 1, dtype=np.int64) * width)
+        if value.ndim == 1:
+            return _validated(value, name), np.array([0, value.size], dtype=np.int64)
+        raise LabelLintError(
+            f"{name} has {value.ndim} dimensions; labellint reads one sequence per row "
+            "(a 2-D batch or a list of rows)")
+    seq = list(value) if not isinstance(value, (str, bytes)) else None
+    if seq is None:
+        raise LabelLintError(f"{name} is a string, not a list of token ids")
+    if not seq:
+        return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    if all(_is_scalar(x) for x in seq):
+        return _validated(np.asarray(seq), name), np.array([0, len(seq)], dtype=np.int64)
+    try:  # rectangular lists convert in one call
+        rect = np.asarray(seq)
+    except ValueError:
+        rect = None
+    if rect is not None and rect.dtype != object and rect.ndim != 1:
+        return to_ragged(rect, name)
+    rows = []
+    for i, row in enumerate(seq):
+        row = np.asarray(_plain(row)) if row is not None else np.asarray([None])
+        if row.ndim != 1:
+            raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
+        rows.append(row)
+    lengths = np.fromiter((r.size for r in rows), dtype=np.int64, count=len(rows))
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    nonempty = [r for r in rows if r.size]
+    flat = np.concatenate(nonempty) if nonempty else np.zeros(0, dtype=np.int64)
+    return _validated(flat, name), offsets
+
+
+def _names(columns: Mapping[str, str] | None) -> dict[str, str]:
+    """Our column name -> the source's column name."""
+    names = {c: c for c in COLUMNS}
+    for ours, theirs in (columns or {}).items():
+        if ours not in names:
+            raise LabelLintError(f"unknown column {ours!r}; labellint reads {', '.join(COLUMNS)}")
+        names[ours] = theirs
+    return names
+
+
+def _require_input_ids(keys: Iterable[str], names: Mapping[str, str], what: str) -> None:
+    keys = list(keys)
+    if names["input_ids"] not in keys:
+        found = ", ".join(map(repr, keys)) or "none"
+        raise LabelLintError(f"{what} has no {names['input_ids']!r} column (found: {found})")
+
+
+def _check_rows(chunk: Chunk, names: Mapping[str, str]) -> Chunk:
+    n = len(chunk["input_ids"][1]) - 1
+    for ours, (_, offsets) in chunk.items():
+        if len(offsets) - 1 != n:
+            raise LabelLintError(f"{names[ours]} has {len(offsets) - 1} rows but "
+                                 f"{names['input_ids']} has {n}")
+    return chunk
+
+
+def batch_to_chunk(batch: Mapping[str, Any], names: Mapping[str, str]) -> Chunk:
+    """A dict batch (a collator's output, a BatchEncoding) as one chunk."""
+    _require_input_ids(batch.keys(), names, "the batch")
+    chunk = {ours: to_ragged(batch[theirs], theirs)
+             for ours, theirs in names.items() if theirs in batch}
+    return _check_rows(chunk, names)
+
+
+def rows_to_chunk(rows: list[Mapping[str, Any]], names: Mapping[str, str], first: int) -> Chunk:
+    """Row dicts as one chunk; every row must have the columns the first one has."""
+    present = [ours for ours, theirs in names.items() if theirs in rows[0]]
+    chunk = {}
+    for ours in present:
+        theirs = names[ours]
+        try:
+            values = [row[theirs] for row in rows]
+        except (KeyError, TypeError):
+            bad = next(i for i, row in enumerate(rows) if not isinstance(row, Mapping)
+                       or theirs not in row)
+            raise LabelLintError(f"row {first + bad} has no {theirs!r}, which row "
+                                 f"{first} has") from None
+        chunk[ours] = to_ragged(values, theirs)
+    return _check_rows(chunk, names)
+
+
+def table_to_chunk(table: pa.Table | pa.RecordBatch, names: Mapping[str, str],
+                   what: str) -> Chunk:
+    _require_input_ids(table.schema.names, names, what)
+    try:
+        return {ours: arrow_to_ragged(table.column(theirs), theirs)
+                for ours, theirs in names.items() if theirs in table.schema.names}
+    except LabelLintError as e:
+        raise LabelLintError(f"{what}: {e}") from None
+
+
+# -- in-memory sources ------------------------------------------------------------------------
+
+
+def _is_dataset(obj: Any) -> bool:
+    datasets = sys.modules.get("datasets")
+    return datasets is not None and isinstance(obj, datasets.Dataset)
+
+
+def _is_dataset_dict(obj: Any) -> bool:
+    datasets = sys.modules.get("datasets")
+    return datasets is not None and isinstance(obj, (datasets.DatasetDict,))
+
+
+def _is_row(item: Any, names: Mapping[str, str]) -> bool:
+    """A row dict holds one sequence per column; a batch dict holds several."""
+    if not isinstance(item, Mapping) or names["input_ids"] not in item:
+        return False
+    ids = _plain(item[names["input_ids"]])
+    if isinstance(ids, np.ndarray):
+        return ids.ndim == 1
+    try:
+        return len(ids) > 0 and _is_scalar(ids[0])
+    except TypeError:
+        return False
+
+
+def _chunked_rows(items: Iterator[Any], names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+    first = 0
+    while batch := list(itertools.islice(items, size)):
+        yield rows_to_chunk(batch, names, first)
+        first += len(batch)
+
+
+def _chunked_table(table: pa.Table, names: Mapping[str, str], size: int,
+                   what: str) -> Iterator[Chunk]:
+    for start in range(0, max(table.num_rows, 1), size):
+        yield table_to_chunk(table.slice(start, size), names, what)
+
+
+def _dataset_chunks(ds: Any, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+    _require_input_ids(ds.column_names, names, "the dataset")
+    wanted = [theirs for theirs in names.values() if theirs in ds.column_names]
+    # Arrow formatting hands out record batches without converting rows to Python.
+    for table in ds.select_columns(wanted).with_format("arrow").iter(batch_size=size):
+        yield table_to_chunk(table, names, "the dataset")
+
+
+def _batches(first: Any, rest: Iterator[Any], names: Mapping[str, str]) -> Iterator[Chunk]:
+    for i, batch in enumerate(itertools.chain([first], rest)):
+        if not isinstance(batch, Mapping):
+            raise LabelLintError(f"batch {i} is a {type(batch).__name__}, not a dict of columns")
+        yield batch_to_chunk(batch, names)
+
+
+def open_sources(
+    source: Any,
+    *,
+    columns: Mapping[str, str] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    name: str | None = None,
+) -> list[Source]:
+    """Turn whatever the user handed us into named chunk streams."""
+    names = _names(columns)
+    if isinstance(source, (str, os.PathLike)):
+        return open_path(Path(source), names, chunk_rows)
+    if _is_dataset_dict(source):
+        return [Source(f"{name or 'dataset'}[{split}]",
+                       _dataset_chunks(ds, names, chunk_rows), False)
+                for split, ds in source.items()]
+    if _is_dataset(source):
+        return [Source(name or "dataset", _dataset_chunks(source, names, chunk_rows), False)]
+    if isinstance(source, (pa.Table, pa.RecordBatch)):
+        table = pa.Table.from_batches([source]) if isinstance(source, pa.RecordBatch) else source
+        return [Source(name or "table", _chunked_table(table, names, chunk_rows, "the table"),
+                       False)]
+    if isinstance(source, Mapping):
+        if _is_row(source, names):
+            return [Source(name or "row", iter([batch_to_chunk(source, names)]), False)]
+        return [Source(name or "batch", iter([batch_to_chunk(source, names)]), True)]
+    if isinstance(source, (str, bytes)) or not isinstance(source, Iterable):
+        raise LabelLintError(
+            f"cannot check a {type(source).__name__}: pass a batch dict, a list of rows, "
+            "a datasets.Dataset, an iterable of batches (a DataLoader) or a path")
+    items = iter(source)
+    first = next(items, None)
+    if first is None:
+        raise LabelLintError("no rows to check: the source is empty")
+    if _is_row(first, names):
+        return [Source(name or "rows",
+                       _chunked_rows(itertools.chain([first], items), names, chunk_rows), False)]
+    return [Source(name or "batches", _batches(first, items, names), True)]
+
+
+# -- files ------------------------------------------------------------------------------------
+
+PARQUET = (".parquet", ".pq")
+ARROW = (".arrow", ".feather", ".ipc")
+JSONL = (".jsonl", ".json", ".ndjson")
+
+
+def _read_error(path: Path, error: Exception) -> LabelLintError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return LabelLintError(f"{path}: cannot read it ({reason})")
+
+
+def _guard(path: Path, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """Turn a reader's failure part-way through a file into one clear line."""
+    try:
+        yield from chunks
+    except LabelLintError as e:
+        raise LabelLintError(f"{path}: {e}") if not str(e).startswith(str(path)) else e
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise _read_error(path, e) from None
+
+
+def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path, memory_map=True) as f:
+        present = [t for t in names.values() if t in f.schema_arrow.names]
+        _require_input_ids(f.schema_arrow.names, names, str(path))
+        for batch in f.iter_batches(batch_size=size, columns=present):
+            yield table_to_chunk(batch, names, str(path))
+
+
+def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    source = pa.memory_map(str(path))
+    try:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
+    except pa.ArrowInvalid:
+        source.seek(0)
+        yield from pa.ipc.open_stream(source)
+
+
+def _arrow_chunks(files: list[Path], names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for path in files:
+        for batch in _ipc_batches(path):
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= size:
+                yield table_to_chunk(pa.Table.from_batches(pending), names, str(path))
+                pending, rows = [], 0
+    if pending:
+        yield table_to_chunk(pa.Table.from_batches(pending), names, str(files[-1]))
+
+
+def _jsonl_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+    import pyarrow.json as pj
+
+    table = pj.read_json(path)
+    yield from _chunked_table(table, names, size, str(path))
+
+
+def open_path(path: Path, names: Mapping[str, str], size: int) -> list[Source]:
+    """A file or folder: parquet, Arrow IPC, JSON lines, or a `save_to_disk` folder."""
+    if not path.exists():
+        raise LabelLintError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if (path / "dataset_dict.json").exists():
+            splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+            return [s for split in splits for s in open_path(path / split, names, size)]
+        if (path / "state.json").exists():
+            state = json.loads((path / "state.json").read_text())
+            files = [path / f["filename"] for f in state.get("_data_files", [])]
+            return [Source(str(path), _guard(path, _arrow_chunks(files, names, size)), False)]
+        shards = sorted(p for p in path.iterdir() if p.suffix in PARQUET + ARROW + JSONL)
+        if not shards:
+            raise LabelLintError(f"{path}: no dataset here (no save_to_disk state.json, "
+                                 "no parquet, arrow or jsonl files)")
+        return [s for shard in shards for s in open_path(shard, names, size)]
+    suffix = path.suffix.lower()
+    if suffix in PARQUET:
+        chunks = _parquet_chunks(path, names, size)
+    elif suffix in ARROW:
+        chunks = _arrow_chunks([path], names, size)
+    elif suffix in JSONL:
+        chunks = _jsonl_chunks(path, names, size)
+    else:
+        raise LabelLintError(f"{path}: unknown format {suffix or '(no suffix)'}; "
+                             "labellint reads parquet, arrow, feather, jsonl and save_to_disk "
+                             "folders")
+    return [Source(str(path), _guard(path, chunks), False)]

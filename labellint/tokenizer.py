@@ -1,0 +1,93 @@
+"""Facts read from a tokenizer or a model: ids, vocabulary size, whether BOS is added.
+
+transformers is imported only when a tokenizer or model is given as a path, so that
+`import labellint` and checks of plain files start fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import LabelLintError
+
+# Special tokens that end an assistant turn in common chat templates. The model must learn to
+# emit them as it learns EOS.
+END_OF_TURN = (
+    "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>",
+    "</s>", "<|end_of_text|>", "<|END_OF_TURN_TOKEN|>", "<|return|>",
+)
+PROBE = "labellint probe"
+
+
+def load_tokenizer(tokenizer: Any) -> Any:
+    """A transformers tokenizer from a loaded one or a local folder (never the hub)."""
+    if not isinstance(tokenizer, (str, Path)):
+        return tokenizer
+    path = Path(tokenizer)
+    if not path.exists():
+        raise LabelLintError(f"{path}: no such tokenizer folder")
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise LabelLintError("reading a tokenizer folder needs transformers: "
+                             "pip install 'labellint[hf]'") from None
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as e:  # transformers raises many types for a bad folder
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise LabelLintError(f"{path}: cannot load a tokenizer from it ({first})") from None
+
+
+def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
+    """pad/bos/eos ids, vocabulary size, end-of-turn ids, and whether encoding adds BOS.
+
+    Whether BOS is added is found by encoding a probe string, not read from flags:
+    `add_bos_token` can read False while the post-processor still adds BOS.
+    """
+    if tokenizer is None:
+        return {}
+    tok = load_tokenizer(tokenizer)
+    facts: dict[str, Any] = {
+        "pad_id": getattr(tok, "pad_token_id", None),
+        "bos_id": getattr(tok, "bos_token_id", None),
+        "eos_id": getattr(tok, "eos_token_id", None),
+    }
+    try:
+        facts["vocab_size"] = len(tok)
+    except TypeError:
+        facts["vocab_size"] = getattr(tok, "vocab_size", None)
+    if facts["bos_id"] is not None:
+        try:
+            ids = tok(PROBE)["input_ids"]
+            facts["add_bos"] = bool(ids) and ids[0] == facts["bos_id"]
+        except Exception:  # a tokenizer that cannot encode plain text tells us nothing here
+            pass
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    facts["end_of_turn_ids"] = tuple(
+        vocab[t] for t in END_OF_TURN if t in vocab and vocab[t] != facts["eos_id"]
+    )
+    return facts
+
+
+def model_facts(model: Any) -> dict[str, Any]:
+    """The embedding table's size, from a model, a config, or a local folder's config.json."""
+    if model is None:
+        return {}
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        config_file = path / "config.json" if path.is_dir() else path
+        try:
+            config = json.loads(config_file.read_text())
+        except (OSError, ValueError) as e:
+            raise LabelLintError(f"{config_file}: cannot read a model config ({e})") from None
+        config = config.get("text_config", config)
+        return {"vocab_size": config.get("vocab_size")}
+    embeddings = getattr(model, "get_input_embeddings", None)
+    if callable(embeddings) and embeddings() is not None:
+        return {"vocab_size": int(embeddings().weight.shape[0])}
+    config = getattr(model, "config", model)
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    return {"vocab_size": getattr(config, "vocab_size", None)}
