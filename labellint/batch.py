@@ -88,6 +88,16 @@ class Batch:
             length_mismatch=self.length_mismatch,
         )
 
+    def take_rows(self, keep: np.ndarray) -> Batch:
+        """The rows where `keep` is True, as a Batch of their own (for whole-batch rules)."""
+        tokens = self.at_rows(keep)
+        offsets = np.zeros(int(keep.sum()) + 1, dtype=np.int64)
+        np.cumsum(self.lengths[keep], out=offsets[1:])
+        columns = {name: getattr(self, name)[tokens] for name in COLUMNS[1:]
+                   if getattr(self, name) is not None}
+        return Batch(self.input_ids[tokens], offsets, facts=self.facts, row_start=self.row_start,
+                     is_training_batch=self.is_training_batch, **columns)
+
     # -- shape ---------------------------------------------------------------------------------
 
     @property
@@ -223,20 +233,30 @@ class Batch:
     # -- segment reductions --------------------------------------------------------------------
 
     def row_sum(self, mask: np.ndarray) -> np.ndarray:
-        """Per-row count of True (or sum of values), empty rows included."""
-        csum = np.zeros(self.n_tokens + 1, dtype=np.int64)
-        np.cumsum(mask, out=csum[1:])
-        return csum[self.offsets[1:]] - csum[self.offsets[:-1]]
+        """Per-row count of True (or sum of values); 0 for empty rows."""
+        out = np.zeros(self.n_rows, dtype=np.int64)
+        if self._nonempty_starts.size:
+            out[self._nonempty] = np.add.reduceat(mask, self._nonempty_starts, dtype=np.int64)
+        return out
 
     def row_any(self, mask: np.ndarray) -> np.ndarray:
         return self.row_sum(mask) > 0
 
+    @cached_property
+    def _nonempty(self) -> np.ndarray:
+        return self.lengths > 0
+
+    @cached_property
+    def _nonempty_starts(self) -> np.ndarray:
+        # reduceat over the starts of non-empty rows sums exactly each row: an empty row between
+        # two others adds nothing, and reduceat cannot express an empty segment itself.
+        return self.starts[self._nonempty]
+
     def segment(self, ufunc: np.ufunc, values: np.ndarray, empty) -> np.ndarray:
         """`ufunc.reduceat` per row, with `empty` for rows of no tokens."""
         out = np.full(self.n_rows, empty, dtype=values.dtype)
-        nonempty = self.lengths > 0
-        if nonempty.any():
-            out[nonempty] = ufunc.reduceat(values, self.starts[nonempty])
+        if self._nonempty_starts.size:
+            out[self._nonempty] = ufunc.reduceat(values, self._nonempty_starts)
         return out
 
     def at_rows(self, per_row: np.ndarray) -> np.ndarray:

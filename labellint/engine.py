@@ -51,6 +51,18 @@ def _missing(b: Batch, requirement: str) -> bool:
     return getattr(b.facts, requirement) is None
 
 
+def _view_for(rule: Rule, b: Batch) -> Batch:
+    """What a rule judges: a whole-batch rule sees only rows whose columns line up.
+
+    Token and row rules see every row and have mismatched rows masked out of their results, so
+    that their row numbers stay those of the batch. A whole-batch rule has no rows to mask: it
+    must not judge the neutral labels that stand in for a mismatched row's.
+    """
+    if rule.per != "batch" or not b.length_mismatch.any():
+        return b
+    return b.take_rows(~b.length_mismatch)
+
+
 @dataclass
 class _Tally:
     """One rule's findings so far in one source."""
@@ -167,7 +179,11 @@ def run(
             if missing:
                 tally.skip_reason = tally.skip_reason or REQUIREMENTS[missing[0]]
                 continue
-            result = tally.rule.func(b, **tally.options)
+            view = _view_for(tally.rule, b)
+            if view.n_rows == 0:
+                tally.skip_reason = tally.skip_reason or "no row's columns line up (LL001)"
+                continue
+            result = tally.rule.func(view, **tally.options)
             if isinstance(result, Skip):
                 tally.skip_reason = tally.skip_reason or result.reason
                 continue

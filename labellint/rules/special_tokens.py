@@ -16,6 +16,12 @@ def _edge_ids(b: Batch, index: np.ndarray, offset: int = 0) -> tuple[np.ndarray,
     return ids, ok
 
 
+def _at_max_length(b: Batch) -> np.ndarray:
+    if b.facts.max_length is None:
+        return np.zeros(b.n_rows, dtype=bool)
+    return b.real_lengths >= b.facts.max_length
+
+
 @rule(
     "LL401", "duplicate-bos", severity="error", per="row", requires=("bos_id",),
     message="{rows} rows start with BOS twice",
@@ -40,7 +46,8 @@ def missing_bos(b: Batch):
     if not b.facts.add_bos:
         return skip("the tokenizer is not known to add BOS")
     first, ok = _edge_ids(b, b.first_real_index)
-    return ok & (first != b.facts.bos_id)
+    # Rows cut to max_length from a token stream (run_clm's group_texts) start mid-document.
+    return ok & (first != b.facts.bos_id) & ~_at_max_length(b)
 
 
 @rule(
@@ -56,12 +63,6 @@ def eos_never_supervised(b: Batch):
         stop_labels |= b.labels == token
     has_eos = b.row_any(b.is_stop & b.real)
     return has_eos & b.row_any(b.targets) & ~b.row_any(stop_labels & b.supervised)
-
-
-def _at_max_length(b: Batch) -> np.ndarray:
-    if b.facts.max_length is None:
-        return np.zeros(b.n_rows, dtype=bool)
-    return b.real_lengths >= b.facts.max_length
 
 
 def _ends_with_stop(b: Batch) -> np.ndarray:
