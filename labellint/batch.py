@@ -187,7 +187,8 @@ class Batch:
         else:
             padlike = ~self.attended
             if pad_id is not None:
-                padlike &= self.input_ids == pad_id
+                # A negative id cannot be content: input_ids padded with -100 is still padding.
+                padlike &= (self.input_ids == pad_id) | (self.input_ids < 0)
         pos = self.position_in_row
         content_pos = np.where(padlike, -1, pos)
         last_content = self.segment(np.maximum, content_pos, -1)[self.row_of_token]

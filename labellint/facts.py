@@ -23,6 +23,8 @@ LABEL_SHIFTS = ("model", "dataset")
 # mixed evidence is left unknown, and the rules that need it are skipped, never guessed at.
 MIN_ROWS_TO_INFER = 2
 SHARE_OF_ROWS = 0.9
+MIN_ROWS_FOR_BLOCKS = 4
+MIN_PILE_UP = 3
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,10 @@ def merge_facts(*layers: tuple[str, Mapping[str, Any]]) -> Facts:
     return Facts(**values, origin=origin)
 
 
-def _dominant(values: np.ndarray, *, share: float, over: int) -> int | None:
+def _dominant(values: np.ndarray, *, share: float, over: int,
+              min_over: int = MIN_ROWS_TO_INFER) -> int | None:
     """The most common value, if it makes up `share` of `over` items; else None."""
-    if values.size == 0 or over < MIN_ROWS_TO_INFER:
+    if values.size == 0 or over < min_over:
         return None
     uniq, counts = np.unique(values, return_counts=True)
     top = int(np.argmax(counts))
@@ -100,50 +103,80 @@ def _dominant(values: np.ndarray, *, share: float, over: int) -> int | None:
 
 
 def infer_pad_id(b: Batch) -> int | None:
-    """The id under attention_mask == 0, when one id clearly dominates there."""
-    hidden = b.input_ids[~b.attended]
-    if hidden.size == 0:
+    """The id at the masked edge of rows, when one id clearly dominates there.
+
+    Rows that end with attention off end in padding (nobody hides the end of an answer), so the
+    trailing edge decides. Only without such rows does the leading edge (left padding) count,
+    and then only when the masked positions are nearly all that one id: a hidden prompt, a
+    classic masking mistake, is masked at the leading edge too, but with many different ids.
+    """
+    nonempty = b.lengths > 0
+    hidden = ~b.attended
+    last = b.offsets[1:][nonempty] - 1
+    trailing = b.input_ids[last[hidden[last]]]
+    if trailing.size:
+        return _dominant(trailing, share=SHARE_OF_ROWS, over=trailing.size, min_over=1)
+    first = b.starts[nonempty]
+    leading = b.input_ids[first[hidden[first]]]
+    pad = _dominant(leading, share=SHARE_OF_ROWS, over=leading.size, min_over=1)
+    masked = b.input_ids[hidden & b.at_rows(b.row_any(hidden))]
+    if pad is None or np.count_nonzero(masked == pad) < SHARE_OF_ROWS * masked.size:
         return None
-    uniq, counts = np.unique(hidden, return_counts=True)
-    order = np.argsort(counts)[::-1]
-    # Padding is one id repeated; hidden prompt text (a common masking mistake) is many ids.
-    if counts.size > 1 and counts[order[0]] < 2 * counts[order[1]]:
-        return None
-    return int(uniq[order[0]])
+    return pad
 
 
-def _mostly_at(ids: np.ndarray, token: int | None, at: np.ndarray) -> bool:
-    """Whether at least half of the real occurrences of `token` are the given row edges."""
+def _edge(b: Batch, index: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the ids of the edge token at `index` and of its real neighbour at `index+step`."""
+    ok = index >= 0
+    edge = b.input_ids[index[ok]]
+    near = index[ok] + step
+    inside = (near >= b.starts[ok]) & (near < b.offsets[1:][ok])
+    near = near[inside]
+    return edge, b.input_ids[near[b.real[near]]]
+
+
+def _owned_by_edges(b: Batch, token: int | None, edge: np.ndarray, near: np.ndarray) -> bool:
+    """Whether more than half of the token's real occurrences sit at a row's edge.
+
+    `<|im_start|>` starts every ChatML row but also every other turn, and `<|im_end|>` ends
+    every turn: neither is BOS or EOS. A doubled BOS still counts: both copies are at the edge.
+    """
     if token is None:
         return False
-    return 2 * int(np.count_nonzero(at == token)) >= int(np.count_nonzero(ids == token))
+    at_edges = np.count_nonzero(edge == token) + np.count_nonzero(near == token)
+    return 2 * int(at_edges) > int(np.count_nonzero(b.input_ids[b.real] == token))
 
 
 def infer_bos_id(b: Batch) -> int | None:
     """The first real token, when nearly every row starts with it and it rarely occurs elsewhere."""
-    first = b.first_real_index
-    firsts = b.input_ids[first[first >= 0]]
-    bos = _dominant(firsts, share=SHARE_OF_ROWS, over=firsts.size)
-    # `<|im_start|>` starts every ChatML row but also every turn: it is not a BOS.
-    return bos if _mostly_at(b.input_ids[b.real], bos, firsts) else None
+    first, second = _edge(b, b.first_real_index, 1)
+    bos = _dominant(first, share=SHARE_OF_ROWS, over=first.size)
+    return bos if _owned_by_edges(b, bos, first, second) else None
 
 
 def infer_eos_id(b: Batch) -> int | None:
     """The last real token, when nearly every row ends with it and it rarely occurs elsewhere."""
-    last = b.last_real_index
-    lasts = b.input_ids[last[last >= 0]]
-    eos = _dominant(lasts, share=SHARE_OF_ROWS, over=lasts.size)
-    return eos if _mostly_at(b.input_ids[b.real], eos, lasts) else None
+    last, before = _edge(b, b.last_real_index, -1)
+    eos = _dominant(last, share=SHARE_OF_ROWS, over=last.size)
+    return eos if _owned_by_edges(b, eos, last, before) else None
 
 
 def infer_max_length(b: Batch) -> int | None:
-    """The truncation length, when several rows pile up at exactly the longest real length."""
+    """The length rows were cut to, when the data shows it beyond doubt.
+
+    Either every row has the same real length (fixed-length blocks, as run_clm's group_texts
+    makes), or several rows pile up at exactly the longest length, more than at any other
+    length (truncation). Two rows tying for longest in a small batch show nothing.
+    """
     lengths = b.real_lengths
-    if lengths.size < MIN_ROWS_TO_INFER:
+    if lengths.size == 0 or lengths.max() == 0:
         return None
     longest = int(lengths.max())
-    at_max = int(np.count_nonzero(lengths == longest))
-    if longest == 0 or at_max < max(MIN_ROWS_TO_INFER, 0.01 * lengths.size):
+    if lengths.size >= MIN_ROWS_FOR_BLOCKS and (lengths == longest).all():
+        return longest
+    counts = np.bincount(lengths)
+    at_max = int(counts[longest])
+    if at_max < max(MIN_PILE_UP, 0.01 * lengths.size) or at_max <= counts[:longest].max():
         return None
     return longest
 
@@ -151,6 +184,9 @@ def infer_max_length(b: Batch) -> int | None:
 def infer_facts(sample: Batch) -> Facts:
     """Fill the facts the sample's Facts lack from the data; inferred ones are marked so."""
     facts = sample.facts
+    if sample.length_mismatch.any():
+        # A mismatched row's columns are stand-ins: they say nothing about the tokenizer.
+        sample = sample.take_rows(~sample.length_mismatch)
     inferred: dict[str, Any] = {}
     if facts.pad_id is None and sample.attention_mask is not None:
         inferred["pad_id"] = infer_pad_id(sample)

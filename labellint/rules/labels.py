@@ -43,7 +43,8 @@ def fully_masked_batch(b: Batch):
 )
 def labels_on_padding(b: Batch):
     """Padding positions carry a label, so the loss trains the model to emit padding."""
-    return b.is_pad & b.supervised
+    # A negative label on padding (-1 as the ignore index) is invalid-label's finding.
+    return b.is_pad & b.supervised & (b.labels >= 0)
 
 
 @rule(
