@@ -18,13 +18,13 @@ from datasets import Dataset, disable_progress_bars
 from labellint.testing import tiny_tokenizer
 
 MAX_LENGTH = 48
-QUESTIONS = [
-    ("what is the capital of france?", "the capital of france is paris."),
-    ("how many legs does a spider have?", "a spider has eight legs."),
-    ("translate to german: good morning.", "guten morgen."),
-    ("write a haiku about the sea.", "waves fold into foam, the tide keeps its slow promise"),
-    ("hello there", "hi! how can i help you today?"),
-]
+WORDS = ("the quick brown fox jumps over lazy dog capital of france is paris spider has "
+         "eight legs write haiku about sea waves fold into foam tide keeps its slow promise "
+         "hello there how can i help you today good morning").split()
+
+
+def sentence(rng: random.Random, low: int, high: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
 
 
 def sft_row(tok, question: str, answer: str, *, template_bos: bool, eos: bool = True) -> dict:
@@ -48,11 +48,11 @@ def build(out: Path) -> None:
     tok.save_pretrained(out / "tokenizer")
     rows = []
     for i in range(400):
-        question, answer = rng.choice(QUESTIONS)
+        question, answer = sentence(rng, 2, 5), sentence(rng, 1, 5) + "."
         if i % 50 == 7:  # a long document pasted into the prompt: the answer is truncated away
-            question = " ".join([question] * 8)
+            question = sentence(rng, 30, 40)
         if i % 40 == 3:  # a long answer, cut at MAX_LENGTH mid-sentence
-            answer = " ".join([answer] * 6)
+            answer = sentence(rng, 30, 40)
         # Rows 380+ come from a chat-template pipeline; every 25th from a script that forgot EOS.
         rows.append(sft_row(tok, question, answer, template_bos=i >= 380, eos=i % 25 != 11))
     Dataset.from_list(rows).save_to_disk(str(out / "sft"))

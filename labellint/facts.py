@@ -25,6 +25,7 @@ MIN_ROWS_TO_INFER = 2
 SHARE_OF_ROWS = 0.9
 MIN_ROWS_FOR_BLOCKS = 4
 MIN_PILE_UP = 3
+SPIKE_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -165,8 +166,8 @@ def infer_max_length(b: Batch) -> int | None:
     """The length rows were cut to, when the data shows it beyond doubt.
 
     Either every row has the same real length (fixed-length blocks, as run_clm's group_texts
-    makes), or several rows pile up at exactly the longest length, more than at any other
-    length (truncation). Two rows tying for longest in a small batch show nothing.
+    makes), or several rows pile up at exactly the longest length, a spike above every length
+    just below it (truncation). Two rows tying for longest in a small batch show nothing.
     """
     lengths = b.real_lengths
     if lengths.size == 0 or lengths.max() == 0:
@@ -176,7 +177,8 @@ def infer_max_length(b: Batch) -> int | None:
         return longest
     counts = np.bincount(lengths)
     at_max = int(counts[longest])
-    if at_max < max(MIN_PILE_UP, 0.01 * lengths.size) or at_max <= counts[:longest].max():
+    below = counts[max(longest - SPIKE_WINDOW, 0) : longest]
+    if at_max < max(MIN_PILE_UP, 0.01 * lengths.size) or at_max <= below.max(initial=0):
         return None
     return longest
 

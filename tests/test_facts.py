@@ -57,6 +57,11 @@ def test_max_length_is_inferred_from_fixed_length_blocks():
     assert max_length_of([[5, 6, 7, 8]] * 4) == 4
 
 
+def test_max_length_spike_needs_only_to_beat_the_lengths_just_below_it():
+    rows = [[5] * 48] * 5 + [[5] * 12] * 30 + [[5] * n for n in range(13, 30)]
+    assert max_length_of(rows) == 48
+
+
 def test_max_length_is_not_inferred_from_a_tie_or_a_spread():
     assert max_length_of([[5, 6, 7], [5, 6, 7], [5, 6]]) is None
     assert max_length_of([[5, 6, 7]] * 3 + [[5, 6]] * 4) is None
