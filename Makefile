@@ -3,18 +3,23 @@
 #   make test      run the test suite
 # Both create .venv and install into it first (torch pinned to the local CPU wheel).
 
+SHELL := bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
+# Some machines' pip configuration names index folders that do not exist; pip warns about each.
+QUIET  := 2>&1 | sed '/^WARNING: Location .* is ignored/d'
 
 .PHONY: install example test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt torch
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PIP) -c constraints.txt torch $(QUIET)
+	$(PIP) -c constraints.txt -e '.[dev]' $(QUIET)
 	touch $@
 
 install: $(STAMP)
