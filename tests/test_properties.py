@@ -5,7 +5,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import labellint
@@ -148,13 +148,16 @@ def test_planted_defect_is_found_at_exactly_its_row(code, rows, data):
     assert finding.rows == (i,) and finding.count_rows == 1
 
 
+def padded_row(batch, data):
+    """A row of the batch that has padding, drawn by hypothesis; None if no row has any."""
+    padded = [i for i, m in enumerate(batch["attention_mask"]) if 0 in m]
+    return data.draw(st.sampled_from(padded), label="row") if padded else None
+
+
 @given(examples(min_rows=2), st.data())
 def test_labels_left_on_padding_are_found_at_exactly_their_row(rows, data):
     batch = pad_right(rows)
-    padded = [i for i, m in enumerate(batch["attention_mask"]) if 0 in m]
-    if not padded:
-        return
-    i = data.draw(st.sampled_from(padded), label="row")
+    assume((i := padded_row(batch, data)) is not None)
     batch["labels"][i] = [PAD if m == 0 else x
                           for x, m in zip(batch["labels"][i], batch["attention_mask"][i])]
     report = labellint.check(batch, **FACTS)
@@ -165,10 +168,7 @@ def test_labels_left_on_padding_are_found_at_exactly_their_row(rows, data):
 @given(examples(min_rows=2), st.data())
 def test_left_padding_is_found_at_exactly_its_row(rows, data):
     batch = pad_right(rows)
-    padded = [i for i, m in enumerate(batch["attention_mask"]) if 0 in m]
-    if not padded:
-        return
-    i = data.draw(st.sampled_from(padded), label="row")
+    assume((i := padded_row(batch, data)) is not None)
     extra = batch["attention_mask"][i].count(0)
     for key in batch:
         batch[key][i] = batch[key][i][-extra:] + batch[key][i][:-extra]

@@ -5,7 +5,6 @@ import numpy as np
 from ..batch import Batch
 from ..registry import rule, skip
 
-# A row is judged shifted one way or the other only on this much evidence.
 MIN_MATCHES = 2
 SHARE = 0.8
 
@@ -15,6 +14,14 @@ def _matches(b: Batch):
     same = b.row_sum(b.supervised & (b.labels == b.input_ids))
     nxt = b.row_sum(b.supervised & b.has_next & (b.labels == b.next_ids))
     return same, nxt
+
+
+def _aligned_to(matches, other, candidates):
+    """Rows whose labels clearly follow one alignment: enough matches, most, more than the other.
+
+    Repeated tokens match both alignments, so a row is judged only on a clear majority.
+    """
+    return (matches >= MIN_MATCHES) & (matches >= SHARE * candidates) & (matches > other)
 
 
 @rule(
@@ -30,8 +37,7 @@ def double_shifted_labels(b: Batch):
     if b.facts.label_shift != "model":
         return skip("applies to label_shift='model'")
     same, nxt = _matches(b)
-    candidates = b.row_sum(b.supervised & b.has_next)
-    return (nxt >= MIN_MATCHES) & (nxt >= SHARE * candidates) & (nxt > same)
+    return _aligned_to(nxt, same, b.row_sum(b.supervised & b.has_next))
 
 
 @rule(
@@ -46,8 +52,7 @@ def unshifted_labels(b: Batch):
     if b.facts.label_shift != "dataset":
         return skip("applies to label_shift='dataset'")
     same, nxt = _matches(b)
-    candidates = b.row_sum(b.supervised)
-    return (same >= MIN_MATCHES) & (same >= SHARE * candidates) & (same > nxt)
+    return _aligned_to(same, nxt, b.row_sum(b.supervised))
 
 
 @rule(
