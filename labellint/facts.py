@@ -178,6 +178,8 @@ def infer_max_length(b: Batch) -> int | None:
     counts = np.bincount(lengths)
     at_max = int(counts[longest])
     below = counts[max(longest - SPIKE_WINDOW, 0) : longest]
+    if at_max == lengths.size:  # every row alike, but too few rows to call them blocks
+        return None
     if at_max < max(MIN_PILE_UP, 0.01 * lengths.size) or at_max <= below.max(initial=0):
         return None
     return longest

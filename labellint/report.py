@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -100,7 +103,7 @@ class Report:
     def raise_for_errors(self, fail_on: str = "error") -> None:
         """Raise LabelLintError, carrying the text report, if a finding reaches `fail_on`."""
         if self.failed(fail_on):
-            raise LabelLintError(str(self))
+            raise LabelLintError(self.render().plain)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,7 +131,14 @@ class Report:
         return render_text(self, details=details)
 
     def __str__(self) -> str:
-        return self.render().plain
+        """Plain text; coloured when printed to a terminal (`print(report)`), unless NO_COLOR."""
+        if not (sys.stdout.isatty() and "NO_COLOR" not in os.environ):
+            return self.render().plain
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        Console(file=buffer, force_terminal=True, soft_wrap=True).print(self.render(), end="")
+        return buffer.getvalue()
 
     def __rich__(self) -> Text:
         return self.render()

@@ -66,6 +66,7 @@ def test_max_length_is_not_inferred_from_a_tie_or_a_spread():
     assert max_length_of([[5, 6, 7], [5, 6, 7], [5, 6]]) is None
     assert max_length_of([[5, 6, 7]] * 3 + [[5, 6]] * 4) is None
     assert max_length_of([[5, 6, 7], [5, 6], [5]]) is None
+    assert max_length_of([[5], [6], [7]]) is None  # alike, but too few to be blocks
 
 
 def test_given_facts_beat_the_tokenizer_which_beats_the_data(tok):

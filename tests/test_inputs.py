@@ -180,3 +180,22 @@ def test_pyarrow_column_of_strings_is_rejected():
     table = pa.table({"input_ids": [["a", "b"]]})
     with pytest.raises(LabelLintError, match="input_ids holds lists of string"):
         labellint.check(table)
+
+
+def test_report_is_plain_text_off_a_terminal_and_carried_by_the_error():
+    report = labellint.check(BAD, **FACTS)
+    assert "\x1b[" not in str(report)
+    assert str(report).startswith("batch[1]: LL103 1 rows put a label on padding (2 tokens)")
+    assert not report.ok
+    with pytest.raises(LabelLintError) as e:
+        report.raise_for_errors()
+    assert str(e.value) == str(report)
+    labellint.check(GOOD, **FACTS).raise_for_errors()  # clean: nothing raised
+
+
+def test_report_is_coloured_on_a_terminal(monkeypatch):
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert "\x1b[" in str(labellint.check(BAD, **FACTS))
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b[" not in str(labellint.check(BAD, **FACTS))
