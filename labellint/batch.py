@@ -19,11 +19,7 @@ Ragged = tuple[np.ndarray, np.ndarray]  # (flat values, offsets of n_rows + 1)
 
 
 class Batch:
-    """Rows of tokens as flat arrays plus `offsets`; `row_start` is the global index of row 0.
-
-    `is_training_batch` is True when the rows are one batch exactly as the model receives it
-    (a collator's output), so batch-level rules judge this batch rather than a whole dataset.
-    """
+    """Rows of tokens as flat arrays plus `offsets`; `row_start` is the global index of row 0."""
 
     def __init__(
         self,
@@ -35,7 +31,6 @@ class Batch:
         position_ids: np.ndarray | None = None,
         facts: Facts = Facts(),
         row_start: int = 0,
-        is_training_batch: bool = False,
         length_mismatch: np.ndarray | None = None,
     ) -> None:
         self.input_ids = input_ids
@@ -45,7 +40,6 @@ class Batch:
         self.position_ids = position_ids
         self.facts = facts
         self.row_start = row_start
-        self.is_training_batch = is_training_batch
         self.length_mismatch = (
             np.zeros(len(offsets) - 1, dtype=bool) if length_mismatch is None else length_mismatch
         )
@@ -75,6 +69,13 @@ class Batch:
             aligned[name] = _realign(values, col_offsets, offsets, mismatch, name, facts)
         return cls(ids, offsets, facts=facts, length_mismatch=mismatch, **aligned, **kwargs)
 
+    @classmethod
+    def from_dict(cls, batch: Mapping, facts: Facts = Facts(), **kwargs) -> Batch:
+        """A Batch from a dict batch (lists, numpy, torch): for testing rules of your own."""
+        from .sources import batch_to_chunk, column_names
+
+        return cls.from_columns(batch_to_chunk(batch, column_names(None)), facts, **kwargs)
+
     def with_facts(self, facts: Facts) -> Batch:
         return Batch(
             self.input_ids,
@@ -84,7 +85,6 @@ class Batch:
             position_ids=self.position_ids,
             facts=facts,
             row_start=self.row_start,
-            is_training_batch=self.is_training_batch,
             length_mismatch=self.length_mismatch,
         )
 
@@ -96,7 +96,7 @@ class Batch:
         columns = {name: getattr(self, name)[tokens] for name in COLUMNS[1:]
                    if getattr(self, name) is not None}
         return Batch(self.input_ids[tokens], offsets, facts=self.facts, row_start=self.row_start,
-                     is_training_batch=self.is_training_batch, **columns)
+                     **columns)
 
     # -- shape ---------------------------------------------------------------------------------
 
@@ -111,6 +111,10 @@ class Batch:
     @cached_property
     def starts(self) -> np.ndarray:
         return self.offsets[:-1]
+
+    @cached_property
+    def ends(self) -> np.ndarray:
+        return self.offsets[1:]
 
     @cached_property
     def lengths(self) -> np.ndarray:
@@ -128,8 +132,7 @@ class Batch:
     def has_next(self) -> np.ndarray:
         """True where the next token is in the same row."""
         out = np.ones(self.n_tokens, dtype=bool)
-        ends = self.offsets[1:][self.lengths > 0]
-        out[ends - 1] = False
+        out[self.ends[self.nonempty] - 1] = False
         return out
 
     @cached_property
@@ -158,6 +161,27 @@ class Batch:
             return self.supervised & (self.position_in_row > 0)
         return self.supervised
 
+    @cached_property
+    def targets_per_row(self) -> np.ndarray:
+        return self.row_sum(self.targets)
+
+    @cached_property
+    def first_target_position(self) -> np.ndarray:
+        """Per row, the position of the first target; the row's length if it has none."""
+        big = np.iinfo(np.int64).max
+        first = self.segment(np.minimum, np.where(self.targets, self.position_in_row, big), big)
+        return np.minimum(first, self.lengths)
+
+    @cached_property
+    def label_is_input(self) -> np.ndarray:
+        """Supervised labels equal to input_ids at the same position."""
+        return self.supervised & (self.labels == self.input_ids)
+
+    @cached_property
+    def label_is_next(self) -> np.ndarray:
+        """Supervised labels equal to input_ids at the next position in the row."""
+        return self.supervised & self.has_next & (self.labels == self.next_ids)
+
     # -- attention and padding -----------------------------------------------------------------
 
     @cached_property
@@ -172,12 +196,13 @@ class Batch:
 
     @cached_property
     def is_pad(self) -> np.ndarray:
-        """Padding: a run of pad tokens at either edge of a row, with attention off.
+        """Padding: a run of one pad id at either edge of a row, with attention off.
 
-        Attention off in the middle of a row, or over ids that are not the pad id, is hidden
-        content rather than padding (a classic masking mistake that rules must tell apart).
-        Without an attention_mask, padding is the trailing run of the pad id; when that id is
-        also EOS, the run's first token is the real EOS.
+        Attention off in the middle of a row, or over several different ids, is hidden content
+        rather than padding: the classic mistake of masking the prompt with attention_mask,
+        which rules must tell apart from padding even when the pad id is unknown. Without an
+        attention_mask, padding is the trailing run of the pad id; when the pad id is also EOS,
+        the run's first token is the real EOS.
         """
         pad_id = self.facts.pad_id
         if self.attention_mask is None:
@@ -190,16 +215,25 @@ class Batch:
                 # A negative id cannot be content: input_ids padded with -100 is still padding.
                 padlike &= (self.input_ids == pad_id) | (self.input_ids < 0)
         pos = self.position_in_row
-        content_pos = np.where(padlike, -1, pos)
-        last_content = self.segment(np.maximum, content_pos, -1)[self.row_of_token]
-        trailing = pos > last_content
+        big = np.iinfo(np.int64).max
+        last_content = self.at_rows(self.segment(np.maximum, np.where(padlike, -1, pos), -1))
+        trailing = padlike & (pos > last_content)
         if self.attention_mask is None:
-            if pad_id in self.facts.stop_ids:
+            if pad_id == self.facts.eos_id:
                 trailing &= pos > last_content + 1
-            return padlike & trailing
-        first_content = self.segment(np.minimum, np.where(padlike, np.iinfo(np.int64).max, pos),
-                                     np.iinfo(np.int64).max)[self.row_of_token]
-        return padlike & (trailing | (pos < first_content))
+            return trailing
+        first_content = self.at_rows(self.segment(np.minimum, np.where(padlike, big, pos), big))
+        leading = padlike & (pos < first_content)
+        if pad_id is None:
+            leading &= self.at_rows(self._one_id_run(leading, self.starts))
+            trailing &= self.at_rows(self._one_id_run(trailing, self.ends - 1))
+        return leading | trailing
+
+    def _one_id_run(self, run: np.ndarray, edge: np.ndarray) -> np.ndarray:
+        """Per row, whether every token of `run` repeats the id at the row's `edge` index."""
+        edge_ids = np.zeros(self.n_rows, dtype=self.input_ids.dtype)
+        edge_ids[self.nonempty] = self.input_ids[edge[self.nonempty]]
+        return self.row_sum(run & (self.input_ids != self.at_rows(edge_ids))) == 0
 
     @cached_property
     def real(self) -> np.ndarray:
@@ -221,14 +255,44 @@ class Batch:
         """Flat index of each row's last non-padding token; -1 for rows with none."""
         return self.segment(np.maximum, np.where(self.real, np.arange(self.n_tokens), -1), -1)
 
+    def ids_at(self, index: np.ndarray, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, input_ids at flat `index + step`, and whether that is a real token of the row.
+
+        With `first_real_index` or `last_real_index` and a step, this reads a row's edges.
+        """
+        pos = index + step
+        ok = (index >= 0) & (pos >= self.starts) & (pos < self.ends)
+        ids = np.full(self.n_rows, -1, dtype=np.int64)
+        ids[ok] = self.input_ids[pos[ok]]
+        ok[ok] &= self.real[pos[ok]]
+        return ids, ok
+
+    @cached_property
+    def at_max_length(self) -> np.ndarray:
+        """Rows whose real length reaches max_length: cut there, or cut from a token stream."""
+        if self.facts.max_length is None:
+            return np.zeros(self.n_rows, dtype=bool)
+        return self.real_lengths >= self.facts.max_length
+
     # -- special tokens ------------------------------------------------------------------------
 
     @cached_property
     def is_stop(self) -> np.ndarray:
         """input_ids that are EOS or an end-of-turn token."""
-        out = np.zeros(self.n_tokens, dtype=bool)
-        for token in self.facts.stop_ids:
-            out |= self.input_ids == token
+        return np.isin(self.input_ids, self.facts.stop_ids)
+
+    @cached_property
+    def label_is_stop(self) -> np.ndarray:
+        """Targets that are EOS or an end-of-turn token: what teaches the model to stop."""
+        return self.targets & np.isin(self.labels, self.facts.stop_ids)
+
+    @cached_property
+    def ends_with_stop(self) -> np.ndarray:
+        """The last real token, or the one before it (a template's trailing newline), stops."""
+        out = np.zeros(self.n_rows, dtype=bool)
+        for step in (0, -1):
+            ids, ok = self.ids_at(self.last_real_index, step)
+            out |= ok & np.isin(ids, self.facts.stop_ids)
         return out
 
     # -- segment reductions --------------------------------------------------------------------
@@ -237,27 +301,27 @@ class Batch:
         """Per-row count of True (or sum of values); 0 for empty rows."""
         out = np.zeros(self.n_rows, dtype=np.int64)
         if self._nonempty_starts.size:
-            out[self._nonempty] = np.add.reduceat(mask, self._nonempty_starts, dtype=np.int64)
+            out[self.nonempty] = np.add.reduceat(mask, self._nonempty_starts, dtype=np.int64)
         return out
 
     def row_any(self, mask: np.ndarray) -> np.ndarray:
         return self.row_sum(mask) > 0
 
     @cached_property
-    def _nonempty(self) -> np.ndarray:
+    def nonempty(self) -> np.ndarray:
         return self.lengths > 0
 
     @cached_property
     def _nonempty_starts(self) -> np.ndarray:
         # reduceat over the starts of non-empty rows sums exactly each row: an empty row between
         # two others adds nothing, and reduceat cannot express an empty segment itself.
-        return self.starts[self._nonempty]
+        return self.starts[self.nonempty]
 
     def segment(self, ufunc: np.ufunc, values: np.ndarray, empty) -> np.ndarray:
         """`ufunc.reduceat` per row, with `empty` for rows of no tokens."""
         out = np.full(self.n_rows, empty, dtype=values.dtype)
         if self._nonempty_starts.size:
-            out[self._nonempty] = ufunc.reduceat(values, self._nonempty_starts)
+            out[self.nonempty] = ufunc.reduceat(values, self._nonempty_starts)
         return out
 
     def at_rows(self, per_row: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from .registry import REQUIREMENTS, Rule, Skip
 from .report import Finding, SourceResult
 
 SAMPLE_ROWS = 2048
+CHUNK_TOKENS = 1 << 22  # derived views cost ~50 bytes a token: about 200 MB a chunk
 MAX_POSITIONS = 16
 Chunk = Mapping[str, Ragged]
 
@@ -41,6 +42,23 @@ def _sample(chunks: Iterator[Chunk]) -> tuple[list[Chunk], dict[str, Ragged]]:
     sample = {n: concat_ragged([c[n] for c in buffered]) for n in names}
     n = min(rows, SAMPLE_ROWS)
     return buffered, {k: slice_ragged(v, 0, n) for k, v in sample.items()}
+
+
+def _bounded(chunks: Iterable[Chunk], budget: int) -> Iterator[Chunk]:
+    """Split chunks into runs of whole rows of at most `budget` tokens (a longer row alone)."""
+    for chunk in chunks:
+        offsets = chunk["input_ids"][1]
+        if int(offsets[-1]) <= budget:
+            yield chunk
+            continue
+        n = len(offsets) - 1
+        start = 0
+        while start < n:
+            limit = int(offsets[start]) + budget
+            stop = max(int(np.searchsorted(offsets, limit, side="right")) - 1, start + 1)
+            stop = min(stop, n)
+            yield {k: slice_ragged(v, start, stop) for k, v in chunk.items()}
+            start = stop
 
 
 def _missing(b: Batch, requirement: str) -> bool:
@@ -69,6 +87,7 @@ class _Tally:
 
     rule: Rule
     options: Mapping[str, Any]
+    training_batches: bool
     rows: int = 0
     tokens: int = 0
     batches: int = 0
@@ -86,7 +105,7 @@ class _Tally:
         expected = b.n_tokens if self.rule.per == "token" else b.n_rows
         if mask.shape != (expected,):
             raise RuntimeError(f"{self.rule.code} returned shape {mask.shape}, not ({expected},)")
-        excluded = b.length_mismatch.any() and self.rule.code != "LL001"
+        excluded = b.length_mismatch.any() and not self.rule.misaligned_rows
         if self.rule.per == "token":
             if excluded:
                 mask = mask & ~b.at_rows(b.length_mismatch)
@@ -105,7 +124,7 @@ class _Tally:
             self.examples.append((b.row_start + int(r), positions))
 
     def _add_batch(self, b: Batch, hit: bool, max_examples: int) -> None:
-        if b.is_training_batch:
+        if self.training_batches:
             if hit:
                 self.batches += 1
                 self.rows += b.n_rows
@@ -119,7 +138,7 @@ class _Tally:
             self.examples += [(b.row_start + r, ()) for r in range(min(room, b.n_rows))]
 
     def finding(self, source: str, totals: Mapping[str, Any], facts: Facts) -> Finding | None:
-        if self.rule.per == "batch" and not totals["is_training_batch"]:
+        if self.rule.per == "batch" and not self.training_batches:
             if not (self.applied_chunks and self.every_chunk_hit):
                 return None
             self.rows, self.tokens, self.batches = totals["total_rows"], totals["total_tokens"], 1
@@ -163,7 +182,7 @@ def run(
     stream = iter(chunks)
     buffered, sample = _sample(stream)
     facts = infer_facts(Batch.from_columns(sample, facts))
-    tallies = [_Tally(r, options.get(r.code, r.options)) for r in rules]
+    tallies = [_Tally(r, options.get(r.code, r.options), training_batches) for r in rules]
     row_start = tokens = n_chunks = 0
 
     def all_chunks() -> Iterator[Chunk]:
@@ -171,9 +190,11 @@ def run(
         buffered.clear()
         yield from stream
 
-    for chunk in all_chunks():
-        b = Batch.from_columns(chunk, facts, row_start=row_start,
-                               is_training_batch=training_batches)
+    # A dataset's chunks are cut to a token budget so memory does not grow with row length; a
+    # training batch stays whole, since whole-batch rules judge it as the model receives it.
+    chunks_in = all_chunks() if training_batches else _bounded(all_chunks(), CHUNK_TOKENS)
+    for chunk in chunks_in:
+        b = Batch.from_columns(chunk, facts, row_start=row_start)
         for tally in tallies:
             missing = [req for req in tally.rule.requires if _missing(b, req)]
             if missing:
@@ -195,7 +216,7 @@ def run(
     if row_start == 0:
         raise LabelLintError(f"no rows to check: {source} is empty")
     totals = {"total_rows": row_start, "total_tokens": tokens, "total_batches": n_chunks,
-              "is_training_batch": training_batches}
+              "training_batches": training_batches}
     findings = [f for t in tallies if (f := t.finding(source, totals, facts)) is not None]
     skipped = {t.rule.code: t.skip_reason for t in tallies
                if t.applied_chunks == 0 and t.skip_reason}

@@ -56,6 +56,7 @@ class Rule:
     func: Callable[..., Any]
     requires: tuple[str, ...]
     options: Mapping[str, Any]
+    misaligned_rows: bool = False
 
     @property
     def summary(self) -> str:
@@ -82,8 +83,13 @@ def rule(
     message: str | Callable[[Mapping[str, Any]], str],
     fix: str,
     requires: Iterable[str] = (),
+    misaligned_rows: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a rule. Options are the predicate's keyword-only parameters with defaults."""
+    """Register a rule. Options are the predicate's keyword-only parameters with defaults.
+
+    Rows whose columns differ in length are kept out of every rule's findings, unless the rule
+    is about them (`misaligned_rows=True`).
+    """
     if not CODE.match(code) or not NAME.match(name):
         raise ValueError(f"rule code {code!r} / name {name!r} do not follow LL000 / kebab-case")
     if severity not in SEVERITIES or per not in SCOPES:
@@ -98,7 +104,7 @@ def rule(
         params = inspect.signature(func).parameters.values()
         options = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
         _REGISTRY[code] = Rule(code, name, severity, per, message, fix, func,
-                               tuple(requires), options)
+                               tuple(requires), options, misaligned_rows)
         return func
 
     return register

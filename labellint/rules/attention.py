@@ -31,9 +31,6 @@ def attention_masked_target(b: Batch):
 )
 def left_padded_training(b: Batch):
     """Training rows padded on the left, which shifts positions for models that ignore the mask."""
-    first = b.starts
-    has_real = b.real_lengths > 0
-    starts_with_pad = np.zeros(b.n_rows, dtype=bool)
-    nonempty = b.lengths > 0
-    starts_with_pad[nonempty] = b.is_pad[first[nonempty]]
-    return starts_with_pad & has_real
+    first_is_pad = np.zeros(b.n_rows, dtype=bool)
+    first_is_pad[b.nonempty] = b.is_pad[b.starts[b.nonempty]]
+    return first_is_pad & (b.real_lengths > 0)

@@ -13,11 +13,11 @@ from ..registry import rule
 )
 def fully_masked_row(b: Batch):
     """A row whose labels are all ignore_index: it costs compute and teaches nothing."""
-    return b.row_sum(b.targets) == 0
+    return b.targets_per_row == 0
 
 
 def _fully_masked_batch_message(t):
-    if t["is_training_batch"]:
+    if t["training_batches"]:
         return (f"{t['batches']} of {t['total_batches']} batches have no supervised target: "
                 "their mean loss is NaN (or 0)")
     return (f"no row of the {t['total_rows']} has a supervised target: the mean loss is NaN "
@@ -69,7 +69,6 @@ def invalid_label(b: Batch):
 )
 def few_supervised_tokens(b: Batch, *, min_tokens: int = 2):
     """Rows with only a token or two of supervision: usually an answer cut or masked away."""
-    n = b.row_sum(b.targets)
-    return (n > 0) & (n < min_tokens)
+    return (b.targets_per_row > 0) & (b.targets_per_row < min_tokens)
 
 

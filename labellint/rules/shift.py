@@ -11,9 +11,7 @@ SHARE = 0.8
 
 def _matches(b: Batch):
     """Per row: supervised labels equal to input_ids at the same position, and at the next."""
-    same = b.row_sum(b.supervised & (b.labels == b.input_ids))
-    nxt = b.row_sum(b.supervised & b.has_next & (b.labels == b.next_ids))
-    return same, nxt
+    return b.row_sum(b.label_is_input), b.row_sum(b.label_is_next)
 
 
 def _aligned_to(matches, other, candidates):
@@ -64,6 +62,7 @@ def unshifted_labels(b: Batch):
 )
 def label_input_mismatch(b: Batch):
     """Supervised labels equal to neither input_ids[t] nor input_ids[t+1]."""
-    aligned = b.labels == b.input_ids
-    shifted = b.has_next & (b.labels == b.next_ids)
-    return b.supervised & (b.labels >= 0) & ~aligned & ~shifted
+    valid = b.labels >= 0  # other labels are invalid-label's finding
+    if b.facts.vocab_size is not None:
+        valid &= b.labels < b.facts.vocab_size
+    return b.supervised & valid & ~b.label_is_input & ~b.label_is_next

@@ -6,20 +6,14 @@ from ..batch import Batch
 from ..registry import rule, skip
 
 
-def _edge_ids(b: Batch, index: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """input_ids at `index + offset` per row, and where that position is a real token."""
-    pos = index + offset
-    ok = (index >= 0) & (pos >= b.starts) & (pos < b.offsets[1:])
-    ids = np.full(b.n_rows, -1, dtype=np.int64)
-    ids[ok] = b.input_ids[pos[ok]]
-    ok[ok] &= b.real[pos[ok]]
-    return ids, ok
+def _stream_blocks(b: Batch) -> np.ndarray:
+    """Rows cut to max_length from a token stream (run_clm's group_texts): nothing masked.
 
-
-def _at_max_length(b: Batch) -> np.ndarray:
-    if b.facts.max_length is None:
-        return np.zeros(b.n_rows, dtype=bool)
-    return b.real_lengths >= b.facts.max_length
+    Such a row starts and ends mid-document by design; a truncated SFT row has a masked prompt.
+    """
+    if b.labels is None:
+        return b.at_max_length
+    return b.at_max_length & ~b.row_any(b.real & ~b.supervised)
 
 
 @rule(
@@ -31,8 +25,8 @@ def _at_max_length(b: Batch) -> np.ndarray:
 def duplicate_bos(b: Batch):
     """A row starting with BOS twice: template text tokenized again with special tokens."""
     bos = b.facts.bos_id
-    first, ok1 = _edge_ids(b, b.first_real_index)
-    second, ok2 = _edge_ids(b, b.first_real_index, 1)
+    first, ok1 = b.ids_at(b.first_real_index)
+    second, ok2 = b.ids_at(b.first_real_index, 1)
     return ok1 & ok2 & (first == bos) & (second == bos)
 
 
@@ -45,9 +39,8 @@ def missing_bos(b: Batch):
     """Rows without BOS where the tokenizer adds one: the model sees an unfamiliar start."""
     if not b.facts.add_bos:
         return skip("the tokenizer is not known to add BOS")
-    first, ok = _edge_ids(b, b.first_real_index)
-    # Rows cut to max_length from a token stream (run_clm's group_texts) start mid-document.
-    return ok & (first != b.facts.bos_id) & ~_at_max_length(b)
+    first, ok = b.ids_at(b.first_real_index)
+    return ok & (first != b.facts.bos_id) & ~_stream_blocks(b)
 
 
 @rule(
@@ -58,21 +51,11 @@ def missing_bos(b: Batch):
 )
 def eos_never_supervised(b: Batch):
     """Rows whose EOS is in the input but never a label (e.g. masked with the padding by id)."""
-    stop_labels = np.zeros(b.n_tokens, dtype=bool)
-    for token in b.facts.stop_ids:
-        stop_labels |= b.labels == token
-    has_eos = b.row_any(b.is_stop & b.real)
-    return has_eos & b.row_any(b.targets) & ~b.row_any(stop_labels & b.supervised)
-
-
-def _ends_with_stop(b: Batch) -> np.ndarray:
-    """The last real token, or the one before it (a template's trailing newline), is a stop."""
-    last = b.last_real_index
-    out = np.zeros(b.n_rows, dtype=bool)
-    for offset in (0, -1):
-        ids, ok = _edge_ids(b, last, offset)
-        out |= ok & np.isin(ids, b.facts.stop_ids)
-    return out
+    # Only a stop token from the first target on counts: a user turn's <|im_end|> in the
+    # prompt, or a BOS that is also EOS (OPT), is not the answer's end.
+    answer_part = b.position_in_row >= b.at_rows(b.first_target_position)
+    has_eos = b.row_any(b.is_stop & b.real & answer_part)
+    return has_eos & (b.targets_per_row > 0) & ~b.row_any(b.label_is_stop)
 
 
 @rule(
@@ -82,13 +65,18 @@ def _ends_with_stop(b: Batch) -> np.ndarray:
 )
 def missing_eos(b: Batch):
     """Sequences that do not end with EOS: the model never sees where an answer ends."""
-    return (b.real_lengths > 0) & ~_ends_with_stop(b) & ~_at_max_length(b)
+    return (b.real_lengths > 0) & ~b.ends_with_stop & ~b.at_max_length
+
+
+def _out_of_vocab_message(t):
+    where = ("negative" if t["vocab_size"] is None
+             else f"outside the embedding table (0 to {t['vocab_size'] - 1})")
+    return f"{t['tokens']} input ids in {t['rows']} rows are {where}"
 
 
 @rule(
     "LL405", "token-out-of-vocab", severity="error", per="token",
-    message="{tokens} input ids in {rows} rows are negative or not below the vocabulary "
-            "size ({vocab_size})",
+    message=_out_of_vocab_message,
     fix="call model.resize_token_embeddings(len(tokenizer)) after adding tokens; never pad "
         "input_ids with {ignore_index}",
 )
@@ -113,8 +101,8 @@ def truncated_target(b: Batch):
     ok = last >= 0
     reaches_end = np.zeros(b.n_rows, dtype=bool)
     reaches_end[ok] = b.supervised[last[ok]]
-    if b.facts.label_shift == "dataset":
+    if b.facts.label_shift == "dataset":  # the last position has no next token to be labelled
         prev_ok = ok & (last - 1 >= b.starts)
         reaches_end[prev_ok] |= b.supervised[last[prev_ok] - 1]
-    has_prompt = b.row_any(b.real & ~b.supervised)
-    return _at_max_length(b) & reaches_end & has_prompt & ~_ends_with_stop(b)
+    cut = b.at_max_length & ~_stream_blocks(b)
+    return cut & reaches_end & ~b.ends_with_stop
