@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from . import engine
+from .errors import LabelLintError
 from .facts import Facts, merge_facts
 from .registry import resolve_options, select_rules
 from .report import Report
@@ -39,6 +40,8 @@ def check(
     facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
         end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.
     """
+    if not isinstance(max_examples, int) or isinstance(max_examples, bool) or max_examples < 0:
+        raise LabelLintError(f"max_examples must be a count (0 or more), not {max_examples!r}")
     rules = select_rules(select, ignore)
     resolved = resolve_options(rules, options)
     base = merge_facts(("given", facts), ("model", model_facts(model)),

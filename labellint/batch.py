@@ -227,7 +227,12 @@ class Batch:
         if pad_id is None:
             leading &= self.at_rows(self._one_id_run(leading, self.starts))
             trailing &= self.at_rows(self._one_id_run(trailing, self.ends - 1))
-        return leading | trailing
+            return leading | trailing
+        # Padding added by hand with attention_mask left at 1 is still padding to the loss.
+        is_pad_id = self.input_ids == pad_id
+        last_other = self.at_rows(self.segment(np.maximum, np.where(is_pad_id, -1, pos), -1))
+        attended_pad = is_pad_id & (pos > last_other + (pad_id == self.facts.eos_id))
+        return leading | trailing | attended_pad
 
     def _one_id_run(self, run: np.ndarray, edge: np.ndarray) -> np.ndarray:
         """Per row, whether every token of `run` repeats the id at the row's `edge` index."""
@@ -266,6 +271,13 @@ class Batch:
         ids[ok] = self.input_ids[pos[ok]]
         ok[ok] &= self.real[pos[ok]]
         return ids, ok
+
+    @cached_property
+    def packed(self) -> np.ndarray:
+        """Rows holding several sequences: position_ids restart inside the row."""
+        if self.position_ids is None:
+            return np.zeros(self.n_rows, dtype=bool)
+        return self.row_any((self.position_ids == 0) & (self.position_in_row > 0))
 
     @cached_property
     def at_max_length(self) -> np.ndarray:

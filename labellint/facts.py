@@ -55,6 +55,21 @@ class Facts:
             raise LabelLintError(
                 f"label_shift must be one of {', '.join(LABEL_SHIFTS)}, not {self.label_shift!r}"
             )
+        for name in ("vocab_size", "max_length"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                raise LabelLintError(f"{name} must be a positive whole number, not {value!r}")
+        if not _is_int(self.ignore_index):
+            raise LabelLintError(f"ignore_index must be a whole number, not {self.ignore_index!r}")
+        for name in ("pad_id", "bos_id", "eos_id"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not _is_int(value) or value < 0:
+                raise LabelLintError(f"{name} must be a token id (0 or more), not {value!r}")
+            if self.vocab_size is not None and value >= self.vocab_size:
+                raise LabelLintError(
+                    f"{name} {value} is not below vocab_size {self.vocab_size}")
 
     @property
     def stop_ids(self) -> tuple[int, ...]:
@@ -73,6 +88,10 @@ class Facts:
                 value = list(value)
             out[f.name] = {"value": value, "from": self.origin.get(f.name, "default")}
         return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 FACT_NAMES = tuple(f.name for f in fields(Facts) if f.name != "origin")

@@ -148,7 +148,10 @@ def select_rules(
     def hit(r: Rule, selectors: list[str]) -> bool:
         return any(s.upper() == "ALL" or r.matches(s) or r.matches(s.upper()) for s in selectors)
 
-    return [r for r in rules if hit(r, chosen) and not hit(r, dropped)]
+    selected = [r for r in rules if hit(r, chosen) and not hit(r, dropped)]
+    if not selected:
+        raise LabelLintError("no rule is selected: the ignore list removes every selected rule")
+    return selected
 
 
 def resolve_options(

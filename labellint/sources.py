@@ -265,6 +265,8 @@ def open_sources(
                 for split, ds in source.items()]
     if _is_dataset(source):
         return [Source(name or "dataset", _dataset_chunks(source, names, chunk_rows), False)]
+    if type(source).__module__.startswith("pandas") and type(source).__name__ == "DataFrame":
+        source = pa.Table.from_pandas(source, preserve_index=False)
     if isinstance(source, (pa.Table, pa.RecordBatch)):
         table = pa.Table.from_batches([source]) if isinstance(source, pa.RecordBatch) else source
         return [Source(name or "table", _chunked_table(table, names, chunk_rows, "the table"),

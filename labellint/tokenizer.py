@@ -24,6 +24,9 @@ PROBE = "labellint probe"
 def load_tokenizer(tokenizer: Any) -> Any:
     """A transformers tokenizer from a loaded one or a local folder (never the hub)."""
     if not isinstance(tokenizer, (str, Path)):
+        if not callable(getattr(tokenizer, "convert_tokens_to_ids", None)):
+            raise LabelLintError("tokenizer must be a transformers tokenizer or a local "
+                                 f"tokenizer folder, not a {type(tokenizer).__name__}")
         return tokenizer
     path = Path(tokenizer)
     if not path.exists():
@@ -65,8 +68,10 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
         except Exception:  # a tokenizer that cannot encode plain text tells us nothing here
             pass
     vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    # Qwen pads with <|endoftext|>: a pad id is never an end of turn, whatever its text.
     facts["end_of_turn_ids"] = tuple(
-        vocab[t] for t in END_OF_TURN if t in vocab and vocab[t] != facts["eos_id"]
+        vocab[t] for t in END_OF_TURN
+        if t in vocab and vocab[t] not in (facts["eos_id"], facts["pad_id"])
     )
     return facts
 

@@ -7,13 +7,15 @@ from ..registry import rule, skip
 
 
 def _stream_blocks(b: Batch) -> np.ndarray:
-    """Rows cut to max_length from a token stream (run_clm's group_texts): nothing masked.
+    """Rows cut from a token stream: packed rows, and max_length rows with nothing masked.
 
-    Such a row starts and ends mid-document by design; a truncated SFT row has a masked prompt.
+    Such a row starts and ends mid-document by design (run_clm's group_texts, TRL's wrapped
+    packing); a truncated SFT row has a masked prompt. Packed sequences inside a row are
+    the packing rules' to judge.
     """
     if b.labels is None:
-        return b.at_max_length
-    return b.at_max_length & ~b.row_any(b.real & ~b.supervised)
+        return b.at_max_length | b.packed
+    return (b.at_max_length & ~b.row_any(b.real & ~b.supervised)) | b.packed
 
 
 @rule(
@@ -59,13 +61,14 @@ def eos_never_supervised(b: Batch):
 
 
 @rule(
-    "LL404", "missing-eos", severity="warning", per="row", requires=("eos_id",),
-    message="{rows} rows do not end with EOS before their padding",
+    "LL404", "missing-eos", severity="warning", per="row", requires=("labels", "eos_id"),
+    message="{rows} rows do not end with EOS",
     fix="append tokenizer.eos_token to each example (many tokenizers do not add it)",
 )
 def missing_eos(b: Batch):
-    """Sequences that do not end with EOS: the model never sees where an answer ends."""
-    return (b.real_lengths > 0) & ~b.ends_with_stop & ~b.at_max_length
+    """Training rows that do not end with EOS: the model never sees where an answer ends."""
+    # Rows without labels are prompts for generation, which end where the model takes over.
+    return (b.real_lengths > 0) & ~b.ends_with_stop & ~b.at_max_length & ~b.packed
 
 
 def _out_of_vocab_message(t):
