@@ -19,11 +19,21 @@ def _list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error, with exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"labellint: error: {message} (see labellint --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from . import __version__
+
+    p = _Parser(
         prog="labellint",
         description="A correctness linter for language-model training data.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"labellint {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     c = sub.add_parser("check", help="check datasets for label and masking mistakes")
     c.add_argument("paths", nargs="+", metavar="PATH",
@@ -42,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         facts.add_argument(f"--{flag}", type=int, metavar="N")
     facts.add_argument("--ignore-index", type=int, metavar="N")
     facts.add_argument("--label-shift", choices=("model", "dataset"))
+    facts.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None,
+                       help="whether the tokenizer adds BOS (turns on missing-bos)")
 
     r = sub.add_parser("rules", help="list the rules")
     r.add_argument("--format", choices=("text", "markdown", "json"), default="text")
@@ -59,7 +71,7 @@ def _check(args: argparse.Namespace, out: Console) -> int:
     tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
     facts = {name: getattr(args, name) for name in
              ("pad_id", "bos_id", "eos_id", "vocab_size", "max_length", "ignore_index",
-              "label_shift")}
+              "label_shift", "add_bos")}
     reports = [
         check(path, tokenizer, model=args.model, select=args.select, ignore=args.ignore,
               max_examples=args.max_examples,

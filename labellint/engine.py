@@ -15,7 +15,7 @@ from .batch import COLUMNS, Batch, Ragged, concat_ragged, slice_ragged
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
 from .registry import REQUIREMENTS, Rule, Skip
-from .report import Finding, SourceResult
+from .report import Finding, SourceResult, plural
 
 SAMPLE_ROWS = 2048
 CHUNK_TOKENS = 1 << 22  # derived views cost ~50 bytes a token: about 200 MB a chunk
@@ -95,6 +95,7 @@ class _Tally:
     applied_chunks: int = 0
     every_chunk_hit: bool = True
     skip_reason: str | None = None
+    skipped_by_design: bool = False
 
     def add(self, b: Batch, result: Any, max_examples: int) -> None:
         self.applied_chunks += 1
@@ -150,7 +151,7 @@ class _Tally:
                    "batches": f"{self.batches:,}",
                    "pct": f"{100 * self.rows / max(totals['total_rows'], 1):.1f}"}
         message = self.rule.message
-        text = message(values) if callable(message) else message.format(**values)
+        text = plural(message(values) if callable(message) else message.format(**values))
         return Finding(
             code=self.rule.code,
             name=self.rule.name,
@@ -207,6 +208,7 @@ def run(
             result = tally.rule.func(view, **tally.options)
             if isinstance(result, Skip):
                 tally.skip_reason = tally.skip_reason or result.reason
+                tally.skipped_by_design = result.by_design
                 continue
             tally.add(b, result, max_examples)
         row_start += b.n_rows
@@ -218,8 +220,10 @@ def run(
     totals = {"total_rows": row_start, "total_tokens": tokens, "total_batches": n_chunks,
               "training_batches": training_batches}
     findings = [f for t in tallies if (f := t.finding(source, totals, facts)) is not None]
-    skipped = {t.rule.code: t.skip_reason for t in tallies
-               if t.applied_chunks == 0 and t.skip_reason}
+    never_applied = [t for t in tallies if t.applied_chunks == 0 and t.skip_reason]
+    skipped = {t.rule.code: t.skip_reason for t in never_applied}
+    by_design = tuple(t.rule.code for t in never_applied if t.skipped_by_design)
     return SourceResult(source=source, facts=facts, findings=findings, skipped=skipped,
+                        skipped_by_design=by_design,
                         rows=row_start, tokens=tokens,
                         batches=n_chunks if training_batches else None)

@@ -26,23 +26,28 @@ REQUIREMENTS = {
     "attention_mask": "no attention_mask column",
     "position_ids": "no position_ids column",
     "padding": "padding is unknown: no attention_mask and no pad id",
-    "pad_id": "needs the pad id: pass a tokenizer or pad_id=",
-    "bos_id": "needs the BOS id: pass a tokenizer or bos_id=",
-    "eos_id": "needs the EOS id: pass a tokenizer or eos_id=",
-    "vocab_size": "needs the vocabulary size: pass a tokenizer, a model or vocab_size=",
-    "max_length": "needs the maximum length: pass max_length=",
+    "pad_id": "the pad id is unknown (give a tokenizer, or pad_id / --pad-id)",
+    "bos_id": "the BOS id is unknown (give a tokenizer that has one, or bos_id / --bos-id)",
+    "eos_id": "the EOS id is unknown (give a tokenizer, or eos_id / --eos-id)",
+    "vocab_size": "the vocabulary size is unknown (give a tokenizer or model, or vocab_size)",
+    "max_length": "the truncation length is unknown (give max_length / --max-length)",
 }
 
 
 @dataclass(frozen=True)
 class Skip:
-    """A rule's answer when it does not apply; the report lists it as skipped, never clean."""
+    """A rule's answer when it does not apply; the report lists it as skipped, never clean.
+
+    `by_design`: the rule is not meant for this data (a convention it does not check), so the
+    text report leaves it out; a skip for want of a fact is always shown, since a user can act.
+    """
 
     reason: str
+    by_design: bool = False
 
 
-def skip(reason: str) -> Skip:
-    return Skip(reason)
+def skip(reason: str, *, by_design: bool = False) -> Skip:
+    return Skip(reason, by_design)
 
 
 @dataclass(frozen=True)

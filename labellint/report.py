@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -65,6 +66,7 @@ class SourceResult:
     rows: int
     tokens: int
     batches: int | None = None
+    skipped_by_design: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,20 +169,33 @@ def _ranges(positions: Iterable[int]) -> str:
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}
 
 
+def plural(text: str) -> str:
+    """'1 rows' -> '1 row': messages are written for counts, and a count can be one."""
+    return re.sub(r"(?<![\d.,])1 (row|token|label|batche|input id|supervised label|target)s\b",
+                  lambda m: "1 " + ("batch" if m.group(1) == "batche" else m.group(1)), text)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}{'s' * (count != 1)}"
+
+
+def _example(row: int, positions: tuple[int, ...]) -> str:
+    return f"{row} (positions {_ranges(positions)})" if positions else str(row)
+
+
 def render_text(report: Report, *, details: bool = True) -> Text:
     text = Text()
     for f in report.findings:
         where = f"{f.source}[{f.rows[0]}]" if f.rows else f.source
         text.append(f"{where}: ", style="bold")
-        text.append(f.code, style=SEVERITY_STYLE[f.severity])
+        text.append(f"{f.code} ({f.severity})", style=SEVERITY_STYLE[f.severity])
         text.append(f" {f.message} ")
         text.append(f"[{f.name}]", style="dim")
         text.append("\n")
         if f.rows:
-            shown = [f"{r} @{_ranges(p)}" if p else str(r) for r, p in zip(f.rows, f.positions)]
+            shown = ", ".join(_example(r, p) for r, p in zip(f.rows, f.positions))
             more = f.count_rows - len(f.rows)
-            text.append("  rows: " + ", ".join(shown) + (f" (+{more:,} more)" if more else ""))
-            text.append("\n")
+            text.append(f"  rows: {shown}" + (f" (+{more:,} more)" if more else "") + "\n")
         text.append("  help: ", style="cyan")
         text.append(f.fix + "\n")
     if details:
@@ -188,19 +203,19 @@ def render_text(report: Report, *, details: bool = True) -> Text:
             known = [f"{k} {v['value']} ({v['from']})" for k, v in s.facts.describe().items()
                      if v["value"] not in (None, [])]
             text.append(f"facts for {s.source}: " + ", ".join(known) + "\n", style="dim")
-            if s.skipped:
-                skipped = "; ".join(f"{c} ({why})" for c, why in s.skipped.items())
+            shown = {c: why for c, why in s.skipped.items() if c not in s.skipped_by_design}
+            if shown:
+                skipped = "; ".join(f"{c}: {why}" for c, why in shown.items())
                 text.append(f"skipped for {s.source}: {skipped}\n", style="dim")
     rows = sum(s.rows for s in report.sources)
     tokens = sum(s.tokens for s in report.sources)
-    scope = f"{rows:,} rows ({_count(tokens)} tokens)"
+    scope = f"{_n(rows, 'row')} ({_count(tokens)} tokens)"
     if report.findings:
         n_err, n_warn = len(report.errors), len(report.warnings)
         first = report.findings[0].code
         text.append(
-            f"Found {len(report.findings)} problem{'s' * (len(report.findings) != 1)} "
-            f"({n_err} error{'s' * (n_err != 1)}, {n_warn} warning{'s' * (n_warn != 1)}) "
-            f"in {scope}. `labellint rule {first}` explains.",
+            f"Found {_n(len(report.findings), 'problem')} ({_n(n_err, 'error')}, "
+            f"{_n(n_warn, 'warning')}) in {scope}. `labellint rule {first}` explains.",
             style="bold",
         )
     else:
@@ -214,6 +229,9 @@ def render_github(report: Report) -> str:
     for f in report.findings:
         level = "error" if f.severity == "error" else "warning"
         rows = ", ".join(map(str, f.rows))
-        body = f"{f.message}. Rows: {rows}. Fix: {f.fix}".replace("%", "%25").replace("\n", "%0A")
-        lines.append(f"::{level} title={f.code} {f.name} ({f.source})::{body}")
+        more = f" (+{f.count_rows - len(f.rows):,} more)" if f.count_rows > len(f.rows) else ""
+        body = f"{f.message}. Rows: {rows}{more}. Fix: {f.fix}"
+        body = body.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        where = f"file={f.source}," if os.path.exists(f.source) else ""
+        lines.append(f"::{level} {where}title={f.code} {f.name}::{body}")
     return "\n".join(lines)

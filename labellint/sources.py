@@ -85,7 +85,8 @@ def arrow_to_ragged(array: pa.Array | pa.ChunkedArray, name: str) -> Ragged:
         raise LabelLintError(f"{name} holds {t} values, not lists of token ids")
     vt = values.type
     if not (pa.types.is_integer(vt) or pa.types.is_boolean(vt) or pa.types.is_floating(vt)):
-        raise LabelLintError(f"{name} holds lists of {vt}; it must hold integer token ids")
+        wanted = "0 and 1" if name == "attention_mask" else "integer token ids"
+        raise LabelLintError(f"{name} holds lists of {vt}; it must hold {wanted}")
     if values.null_count:
         raise LabelLintError(f"{name} has {values.null_count} null values inside its rows")
     return _validated(values.to_numpy(zero_copy_only=False), name), offsets
@@ -349,7 +350,11 @@ def _arrow_chunks(files: list[Path], names: Mapping[str, str], size: int) -> Ite
 def _jsonl_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
     import pyarrow.json as pj
 
-    table = pj.read_json(path)
+    try:
+        table = pj.read_json(path)
+    except pa.ArrowInvalid as e:
+        raise LabelLintError(f"{path}: cannot read it as JSON Lines, one object per line "
+                             f"({str(e).splitlines()[0]})") from None
     yield from _chunked_table(table, names, size, str(path))
 
 
@@ -369,7 +374,9 @@ def open_path(path: Path, names: Mapping[str, str], size: int) -> list[Source]:
         if not shards:
             raise LabelLintError(f"{path}: no dataset here (no save_to_disk state.json, "
                                  "no parquet, arrow or jsonl files)")
-        return [s for shard in shards for s in open_path(shard, names, size)]
+        # The shards of one dataset: one source, rows numbered across them, facts shared.
+        parts = [s for shard in shards for s in open_path(shard, names, size)]
+        return [Source(str(path), itertools.chain.from_iterable(s.chunks for s in parts), False)]
     suffix = path.suffix.lower()
     if suffix in PARQUET:
         chunks = _parquet_chunks(path, names, size)

@@ -48,16 +48,18 @@ def test_findings_exit_1_with_the_finding_and_its_fix(tmp_path):
     path = write_parquet(tmp_path / "bad.parquet", BAD)
     result = labellint("check", path, *FACT_FLAGS)
     assert result.returncode == 1
-    assert f"{path}[1]: LL103 1 rows put a label on padding (2 tokens)" in result.stdout
+    assert f"{path}[1]: LL103 (error) labels on padding in 1 row (2 tokens)" in result.stdout
     assert "help: set labels to -100" in result.stdout
 
 
 def test_exit_zero_and_fail_on(tmp_path):
     path = write_parquet(tmp_path / "bad.parquet", BAD)
     assert labellint("check", path, *FACT_FLAGS, "--exit-zero").returncode == 0
-    warning_only = labellint("check", path, *FACT_FLAGS, "--select", "LL105",
-                             "--fail-on", "error")
-    assert warning_only.returncode == 0
+    no_eos = write_parquet(tmp_path / "warning.parquet", {  # LL404, a warning, and nothing else
+        "input_ids": [[1, 7, 8, 9]], "labels": [[-100, -100, 8, 9]]})
+    assert labellint("check", no_eos, *FACT_FLAGS).returncode == 1
+    assert labellint("check", no_eos, *FACT_FLAGS, "--fail-on", "error").returncode == 0
+    assert labellint("check", path, *FACT_FLAGS, "--fail-on", "error").returncode == 1
 
 
 def test_select_and_ignore(tmp_path):
@@ -83,7 +85,10 @@ def test_json_format(tmp_path):
 def test_github_format(tmp_path):
     path = write_parquet(tmp_path / "bad.parquet", BAD)
     result = labellint("check", path, *FACT_FLAGS, "--format", "github")
-    assert result.stdout.startswith("::error title=LL103 labels-on-padding")
+    (line,) = result.stdout.splitlines()
+    head, body = line.split("::")[1:]
+    assert head == f"error file={path},title=LL103 labels-on-padding"
+    assert body.startswith("labels on padding in 1 row (2 tokens). Rows: 1. Fix: set labels")
 
 
 def test_save_to_disk_folder_and_tokenizer_folder(tmp_path):
@@ -121,9 +126,11 @@ def test_strings_column_is_exit_2(tmp_path):
     assert result.returncode == 2 and "input_ids holds lists of string" in result.stderr
 
 
-def test_usage_errors_exit_2():
-    assert labellint("check").returncode == 2
-    assert labellint("frobnicate").returncode == 2
+def test_usage_errors_exit_2_with_one_line():
+    for args in (["check"], ["frobnicate"], ["check", "x.parquet", "--format", "xml"]):
+        result = labellint(*args)
+        assert result.returncode == 2
+        assert result.stderr.startswith("labellint: error:") and result.stderr.count("\n") == 1
     unknown = labellint("check", "x.parquet", "--select", "LL9")
     assert unknown.returncode == 2 and "unknown rule selector" in unknown.stderr
 
@@ -161,3 +168,34 @@ def test_the_wheel_carries_the_rule_pages(tmp_path):
                             capture_output=True, text=True, env=env, cwd=tmp_path)
     assert str(tmp_path / "site") in result.stdout.splitlines()[0]
     assert "# LL103 labels-on-padding" in result.stdout
+
+
+def test_a_folder_of_shards_is_one_source_numbered_across_shards(tmp_path):
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    write_parquet(folder / "part-0.parquet", GOOD)
+    write_parquet(folder / "part-1.parquet", BAD)
+    data = json.loads(labellint("check", folder, *FACT_FLAGS, "--format", "json").stdout)
+    assert [(f["source"], f["rows"]) for f in data["findings"]] == [(str(folder), [3])]
+    assert data["summary"]["rows"] == 4
+
+
+def test_version():
+    import labellint as ll
+
+    assert labellint("--version").stdout.strip() == f"labellint {ll.__version__}"
+
+
+def test_add_bos_flag_turns_on_missing_bos(tmp_path):
+    path = write_parquet(tmp_path / "nobos.parquet", {"input_ids": [[7, 8, 9, 2]],
+                                                      "labels": [[-100, 8, 9, 2]]})
+    assert labellint("check", path, *FACT_FLAGS).returncode == 0
+    result = labellint("check", path, *FACT_FLAGS, "--add-bos")
+    assert result.returncode == 1 and "LL402 (warning)" in result.stdout
+
+
+def test_a_json_array_file_is_asked_to_be_json_lines(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([{"input_ids": [1, 2]}]))
+    result = labellint("check", path)
+    assert result.returncode == 2 and "JSON Lines" in result.stderr

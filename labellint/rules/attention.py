@@ -9,7 +9,7 @@ from ..registry import rule
 @rule(
     "LL201", "attention-masked-target", severity="error", per="token",
     requires=("labels", "attention_mask"),
-    message="{rows} rows have attention_mask == 0 on content the loss depends on "
+    message="attention_mask == 0 on content the loss depends on, in {rows} rows "
             "({tokens} tokens)",
     fix="keep attention_mask == 1 on every real token and mask the prompt out of the loss "
         "with labels = {ignore_index} instead",
@@ -25,7 +25,7 @@ def attention_masked_target(b: Batch):
 @rule(
     "LL202", "left-padded-training", severity="warning", per="row",
     requires=("labels", "attention_mask"),
-    message="{rows} training rows are padded on the left",
+    message="left padding in {rows} training rows",
     fix="pad training batches on the right (tokenizer.padding_side = 'right'); left padding "
         "is for generation",
 )

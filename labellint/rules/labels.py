@@ -7,7 +7,7 @@ from ..registry import rule
 
 @rule(
     "LL101", "fully-masked-row", severity="warning", per="row", requires=("labels",),
-    message="{rows} rows have no supervised target ({tokens} tokens of compute with no signal)",
+    message="no supervised target in {rows} rows ({tokens} tokens of compute with no signal)",
     fix="drop rows whose labels are all {ignore_index}, or fix the masking or truncation that "
         "removed their answer",
 )
@@ -18,10 +18,10 @@ def fully_masked_row(b: Batch):
 
 def _fully_masked_batch_message(t):
     if t["training_batches"]:
-        return (f"{t['batches']} of {t['total_batches']} batches have no supervised target: "
+        return (f"no supervised target in {t['batches']} of {t['total_batches']} batches: "
                 "their mean loss is NaN (or 0)")
-    return (f"no row of the {t['total_rows']} has a supervised target: the mean loss is NaN "
-            "(or 0) on every batch")
+    return (f"no supervised target in any of the {t['total_rows']} rows: the mean loss is "
+            "NaN (or 0) on every batch")
 
 
 @rule(
@@ -37,7 +37,7 @@ def fully_masked_batch(b: Batch):
 
 @rule(
     "LL103", "labels-on-padding", severity="error", per="token", requires=("labels", "padding"),
-    message="{rows} rows put a label on padding ({tokens} tokens)",
+    message="labels on padding in {rows} rows ({tokens} tokens)",
     fix="set labels to {ignore_index} wherever attention_mask == 0 (DataCollatorForSeq2Seq "
         "pads labels with -100; tokenizer.pad() on labels pads them with the pad id)",
 )
@@ -49,8 +49,8 @@ def labels_on_padding(b: Batch):
 
 @rule(
     "LL104", "invalid-label", severity="error", per="token", requires=("labels",),
-    message="{tokens} labels in {rows} rows are neither {ignore_index} nor a token id "
-            "below the vocabulary size",
+    message="labels that are neither {ignore_index} nor a token id below the vocabulary "
+            "size: {tokens} in {rows} rows",
     fix="mark positions without a target with ignore_index={ignore_index} (not -1 or the pad "
         "id), or set ignore_index to what the loss uses; resize the embeddings for new tokens",
 )
@@ -64,7 +64,7 @@ def invalid_label(b: Batch):
 
 @rule(
     "LL105", "few-supervised-tokens", severity="warning", per="row", requires=("labels",),
-    message="{rows} rows have fewer than {min_tokens} supervised targets",
+    message="fewer than {min_tokens} supervised targets in {rows} rows",
     fix="check for answers truncated or masked away; raise max_length or drop such rows",
 )
 def few_supervised_tokens(b: Batch, *, min_tokens: int = 2):

@@ -24,39 +24,39 @@ def _aligned_to(matches, other, candidates):
 
 @rule(
     "LL301", "double-shifted-labels", severity="error", per="row", requires=("labels",),
-    message="{rows} rows have labels already shifted by one (labels[t] == input_ids[t+1]) "
-            "for a model that shifts them again",
+    message="labels already shifted by one (labels[t] == input_ids[t+1]) for a model "
+            "that shifts them again, in {rows} rows",
     fix="give labels aligned with input_ids (labels = input_ids with {ignore_index} on masked "
         "positions); Hugging Face models shift inside the loss. If your loss does not shift, "
-        "pass label_shift='dataset'",
+        "pass label_shift='dataset' (--label-shift dataset)",
 )
 def double_shifted_labels(b: Batch):
     """Labels shifted by hand for a model that shifts them again: next-next-token training."""
     if b.facts.label_shift != "model":
-        return skip("applies to label_shift='model'")
+        return skip("applies to label_shift='model'", by_design=True)
     same, nxt = _matches(b)
     return _aligned_to(nxt, same, b.row_sum(b.supervised & b.has_next))
 
 
 @rule(
     "LL302", "unshifted-labels", severity="error", per="row", requires=("labels",),
-    message="{rows} rows have labels equal to input_ids at the same position, but the loss "
-            "does not shift them (label_shift='dataset')",
+    message="labels equal to input_ids at the same position, for a loss that does not "
+            "shift them (label_shift='dataset'), in {rows} rows",
     fix="shift labels left by one (labels[t] = input_ids[t+1]) for a loss that does not "
-        "shift, or pass label_shift='model' if the model shifts them",
+        "shift, or pass label_shift='model' (--label-shift model) if the model shifts them",
 )
 def unshifted_labels(b: Batch):
     """With already-shifted labels expected, labels equal input_ids: the model learns to copy."""
     if b.facts.label_shift != "dataset":
-        return skip("applies to label_shift='dataset'")
+        return skip("applies to label_shift='dataset'", by_design=True)
     same, nxt = _matches(b)
     return _aligned_to(same, nxt, b.row_sum(b.supervised))
 
 
 @rule(
     "LL303", "label-input-mismatch", severity="warning", per="token", requires=("labels",),
-    message="{tokens} supervised labels in {rows} rows match input_ids under neither "
-            "alignment",
+    message="supervised labels that match input_ids under neither alignment: {tokens} in "
+            "{rows} rows",
     fix="build labels from the same tokenization as input_ids (copy input_ids, then mask); "
         "labels from another tokenizer or another row train the wrong targets",
 )

@@ -20,7 +20,7 @@ def _stream_blocks(b: Batch) -> np.ndarray:
 
 @rule(
     "LL401", "duplicate-bos", severity="error", per="row", requires=("bos_id",),
-    message="{rows} rows start with BOS twice",
+    message="BOS twice at the start of {rows} rows",
     fix="tokenize chat-template text with add_special_tokens=False (the template already "
         "writes BOS), or apply the template with tokenize=True",
 )
@@ -34,7 +34,7 @@ def duplicate_bos(b: Batch):
 
 @rule(
     "LL402", "missing-bos", severity="warning", per="row", requires=("bos_id",),
-    message="{rows} rows do not start with BOS, which the tokenizer adds",
+    message="no BOS at the start of {rows} rows, though the tokenizer adds one",
     fix="tokenize with add_special_tokens=True, or use a chat template that writes BOS",
 )
 def missing_bos(b: Batch):
@@ -47,7 +47,8 @@ def missing_bos(b: Batch):
 
 @rule(
     "LL403", "eos-never-supervised", severity="error", per="row", requires=("labels", "eos_id"),
-    message="{rows} rows contain EOS but never train on it: the model does not learn to stop",
+    message="EOS in the input but never a target in {rows} rows: the model does not learn "
+            "to stop",
     fix="keep the label on the final EOS; with pad_token == eos_token, mask padding by "
         "attention_mask (or give the tokenizer a distinct pad token) instead of by id",
 )
@@ -62,7 +63,7 @@ def eos_never_supervised(b: Batch):
 
 @rule(
     "LL404", "missing-eos", severity="warning", per="row", requires=("labels", "eos_id"),
-    message="{rows} rows do not end with EOS",
+    message="no EOS at the end of {rows} rows",
     fix="append tokenizer.eos_token to each example (many tokenizers do not add it)",
 )
 def missing_eos(b: Batch):
@@ -74,7 +75,7 @@ def missing_eos(b: Batch):
 def _out_of_vocab_message(t):
     where = ("negative" if t["vocab_size"] is None
              else f"outside the embedding table (0 to {t['vocab_size'] - 1})")
-    return f"{t['tokens']} input ids in {t['rows']} rows are {where}"
+    return f"input ids {where}: {t['tokens']} in {t['rows']} rows"
 
 
 @rule(
@@ -94,8 +95,8 @@ def token_out_of_vocab(b: Batch):
 @rule(
     "LL409", "truncated-target", severity="warning", per="row",
     requires=("labels", "eos_id", "max_length"),
-    message="{rows} rows fill max_length={max_length} with supervision running to the last "
-            "token and no EOS: their answers were cut off",
+    message="answers cut off at max_length={max_length} in {rows} rows: supervision runs "
+            "to the last token, with no EOS",
     fix="raise max_length, truncate the prompt instead of the answer, or drop such rows",
 )
 def truncated_target(b: Batch):

@@ -6,7 +6,7 @@ from ..registry import rule
 
 @rule(
     "LL001", "length-mismatch", severity="error", per="row", misaligned_rows=True,
-    message="{rows} rows have columns whose lengths differ from input_ids",
+    message="columns whose lengths differ from input_ids in {rows} rows",
     fix="give labels, attention_mask and position_ids one value per input id; a seq2seq "
         "dataset (labels of their own length) does not fit a causal LM",
 )
