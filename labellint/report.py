@@ -212,7 +212,7 @@ def render_text(report: Report, *, details: bool = True) -> Text:
     scope = f"{_n(rows, 'row')} ({_count(tokens)} tokens)"
     if report.findings:
         n_err, n_warn = len(report.errors), len(report.warnings)
-        first = report.findings[0].code
+        first = (report.errors or report.findings)[0].code
         text.append(
             f"Found {_n(len(report.findings), 'problem')} ({_n(n_err, 'error')}, "
             f"{_n(n_warn, 'warning')}) in {scope}. `labellint rule {first}` explains.",

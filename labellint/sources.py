@@ -134,7 +134,7 @@ def to_ragged(value: Any, name: str) -> Ragged:
     return _validated(flat, name), offsets
 
 
-def _names(columns: Mapping[str, str] | None) -> dict[str, str]:
+def column_names(columns: Mapping[str, str] | None) -> dict[str, str]:
     """Our column name -> the source's column name."""
     names = {c: c for c in COLUMNS}
     for ours, theirs in (columns or {}).items():
@@ -257,7 +257,7 @@ def open_sources(
     name: str | None = None,
 ) -> list[Source]:
     """Turn whatever the user handed us into named chunk streams."""
-    names = _names(columns)
+    names = column_names(columns)
     if isinstance(source, (str, os.PathLike)):
         return open_path(Path(source), names, chunk_rows)
     if _is_dataset_dict(source):

@@ -199,3 +199,25 @@ def test_report_is_coloured_on_a_terminal(monkeypatch):
     assert "\x1b[" in str(labellint.check(BAD, **FACTS))
     monkeypatch.setenv("NO_COLOR", "1")
     assert "\x1b[" not in str(labellint.check(BAD, **FACTS))
+
+
+def test_a_rule_of_your_own_runs_like_the_built_in_ones():
+    """The README's recipe: a predicate over Batch.from_dict, then selected in check()."""
+    from labellint import registry
+
+    @labellint.rule("LL950", "answer-too-long", severity="warning", per="row",
+                    requires=("labels",), message="over {max_targets} targets in {rows} rows",
+                    fix="split long answers")
+    def answer_too_long(b, *, max_targets=2048):
+        """Rows whose answer is longer than the model will ever generate."""
+        return b.targets_per_row > max_targets
+
+    try:
+        batch = labellint.Batch.from_dict({"input_ids": [[1, 5, 2]], "labels": [[-100, 5, 2]]})
+        assert answer_too_long(batch, max_targets=1).tolist() == [True]
+        report = labellint.check(GOOD, select=["LL950"], options={"LL950": {"max_targets": 1}},
+                                 **FACTS)
+        assert [(f.code, f.message, f.rows) for f in report.findings] == [
+            ("LL950", "over 1 target in 2 rows", (0, 1))]
+    finally:
+        registry._REGISTRY.pop("LL950")
