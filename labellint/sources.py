@@ -120,6 +120,12 @@ def to_ragged(value: Any, name: str) -> Ragged:
         rect = None
     if rect is not None and rect.dtype != object and rect.ndim != 1:
         return to_ragged(rect, name)
+    try:  # ragged lists of ints convert in C; tensors and odd rows take the slow path below
+        arrow = pa.array(seq)
+    except (pa.ArrowException, TypeError, ValueError):
+        arrow = None
+    if arrow is not None and (pa.types.is_list(arrow.type) or pa.types.is_large_list(arrow.type)):
+        return arrow_to_ragged(arrow, name)
     rows = []
     for i, row in enumerate(seq):
         row = np.asarray(_plain(row)) if row is not None else np.asarray([None])

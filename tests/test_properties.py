@@ -205,3 +205,46 @@ def test_chunking_never_changes_inferred_facts(rows, chunk_rows, sample_rows):
     with mock.patch.object(engine, "SAMPLE_ROWS", sample_rows):
         whole = labellint.check(dataset).to_dict()
         assert labellint.check(dataset, chunk_rows=chunk_rows).to_dict() == whole
+
+
+@given(examples())
+def test_correct_batch_with_pad_equal_to_eos_is_clean(rows):
+    """pad_token = eos_token, padding masked by attention_mask: the real EOS keeps its label."""
+    batch = pad_right(rows)
+    batch["input_ids"] = [[EOS if m == 0 else x for x, m in zip(ids, mask)]
+                          for ids, mask in zip(batch["input_ids"], batch["attention_mask"])]
+    report = labellint.check(batch, **dict(FACTS, pad_id=EOS))
+    assert report.findings == [], str(report)
+
+
+def shift_for_the_dataset(row):
+    """torchtune's convention: labels[t] is the target of position t, i.e. input_ids[t+1]."""
+    row["labels"] = row["labels"][1:] + [IGNORE]
+
+
+@given(examples())
+def test_correct_pre_shifted_batch_is_clean_under_label_shift_dataset(rows):
+    for r in rows:
+        shift_for_the_dataset(r)
+    report = labellint.check(pad_right(rows), **FACTS, label_shift="dataset")
+    assert report.findings == [], str(report)
+
+
+@given(examples(min_rows=2), st.data())
+def test_unshifted_row_under_label_shift_dataset_is_found_at_exactly_its_row(rows, data):
+    i = data.draw(st.integers(0, len(rows) - 1), label="row")
+    for k, r in enumerate(rows):
+        if k != i:
+            shift_for_the_dataset(r)
+    report = labellint.check(pad_right(rows), **FACTS, label_shift="dataset")
+    assert codes(report) == {"LL302"}, str(report)
+    assert report.findings[0].rows == (i,)
+
+
+@given(examples(min_rows=4, max_rows=12))
+def test_correct_batch_is_clean_with_every_fact_inferred(rows):
+    """No tokenizer, no facts: what the data shows must not turn into a false finding."""
+    report = labellint.check(pad_right(rows))
+    assert report.findings == [], str(report)
+    (facts,) = report.facts.values()
+    assert (facts.bos_id, facts.eos_id) == (BOS, EOS)
