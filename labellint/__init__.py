@@ -4,8 +4,8 @@ from .api import check
 from .batch import Batch
 from .errors import LabelLintError
 from .facts import Facts
-from .registry import Rule, all_rules, get_rule, rule, skip
-from .report import Finding, Report
+from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
+from .report import Finding, Report, SourceResult
 
 __version__ = "0.1.0"
 __all__ = [
@@ -15,9 +15,12 @@ __all__ = [
     "LabelLintError",
     "Report",
     "Rule",
+    "Skip",
+    "SourceResult",
     "all_rules",
     "check",
     "get_rule",
     "rule",
+    "select_rules",
     "skip",
 ]

@@ -329,14 +329,16 @@ def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator
 
 
 def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    source = pa.memory_map(str(path))
-    try:
-        reader = pa.ipc.open_file(source)
+    """Record batches of an Arrow IPC file or stream (save_to_disk writes streams), mapped."""
+    with pa.memory_map(str(path)) as source:
+        try:
+            reader = pa.ipc.open_file(source)
+        except pa.ArrowInvalid:
+            source.seek(0)
+            yield from pa.ipc.open_stream(source)
+            return
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)
-    except pa.ArrowInvalid:
-        source.seek(0)
-        yield from pa.ipc.open_stream(source)
 
 
 def _arrow_chunks(files: list[Path], names: Mapping[str, str], size: int) -> Iterator[Chunk]:

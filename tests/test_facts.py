@@ -33,7 +33,7 @@ def test_a_doubled_bos_is_still_inferred_so_duplicate_bos_can_fire():
     rows = [[1, 1, 20 + i, 21, 2] for i in range(8)]
     report = labellint.check({"input_ids": rows, "labels": rows})
     assert facts_of(report).bos_id == 1
-    assert "LL401" in {f.code for f in report.findings}
+    assert [(f.code, f.count_rows) for f in report.findings] == [("LL401", 8)]
 
 
 def test_pad_is_inferred_from_masked_positions_but_not_from_hidden_prompt_text():
