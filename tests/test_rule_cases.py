@@ -141,3 +141,10 @@ def test_pandas_dataframe_is_read_like_a_table():
     df = pd.DataFrame({"input_ids": [[1, 5, 2, 0]], "attention_mask": [[1, 1, 1, 0]],
                        "labels": [[-100, 5, 2, 0]]})
     assert [(f.code, f.rows) for f in labellint.check(df, **FACTS).findings] == [("LL103", (0,))]
+
+
+def test_llava_image_placeholders_are_not_out_of_vocab():
+    batch = {"input_ids": [[1, 5, -200, 6, 2]], "labels": [[-100, -100, -100, 6, 2]]}
+    assert labellint.check(batch, **FACTS).findings == []
+    report = labellint.check(batch, **FACTS, options={"LL405": {"placeholder_ids": ()}})
+    assert [(f.code, f.positions) for f in report.findings] == [("LL405", ((2,),))]

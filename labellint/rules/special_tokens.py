@@ -84,12 +84,13 @@ def _out_of_vocab_message(t):
     fix="call model.resize_token_embeddings(len(tokenizer)) after adding tokens; never pad "
         "input_ids with {ignore_index}",
 )
-def token_out_of_vocab(b: Batch):
+def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
     """An input id past the embedding table (or negative): a crash or a silent wrong lookup."""
     bad = b.input_ids < 0
     if b.facts.vocab_size is not None:
         bad |= b.input_ids >= b.facts.vocab_size
-    return bad
+    # LLaVA-style models swap these placeholders for image features before the lookup.
+    return bad & ~np.isin(b.input_ids, placeholder_ids)
 
 
 @rule(
