@@ -205,34 +205,37 @@ class Batch:
         the run's first token is the real EOS.
         """
         pad_id = self.facts.pad_id
+        is_pad_id = None if pad_id is None else self.input_ids == pad_id
         if self.attention_mask is None:
+            # Without a mask, padding is the trailing run of the pad id.
+            return np.zeros(self.n_tokens, dtype=bool) if is_pad_id is None else \
+                self._trailing_run(is_pad_id, keep_first=pad_id == self.facts.eos_id)
+        padlike = ~self.attended
+        if is_pad_id is not None:
+            # A negative id cannot be content: input_ids padded with -100 is still padding.
+            padlike &= is_pad_id | (self.input_ids < 0)
+        out = np.zeros(self.n_tokens, dtype=bool)
+        if padlike.any():  # most saved datasets have no masked token at all
+            pos = self.position_in_row
+            big = np.iinfo(np.int64).max
+            trailing = self._trailing_run(padlike)
+            first = self.at_rows(self.segment(np.minimum, np.where(padlike, big, pos), big))
+            leading = padlike & (pos < first)
             if pad_id is None:
-                return np.zeros(self.n_tokens, dtype=bool)
-            padlike = self.input_ids == pad_id
-        else:
-            padlike = ~self.attended
-            if pad_id is not None:
-                # A negative id cannot be content: input_ids padded with -100 is still padding.
-                padlike &= (self.input_ids == pad_id) | (self.input_ids < 0)
+                leading &= self.at_rows(self._one_id_run(leading, self.starts))
+                trailing &= self.at_rows(self._one_id_run(trailing, self.ends - 1))
+            out = leading | trailing
+        if is_pad_id is not None and is_pad_id.any():
+            # Padding added by hand with attention_mask left at 1 is still padding to the loss.
+            out |= self._trailing_run(is_pad_id, keep_first=pad_id == self.facts.eos_id)
+        return out
+
+    def _trailing_run(self, mask: np.ndarray, *, keep_first: bool = False) -> np.ndarray:
+        """Tokens of `mask` that only `mask` follows to the row's end; `keep_first` leaves the
+        run's first token out (a real EOS when the pad id is also EOS)."""
         pos = self.position_in_row
-        big = np.iinfo(np.int64).max
-        last_content = self.at_rows(self.segment(np.maximum, np.where(padlike, -1, pos), -1))
-        trailing = padlike & (pos > last_content)
-        if self.attention_mask is None:
-            if pad_id == self.facts.eos_id:
-                trailing &= pos > last_content + 1
-            return trailing
-        first_content = self.at_rows(self.segment(np.minimum, np.where(padlike, big, pos), big))
-        leading = padlike & (pos < first_content)
-        if pad_id is None:
-            leading &= self.at_rows(self._one_id_run(leading, self.starts))
-            trailing &= self.at_rows(self._one_id_run(trailing, self.ends - 1))
-            return leading | trailing
-        # Padding added by hand with attention_mask left at 1 is still padding to the loss.
-        is_pad_id = self.input_ids == pad_id
-        last_other = self.at_rows(self.segment(np.maximum, np.where(is_pad_id, -1, pos), -1))
-        attended_pad = is_pad_id & (pos > last_other + (pad_id == self.facts.eos_id))
-        return leading | trailing | attended_pad
+        last_other = self.at_rows(self.segment(np.maximum, np.where(mask, -1, pos), -1))
+        return mask & (pos > last_other + keep_first)
 
     def _one_id_run(self, run: np.ndarray, edge: np.ndarray) -> np.ndarray:
         """Per row, whether every token of `run` repeats the id at the row's `edge` index."""
