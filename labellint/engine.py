@@ -139,17 +139,17 @@ class _Tally:
             self.examples += [(b.row_start + r, ()) for r in range(min(room, b.n_rows))]
 
     def finding(self, source: str, totals: Mapping[str, Any], facts: Facts) -> Finding | None:
+        rows, tokens, batches = self.rows, self.tokens, self.batches
         if self.rule.per == "batch" and not self.training_batches:
             if not (self.applied_chunks and self.every_chunk_hit):
                 return None
-            self.rows, self.tokens, self.batches = totals["total_rows"], totals["total_tokens"], 1
-        if self.rows == 0:
+            rows, tokens, batches = totals["total_rows"], totals["total_tokens"], 1
+        if rows == 0:
             return None
         values = {k: v["value"] for k, v in facts.describe().items()}
         values |= dict(self.options) | dict(totals)
-        values |= {"rows": f"{self.rows:,}", "tokens": f"{self.tokens:,}",
-                   "batches": f"{self.batches:,}",
-                   "pct": f"{100 * self.rows / max(totals['total_rows'], 1):.1f}"}
+        values |= {"rows": f"{rows:,}", "tokens": f"{tokens:,}", "batches": f"{batches:,}",
+                   "pct": f"{100 * rows / max(totals['total_rows'], 1):.1f}"}
         message = self.rule.message
         text = plural(message(values) if callable(message) else message.format(**values))
         return Finding(
@@ -160,8 +160,8 @@ class _Tally:
             source=source,
             rows=tuple(r for r, _ in self.examples),
             positions=tuple(p for _, p in self.examples),
-            count_rows=self.rows,
-            count_tokens=self.tokens,
+            count_rows=rows,
+            count_tokens=tokens,
             total_rows=totals["total_rows"],
             total_tokens=totals["total_tokens"],
             fix=self.rule.fix.format(**values),
