@@ -6,7 +6,7 @@ from typing import Any, Iterable, Mapping
 
 from . import engine
 from .errors import LabelLintError
-from .facts import Facts, merge_facts
+from .facts import merge_facts
 from .registry import resolve_options, select_rules
 from .report import Report
 from .sources import CHUNK_ROWS, open_sources

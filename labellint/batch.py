@@ -56,7 +56,7 @@ class Batch:
         ids, offsets = columns["input_ids"]
         lengths = np.diff(offsets)
         mismatch = np.zeros(lengths.size, dtype=bool)
-        for name, (_, col_offsets) in columns.items():
+        for _, col_offsets in columns.values():
             mismatch |= np.diff(col_offsets) != lengths
         aligned = {}
         for name in COLUMNS[1:]:

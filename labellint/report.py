@@ -154,16 +154,14 @@ def _count(n: int) -> str:
 
 
 def _ranges(positions: Iterable[int]) -> str:
-    """1,2,3,7 -> '1-3,7'."""
-    out: list[str] = []
+    """1,2,3,7 -> '1-3, 7'."""
+    runs: list[list[int]] = []
     for p in positions:
-        if out and p == end + 1:
-            start_text = out[-1].split("-")[0]
-            out[-1] = f"{start_text}-{p}"
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
         else:
-            out.append(str(p))
-        end = p
-    return ",".join(out)
+            runs.append([p, p])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow"}

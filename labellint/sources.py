@@ -313,7 +313,7 @@ def _guard(path: Path, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
     try:
         yield from chunks
     except LabelLintError as e:
-        raise LabelLintError(f"{path}: {e}") if not str(e).startswith(str(path)) else e
+        raise (LabelLintError(f"{path}: {e}") if not str(e).startswith(str(path)) else e) from None
     except (OSError, ValueError, pa.ArrowException) as e:
         raise _read_error(path, e) from None
 

@@ -1,6 +1,5 @@
 """LL3xx: labels aligned with the wrong token."""
 
-import numpy as np
 
 from ..batch import Batch
 from ..registry import rule, skip
