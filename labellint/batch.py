@@ -125,8 +125,12 @@ class Batch:
         return np.repeat(np.arange(self.n_rows, dtype=np.int64), self.lengths)
 
     @cached_property
+    def token_index(self) -> np.ndarray:
+        return np.arange(self.n_tokens, dtype=np.int64)
+
+    @cached_property
     def position_in_row(self) -> np.ndarray:
-        return np.arange(self.n_tokens, dtype=np.int64) - np.repeat(self.starts, self.lengths)
+        return self.token_index - np.repeat(self.starts, self.lengths)
 
     @cached_property
     def has_next(self) -> np.ndarray:
@@ -168,9 +172,7 @@ class Batch:
     @cached_property
     def first_target_position(self) -> np.ndarray:
         """Per row, the position of the first target; the row's length if it has none."""
-        big = np.iinfo(np.int64).max
-        first = self.segment(np.minimum, np.where(self.targets, self.position_in_row, big), big)
-        return np.minimum(first, self.lengths)
+        return self.first_where(self.targets, self.position_in_row, empty=self.lengths)
 
     @cached_property
     def label_is_input(self) -> np.ndarray:
@@ -217,10 +219,9 @@ class Batch:
         out = np.zeros(self.n_tokens, dtype=bool)
         if padlike.any():  # most saved datasets have no masked token at all
             pos = self.position_in_row
-            big = np.iinfo(np.int64).max
             trailing = self._trailing_run(padlike)
-            first = self.at_rows(self.segment(np.minimum, np.where(padlike, big, pos), big))
-            leading = padlike & (pos < first)
+            first = self.first_where(~padlike, pos, empty=self.lengths)
+            leading = padlike & (pos < self.at_rows(first))
             if pad_id is None:
                 leading &= self.at_rows(self._one_id_run(leading, self.starts))
                 trailing &= self.at_rows(self._one_id_run(trailing, self.ends - 1))
@@ -234,7 +235,7 @@ class Batch:
         """Tokens of `mask` that only `mask` follows to the row's end; `keep_first` leaves the
         run's first token out (a real EOS when the pad id is also EOS)."""
         pos = self.position_in_row
-        last_other = self.at_rows(self.segment(np.maximum, np.where(mask, -1, pos), -1))
+        last_other = self.at_rows(self.last_where(~mask, pos))
         return mask & (pos > last_other + keep_first)
 
     def _one_id_run(self, run: np.ndarray, edge: np.ndarray) -> np.ndarray:
@@ -254,14 +255,12 @@ class Batch:
     @cached_property
     def first_real_index(self) -> np.ndarray:
         """Flat index of each row's first non-padding token; -1 for rows with none."""
-        big = np.iinfo(np.int64).max
-        idx = self.segment(np.minimum, np.where(self.real, np.arange(self.n_tokens), big), big)
-        return np.where(idx == big, -1, idx)
+        return self.first_where(self.real, self.token_index)
 
     @cached_property
     def last_real_index(self) -> np.ndarray:
         """Flat index of each row's last non-padding token; -1 for rows with none."""
-        return self.segment(np.maximum, np.where(self.real, np.arange(self.n_tokens), -1), -1)
+        return self.last_where(self.real, self.token_index)
 
     def ids_at(self, index: np.ndarray, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Per row, input_ids at flat `index + step`, and whether that is a real token of the row.
@@ -331,6 +330,16 @@ class Batch:
         # reduceat over the starts of non-empty rows sums exactly each row: an empty row between
         # two others adds nothing, and reduceat cannot express an empty segment itself.
         return self.starts[self.nonempty]
+
+    def first_where(self, mask: np.ndarray, values: np.ndarray, *, empty=-1) -> np.ndarray:
+        """Per row, the smallest of `values` where `mask` holds; `empty` where it never does."""
+        big = np.iinfo(values.dtype).max
+        first = self.segment(np.minimum, np.where(mask, values, big), big)
+        return np.where(first == big, empty, first)
+
+    def last_where(self, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per row, the largest of `values` where `mask` holds; -1 where it never does."""
+        return self.segment(np.maximum, np.where(mask, values, -1), -1)
 
     def segment(self, ufunc: np.ufunc, values: np.ndarray, empty) -> np.ndarray:
         """`ufunc.reduceat` per row, with `empty` for rows of no tokens."""

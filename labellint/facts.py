@@ -130,13 +130,12 @@ def infer_pad_id(b: Batch) -> int | None:
     and then only when the masked positions are nearly all that one id: a hidden prompt, a
     classic masking mistake, is masked at the leading edge too, but with many different ids.
     """
-    nonempty = b.lengths > 0
     hidden = ~b.attended
-    last = b.offsets[1:][nonempty] - 1
+    last = b.ends[b.nonempty] - 1
     trailing = b.input_ids[last[hidden[last]]]
     if trailing.size:
         return _dominant(trailing, share=SHARE_OF_ROWS, over=trailing.size, min_over=1)
-    first = b.starts[nonempty]
+    first = b.starts[b.nonempty]
     leading = b.input_ids[first[hidden[first]]]
     pad = _dominant(leading, share=SHARE_OF_ROWS, over=leading.size, min_over=1)
     masked = b.input_ids[hidden & b.at_rows(b.row_any(hidden))]
@@ -145,14 +144,11 @@ def infer_pad_id(b: Batch) -> int | None:
     return pad
 
 
-def _edge(b: Batch, index: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the ids of the edge token at `index` and of its real neighbour at `index+step`."""
-    ok = index >= 0
-    edge = b.input_ids[index[ok]]
-    near = index[ok] + step
-    inside = (near >= b.starts[ok]) & (near < b.offsets[1:][ok])
-    near = near[inside]
-    return edge, b.input_ids[near[b.real[near]]]
+def _edges(b: Batch, index: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ids at each row's edge token, and at its real neighbour `step` inward."""
+    edge, ok = b.ids_at(index)
+    near, near_ok = b.ids_at(index, step)
+    return edge[ok], near[near_ok]
 
 
 def _owned_by_edges(b: Batch, token: int | None, edge: np.ndarray, near: np.ndarray) -> bool:
@@ -169,14 +165,14 @@ def _owned_by_edges(b: Batch, token: int | None, edge: np.ndarray, near: np.ndar
 
 def infer_bos_id(b: Batch) -> int | None:
     """The first real token, when nearly every row starts with it and it rarely occurs elsewhere."""
-    first, second = _edge(b, b.first_real_index, 1)
+    first, second = _edges(b, b.first_real_index, 1)
     bos = _dominant(first, share=SHARE_OF_ROWS, over=first.size)
     return bos if _owned_by_edges(b, bos, first, second) else None
 
 
 def infer_eos_id(b: Batch) -> int | None:
     """The last real token, when nearly every row ends with it and it rarely occurs elsewhere."""
-    last, before = _edge(b, b.last_real_index, -1)
+    last, before = _edges(b, b.last_real_index, -1)
     eos = _dominant(last, share=SHARE_OF_ROWS, over=last.size)
     return eos if _owned_by_edges(b, eos, last, before) else None
 

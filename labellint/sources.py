@@ -211,7 +211,7 @@ def _is_dataset(obj: Any) -> bool:
 
 def _is_dataset_dict(obj: Any) -> bool:
     datasets = sys.modules.get("datasets")
-    return datasets is not None and isinstance(obj, (datasets.DatasetDict,))
+    return datasets is not None and isinstance(obj, datasets.DatasetDict)
 
 
 def _is_row(item: Any, names: Mapping[str, str]) -> bool:

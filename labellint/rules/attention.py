@@ -1,7 +1,5 @@
 """LL2xx: attention that hides what the model must see."""
 
-import numpy as np
-
 from ..batch import Batch
 from ..registry import rule
 
@@ -17,8 +15,7 @@ from ..registry import rule
 def attention_masked_target(b: Batch):
     """attention_mask is 0 on a supervised token, or on content before one."""
     hidden = ~b.attended & ~b.is_pad
-    pos = np.where(b.supervised, b.position_in_row, -1)
-    last_supervised = b.at_rows(b.segment(np.maximum, pos, -1))
+    last_supervised = b.at_rows(b.last_where(b.supervised, b.position_in_row))
     return hidden & (b.supervised | (b.position_in_row < last_supervised))
 
 
@@ -31,6 +28,4 @@ def attention_masked_target(b: Batch):
 )
 def left_padded_training(b: Batch):
     """Training rows padded on the left, which shifts positions for models that ignore the mask."""
-    first_is_pad = np.zeros(b.n_rows, dtype=bool)
-    first_is_pad[b.nonempty] = b.is_pad[b.starts[b.nonempty]]
-    return first_is_pad & (b.real_lengths > 0)
+    return b.first_real_index > b.starts  # -1 for a row of padding alone
