@@ -58,7 +58,13 @@ def eos_never_supervised(b: Batch):
     # prompt, or a BOS that is also EOS (OPT), is not the answer's end.
     answer_part = b.position_in_row >= b.at_rows(b.first_target_position)
     has_eos = b.row_any(b.is_stop & b.real & answer_part)
-    return has_eos & (b.targets_per_row > 0) & ~b.row_any(b.label_is_stop)
+    out = has_eos & (b.targets_per_row > 0) & ~b.row_any(b.label_is_stop)
+    if b.turns is not None:
+        # A chat row's closed assistant turns are LL603's (end-of-turn-not-supervised).
+        from ..chat import rows_with_turn_end
+
+        out &= ~rows_with_turn_end(b)
+    return out
 
 
 @rule(
