@@ -286,6 +286,7 @@ class Turns:
     def __init__(self, b: Batch) -> None:
         fmt = b.facts.chat
         ids = b.input_ids
+        self.cache: dict = {}
         room = b.at_rows(b.ends) - b.token_index
         starts, roles, full_len, core_len = [], [], [], []
         for r, role in enumerate(fmt.roles):
@@ -324,8 +325,11 @@ class Turns:
         ends = np.asarray(fmt.turn_end if len(fmt.turn_end) == 1 else b.facts.stop_ids,
                           dtype=ids.dtype)
         is_end = self.content & np.isin(ids, ends)
-        turns_with_end, first = np.unique(self.turn[is_end], return_index=True)
-        self.stop[turns_with_end] = np.flatnonzero(is_end)[first]
+        at = np.flatnonzero(is_end)
+        owner = self.turn[at]  # sorted, as turns run in token order
+        first = np.ones(at.size, dtype=bool)
+        first[1:] = owner[1:] != owner[:-1]
+        self.stop[owner[first]] = at[first]
 
     def per_turn(self, mask: np.ndarray) -> np.ndarray:
         """Per turn, how many tokens of `mask` it holds."""
@@ -343,12 +347,13 @@ class Turns:
 def masking(b: Batch) -> tuple[Turns, dict[str, np.ndarray]]:
     """The turns, and per turn whether it has content and whether any of it is trained."""
     t = b.turns
-    body = t.content & ~_stop_token(b, t)
-    info = {
-        "has_content": t.per_turn(body) > 0,
-        "trained": t.per_turn(body & b.trained) > 0,
-    }
-    return t, info
+    if "masking" not in t.cache:  # shared by LL601-LL603 and the inference of the facts
+        body = t.content & ~_stop_token(b, t)
+        t.cache["masking"] = {
+            "has_content": t.per_turn(body) > 0,
+            "trained": t.per_turn(body & b.trained) > 0,
+        }
+    return t, t.cache["masking"]
 
 
 def _stop_token(b: Batch, t: Turns) -> np.ndarray:
@@ -361,6 +366,8 @@ def prompt_rows(b: Batch) -> dict[str, np.ndarray]:
     """Per row: prompt turns with content, those of them trained, and whether some role has both
     a trained and a masked turn in the row (a mask that stopped after the first turn)."""
     t, info = masking(b)
+    if "prompt_rows" in t.cache:
+        return t.cache["prompt_rows"]
     prompt = t.prompt & info["has_content"]
     trained = prompt & info["trained"]
     masked = prompt & ~info["trained"]
@@ -369,8 +376,9 @@ def prompt_rows(b: Batch) -> dict[str, np.ndarray]:
     mixed_rows = np.intersect1d(key[trained], key[masked]) // n_roles
     mixed = np.zeros(b.n_rows, dtype=bool)
     mixed[mixed_rows] = True
-    return {"prompts": t.per_row(prompt, b.n_rows), "trained": t.per_row(trained, b.n_rows),
-            "mixed": mixed}
+    t.cache["prompt_rows"] = {"prompts": t.per_row(prompt, b.n_rows),
+                              "trained": t.per_row(trained, b.n_rows), "mixed": mixed}
+    return t.cache["prompt_rows"]
 
 
 def infer_assistant_only_loss(b: Batch, *, share_masked: float = 0.5,

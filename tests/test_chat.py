@@ -471,3 +471,22 @@ def test_segmentation_is_vectorised_over_large_batches(family):
     assert t.assistant.sum() == 5000 * sum(
         m["role"] == "assistant" for c in CONVERSATIONS for m in c)
     assert time.perf_counter() - start < 2.0
+
+
+def test_the_command_line_checks_chat_data_with_a_tokenizer_folder(tmp_path):
+    """`labellint check data.jsonl --tokenizer DIR` finds the template in the saved tokenizer;
+    --no-assistant-only-loss declares full-sequence training."""
+    import json
+
+    from labellint.cli import main
+
+    tok = chatml_tokenizer()
+    tok.save_pretrained(tmp_path / "tok")
+    rows = masked_rows(tok)
+    rows[2]["labels"] = list(rows[2]["input_ids"])
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["check", str(data), "--tokenizer", str(tmp_path / "tok"), "--select", "LL6",
+            "--format", "json"]
+    assert main(args) == 1
+    assert main(args + ["--no-assistant-only-loss"]) == 0
