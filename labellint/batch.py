@@ -486,6 +486,32 @@ class Batch:
         """Broadcast a per-row array to tokens."""
         return per_row[self.row_of_token]
 
+    # -- chat turns (labellint.chat) -----------------------------------------------------------
+
+    @cached_property
+    def trained(self) -> np.ndarray | None:
+        """Input positions whose token is a target of the loss, under either label convention.
+
+        With the model's shift that is where the label is kept (after position 0); with labels
+        already shifted, the token after a kept label.
+        """
+        if self.labels is None:
+            return None
+        if self.facts.label_shift == "model":
+            return self.targets
+        out = np.zeros(self.n_tokens, dtype=bool)
+        out[1:] = self.supervised[:-1]
+        return out & (self.position_in_row > 0)
+
+    @cached_property
+    def turns(self):
+        """The chat turns found from `facts.chat`'s role headers; None without them."""
+        if self.facts.chat is None or not self.facts.chat.headers:
+            return None
+        from .chat import Turns
+
+        return Turns(self)
+
 
 def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
     """ids < 0 or >= vocab_size, in one pass: read as unsigned, a negative id is past any vocab."""

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     facts.add_argument("--label-shift", choices=("model", "dataset"))
     facts.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None,
                        help="whether the tokenizer adds BOS (turns on missing-bos)")
+    facts.add_argument("--assistant-only-loss", action=argparse.BooleanOptionalAction,
+                       default=None, help="whether prompt turns are meant to be masked "
+                       "(--no-assistant-only-loss: whole conversations trained on purpose)")
 
     r = sub.add_parser("rules", help="list the rules")
     r.add_argument("--format", choices=("text", "markdown", "json"), default="text")
@@ -81,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 FACT_FLAGS = ("pad_id", "bos_id", "eos_id", "vocab_size", "max_length", "ignore_index",
-              "label_shift", "add_bos")
+              "label_shift", "add_bos", "assistant_only_loss")
 
 
 def _option(text: str) -> tuple[str, str, object]:

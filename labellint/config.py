@@ -35,7 +35,7 @@ from .batch import COLUMNS
 from .errors import LabelLintError
 
 FACTS = {"pad-id": int, "bos-id": int, "eos-id": int, "vocab-size": int, "max-length": int,
-         "ignore-index": int, "label-shift": str, "add-bos": bool}
+         "ignore-index": int, "label-shift": str, "add-bos": bool, "assistant-only-loss": bool}
 SETTINGS: dict[str, Any] = {
     "select": list, "ignore": list, "tokenizer": str, "model": str, "max-examples": int,
     "fail-on": str, "format": str, "missing-labels": str,

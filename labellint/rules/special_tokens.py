@@ -62,7 +62,13 @@ def eos_never_supervised(b: Batch):
     first = b.first_target_index[rows]
     has_eos = np.zeros(b.n_rows, dtype=bool)
     has_eos[rows[(first >= 0) & (stops >= first)]] = True
-    return has_eos & ~b.row_any(b.label_is_stop)
+    out = has_eos & ~b.row_any(b.label_is_stop)
+    if b.turns is not None:
+        # A chat row's closed assistant turns are LL603's (end-of-turn-not-supervised).
+        from ..chat import rows_with_turn_end
+
+        out &= ~rows_with_turn_end(b)
+    return out
 
 
 @rule(
