@@ -72,10 +72,15 @@ class Config:
 
 
 def _matches(path: str, pattern: str) -> bool:
+    """`pattern` names the source, a folder holding it, or what a source folder holds.
+
+    Sources are files and folders alike: "data/pretrain" and "data/pretrain/*" both cover the
+    folder data/pretrain and every file in it. `*` crosses folders, as `**` does.
+    """
     pattern = pattern.rstrip("/")
-    # A folder pattern covers what is inside it, as in ruff's per-file-ignores.
-    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern + "/*") \
-        or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
+    return any(fnmatch.fnmatchcase(candidate, p)
+               for candidate in (path, path.rstrip("/") + "/")
+               for p in (pattern, pattern + "/*"))
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
