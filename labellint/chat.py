@@ -223,7 +223,8 @@ def _from_known_family(tok: Any):
     for header, end, names in KNOWN_FAMILIES:
         opener = MARKER.match(header).group(0)
         if opener in vocab and end in vocab:
-            headers = {r: header.format(role=names.get(r, r)) for r in ("system", "user", ASSISTANT)}
+            headers = {r: header.format(role=names.get(r, r))
+                       for r in ("system", "user", ASSISTANT)}
             return _markers_to_ids(tok, headers, end, "known family")
     return None
 

@@ -330,7 +330,8 @@ def test_masking_by_message_spans_trains_the_assistant_header(family):
 
 
 def test_response_template_short_of_the_header_end_is_flagged():
-    """Llama-3 with response_template '<|start_header_id|>assistant': `<|end_header_id|>` trained."""
+    """Llama-3 with response_template '<|start_header_id|>assistant': its `<|end_header_id|>`
+    is trained."""
     tok = llama3_tokenizer()
     rows = dcfcolm(masked_rows(tok), tok, "<|start_header_id|>assistant",
                    "<|start_header_id|>user")
@@ -341,7 +342,8 @@ def test_response_template_short_of_the_header_end_is_flagged():
 
 def test_pad_equal_to_the_turn_end_masked_by_id_is_reported_once():
     """Llama-3 with pad_token = eos_token (`<|eot_id|>`) and DataCollatorForLanguageModeling:
-    every `<|eot_id|>` is masked with the padding. LL603 reports it; LL403 leaves chat rows to it."""
+    every `<|eot_id|>` is masked with the padding. LL603 reports it; LL403 leaves chat rows
+    to it."""
     from transformers import DataCollatorForLanguageModeling
 
     tok = llama3_tokenizer()
