@@ -199,7 +199,11 @@ class Batch:
 
     @cached_property
     def supervised_per_row(self) -> np.ndarray:
-        return self.count_per_row(self.runs(self.supervised))
+        if self.facts.label_shift == "model":  # targets plus a label at position 0
+            out = self.targets_per_row.copy()
+            out[self.nonempty] += self.supervised[self._nonempty_starts]
+            return out
+        return self.targets_per_row
 
     @cached_property
     def targets(self) -> np.ndarray | None:
