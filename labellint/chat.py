@@ -108,7 +108,7 @@ class ChatFormat:
             parts.append(f"turn end {list(self.turn_end)}")
         if self.special:
             parts.append(f"{len(self.special)} special texts")
-        return f"{', '.join(parts) or 'no markers'} from the {self.origin}"
+        return f"{', '.join(parts) or 'no markers'} ({self.origin})"
 
     def __str__(self) -> str:
         return self.describe()
@@ -116,11 +116,15 @@ class ChatFormat:
 
 # -- discovery from a tokenizer ----------------------------------------------------------------
 
+NO_TEMPLATE = "no chat template"
+
 
 def chat_format(tok: Any) -> ChatFormat | None:
     """The chat markers of a transformers tokenizer: from its template, else a known family."""
     found = _from_template(tok) or _from_known_family(tok)
-    headers, cores, end, origin, _, _ = found or ({}, {}, (), "no chat template", {}, "")
+    none = (NO_TEMPLATE if not getattr(tok, "chat_template", None)
+            else "a chat template whose role headers could not be read")
+    headers, cores, end, origin, _, _ = found or ({}, {}, (), none, {}, "")
     special = _special_texts(tok, found)
     if not headers and not special:
         return None

@@ -9,7 +9,7 @@ names); a turn's content is what follows its header, up to the next header.
 import numpy as np
 
 from ..batch import Batch
-from ..chat import TAG_LIKE, masking, prompt_rows
+from ..chat import NO_TEMPLATE, TAG_LIKE, masking, prompt_rows
 from ..registry import rule, skip
 
 NO_HEADERS = "the chat template's role headers are unknown (give a tokenizer with a chat template)"
@@ -18,6 +18,9 @@ FULL_SEQUENCE = "assistant_only_loss=False: whole conversations are trained on p
 
 def _chat(b: Batch):
     chat = b.facts.chat
+    if chat is not None and not chat.headers and chat.origin == NO_TEMPLATE:
+        # A tokenizer without a chat template: the data is not chat-formatted.
+        return skip("the tokenizer has no chat template", by_design=True)
     if chat is None or not chat.headers:
         return skip(NO_HEADERS)
     if b.facts.assistant_only_loss is False:
@@ -118,6 +121,9 @@ def supervised_role_header(b: Batch):
 def end_of_turn_not_supervised(b: Batch, *, every_turn: bool = False):
     """Trained assistant turns whose end-of-turn token (`<|im_end|>`, `<|eot_id|>`) is masked."""
     chat = b.facts.chat
+    if chat is not None and not chat.headers and chat.origin == NO_TEMPLATE:
+        # A tokenizer without a chat template: the data is not chat-formatted.
+        return skip("the tokenizer has no chat template", by_design=True)
     if chat is None or not chat.headers:
         return skip(NO_HEADERS)
     t, info = masking(b)
