@@ -4,6 +4,8 @@ from .api import check
 from .batch import Batch
 from .errors import LabelLintError
 from .facts import Facts
+from .loss import check_loss
+from .loss_report import LossReport
 from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
 from .report import Finding, Report, SourceResult
 
@@ -13,12 +15,14 @@ __all__ = [
     "Facts",
     "Finding",
     "LabelLintError",
+    "LossReport",
     "Report",
     "Rule",
     "Skip",
     "SourceResult",
     "all_rules",
     "check",
+    "check_loss",
     "get_rule",
     "rule",
     "select_rules",

@@ -50,3 +50,35 @@ def tiny_tokenizer(*, pad_is_eos: bool = False, add_bos: bool = True,
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
         pad_token="</s>" if pad_is_eos else "<pad>", padding_side=padding_side,
     )
+
+
+def tiny_llama(*, vocab_size: int = 64, hidden_size: int = 16, layers: int = 1,
+               initializer_range: float = 0.5, seed: int = 0, **config):
+    """A randomly initialised LlamaForCausalLM from a config (offline), float32, eval mode.
+
+    The default init is wider than Hugging Face's 0.02 so that the model's predictions are far
+    from uniform and the loss under each forensic hypothesis differs clearly from the reference.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size,
+                      intermediate_size=2 * hidden_size, num_hidden_layers=layers,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                      initializer_range=initializer_range, pad_token_id=0, bos_token_id=1,
+                      eos_token_id=2, **config)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def tiny_gpt2(*, vocab_size: int = 64, hidden_size: int = 16, layers: int = 1,
+              initializer_range: float = 0.5, seed: int = 0, **config):
+    """A randomly initialised GPT2LMHeadModel from a config (offline), without dropout."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=vocab_size, n_embd=hidden_size, n_layer=layers, n_head=2,
+                     n_positions=256, initializer_range=initializer_range, resid_pdrop=0.0,
+                     embd_pdrop=0.0, attn_pdrop=0.0, **config)
+    return GPT2LMHeadModel(cfg).eval()
