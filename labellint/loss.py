@@ -1,7 +1,8 @@
 """check_loss: recompute one optimizer step's loss the way it should be, and compare.
 
 The window is one batch or the micro-batches of one gradient-accumulation step. The reference
-is the float32 token mean of the cross-entropy over the whole window (reference.py); the
+is the token mean of the cross-entropy over the whole window, computed in float64 chunk by
+chunk (reference.py); the
 forensics (forensics.py) say which common mistake reproduces a reported number that differs.
 """
 
@@ -133,7 +134,7 @@ def check_loss(
     chunk: int | None = None,
     name: str = "loss",
 ) -> LossReport:
-    """Recompute one optimizer step's loss with a float32 reference and compare.
+    """Recompute one optimizer step's loss with a chunked reference and compare.
 
     model: a causal LM (Hugging Face style: `.get_output_embeddings()`, `logits_to_keep`); it is
         run in eval mode without gradients, and restored after.
@@ -150,7 +151,7 @@ def check_loss(
     at_init: the model is freshly initialised (turns on loss-at-init).
     window: how per-micro-batch values combine into the window's loss: "sum", "mean", or "auto".
     rtol, atol: the tolerance; rtol defaults by the logits' dtype (RTOL).
-    chunk: positions per chunk of the reference (default: CHUNK_BYTES of float32 logits).
+    chunk: positions per chunk of the reference (default: CHUNK_BYTES of upcast logits).
     """
     if window not in WINDOWS:
         raise LabelLintError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
@@ -172,8 +173,9 @@ def check_loss(
         pad_id = tokenizer_facts(tokenizer).get("pad_id")
     stat_options = dict(ignore_index=ignore_index, label_shift=label_shift, pad_id=pad_id,
                         chunk=chunk)
-    counts = [supervised_count(b, ignore_index=ignore_index, label_shift=label_shift)
-              for b in micro]
+    given_tensors = [to_tensors(b) for b in micro]  # validated before any model runs
+    counts = [supervised_count(t, ignore_index=ignore_index, label_shift=label_shift)
+              for t in given_tensors]
     n_window = sum(counts)
     notes: list[str] = []
     losses: list[float] = []
@@ -185,7 +187,7 @@ def check_loss(
         import torch
 
         with evaluating(model, dev):
-            tensors = [to_tensors(b, dev) for b in micro]
+            tensors = [to_tensors(t, dev) for t in given_tensors]
             if outputs is not None:
                 stats = [stats_from_logits(o, t, **stat_options) for o, t in zip(outputs, tensors)]
             elif reported is None and loss_fn is None:
@@ -209,9 +211,8 @@ def check_loss(
         dev_name = str(dev)
     else:
         dev = None if device in (None, "auto") else resolve_device(device)
-        tensors = [to_tensors(b) for b in micro]
         stats = [stats_from_logits(o, t, device=dev, **stat_options)
-                 for o, t in zip(outputs, tensors)]
+                 for o, t in zip(outputs, given_tensors)]
         dev_name = str(dev or getattr(getattr(outputs[0], "logits", outputs[0]), "device", "cpu"))
         if reported is None:
             own = [getattr(o, "loss", None) for o in outputs]
@@ -315,9 +316,11 @@ def load_model(path: str, *, device: str = "auto", trust_remote_code: bool = Fal
         raise LabelLintError(f"{folder}: no such model folder")
     try:
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging
     except ImportError:
         raise LabelLintError("labellint loss needs transformers and torch: "
                              "pip install 'labellint[hf]'") from None
+    logging.disable_progress_bar()  # stderr carries one line per error, nothing else
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(folder), local_files_only=True, use_safetensors=True,
@@ -391,27 +394,40 @@ def window_from_path(path: str, *, batch_size: int, accumulation: int, pad_id: i
     return batches, notes
 
 
+def _config_pad_id(folder: str) -> int | None:
+    """The pad id a model folder's config.json names (else its EOS), read without loading it."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None  # load_model says what is wrong with the folder
+    config = config.get("text_config", config)
+    pad = config.get("pad_token_id")
+    pad = pad if pad is not None else config.get("eos_token_id")
+    return pad[0] if isinstance(pad, list) and pad else pad
+
+
 def cli_check_loss(args: Any) -> LossReport:
-    """`labellint loss`: load the model and the first optimizer step's rows, then check_loss."""
+    """`labellint loss`: the first optimizer step's rows, then the model, then check_loss.
+
+    The data is read first, so that a bad path or batch size fails before a model loads.
+    """
     from dataclasses import replace
 
     pad_id = args.pad_id
-    tokenizer = None
-    if args.tokenizer:
+    if pad_id is None and args.tokenizer:
         from .tokenizer import load_tokenizer
 
-        tokenizer = load_tokenizer(args.tokenizer)
-        pad_id = pad_id if pad_id is not None else tokenizer.pad_token_id
-    if args.select is not None or args.ignore is not None:
-        select_rules(args.select, args.ignore, kind="loss")  # bad selectors fail before loading
-    model = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+        pad_id = load_tokenizer(args.tokenizer).pad_token_id
     if pad_id is None:
-        config = model.config
-        pad_id = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
-        pad_id = pad_id[0] if isinstance(pad_id, (list, tuple)) else pad_id
+        pad_id = _config_pad_id(args.model)
+    select_rules(args.select, args.ignore, kind="loss")  # bad selectors fail before any work
     batches, notes = window_from_path(args.data, batch_size=args.batch_size,
                                       accumulation=args.accumulation, pad_id=pad_id,
                                       ignore_index=args.ignore_index)
+    model = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
     report = check_loss(model, batches, reported=args.reported, device=args.device,
                         at_init=args.at_init, ignore_index=args.ignore_index,
                         label_shift=args.label_shift, pad_id=pad_id, select=args.select,

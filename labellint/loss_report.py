@@ -185,7 +185,7 @@ class LossReport:
         if details:
             reported = (f"; reported {given(e.reported)} ({e.reported_from})"
                         if e.reported is not None else "")
-            text.append(f"reference {number(e.reference)} (float32 cross-entropy of a {e.dtype} "
+            text.append(f"reference {number(e.reference)} (cross-entropy of a {e.dtype} "
                         f"model over {window}, on {self.device}){reported}; tolerance "
                         f"{e.rtol:g} relative\n", style="dim")
             if e.hypotheses and not self.ok:
