@@ -63,11 +63,12 @@ def tiny_llama(*, vocab_size: int = 64, hidden_size: int = 16, layers: int = 1,
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size,
-                      intermediate_size=2 * hidden_size, num_hidden_layers=layers,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                      initializer_range=initializer_range, pad_token_id=0, bos_token_id=1,
-                      eos_token_id=2, **config)
+    cfg = LlamaConfig(**{
+        "vocab_size": vocab_size, "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size, "num_hidden_layers": layers,
+        "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 256,
+        "initializer_range": initializer_range, "pad_token_id": 0, "bos_token_id": 1,
+        "eos_token_id": 2} | config)
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -78,7 +79,8 @@ def tiny_gpt2(*, vocab_size: int = 64, hidden_size: int = 16, layers: int = 1,
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=vocab_size, n_embd=hidden_size, n_layer=layers, n_head=2,
-                     n_positions=256, initializer_range=initializer_range, resid_pdrop=0.0,
-                     embd_pdrop=0.0, attn_pdrop=0.0, **config)
+    cfg = GPT2Config(**{
+        "vocab_size": vocab_size, "n_embd": hidden_size, "n_layer": layers, "n_head": 2,
+        "n_positions": 256, "initializer_range": initializer_range, "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0, "attn_pdrop": 0.0} | config)
     return GPT2LMHeadModel(cfg).eval()
