@@ -342,8 +342,6 @@ def _body_and_head(model: Any, inputs: Mapping[str, Any]) -> tuple[Any, Any] | N
     they check that head(hidden) reproduces the model's logits (no hidden post-processing).
     Returns None when the model cannot be split so; the caller then takes the full logits.
     """
-    import torch
-
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     base = getattr(model, "base_model", model)
     params = inspect.signature(model.forward).parameters

@@ -152,7 +152,7 @@ def _init_message(v: Mapping[str, Any]) -> str:
         "that labels are the next tokens and that the vocabulary size matches the tokenizer",
 )
 def loss_at_init(e: LossEvidence, *, max_deviation: float = 0.25):
-    """A freshly initialised model's loss is far from ln(vocab size): a broken init or wrong labels."""
+    """A fresh model's loss is far from ln(vocab size): a broken init or wrong labels."""
     if not e.at_init:
         return skip("not a fresh model (pass at_init=True)", by_design=True)
     if not math.isfinite(e.reference):
