@@ -5,6 +5,8 @@ from .batch import Batch
 from .chat import ChatFormat
 from .errors import LabelLintError
 from .facts import Facts
+from .loss import check_loss
+from .loss_report import LossReport
 from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
 from .report import Finding, Report, SourceResult
 
@@ -15,12 +17,14 @@ __all__ = [
     "Facts",
     "Finding",
     "LabelLintError",
+    "LossReport",
     "Report",
     "Rule",
     "Skip",
     "SourceResult",
     "all_rules",
     "check",
+    "check_loss",
     "get_rule",
     "rule",
     "select_rules",

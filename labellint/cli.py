@@ -1,4 +1,4 @@
-"""labellint check | rules | rule CODE — ruff's conventions: exit 0 clean, 1 findings, 2 errors."""
+"""labellint check | rules | rule CODE | loss: exit 0 clean, 1 findings, 2 errors (as ruff)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,30 @@ def _parser() -> argparse.ArgumentParser:
 
     one = sub.add_parser("rule", help="explain one rule")
     one.add_argument("rule", metavar="CODE|NAME")
+
+    lo = sub.add_parser("loss", help="recompute a model's loss on a dataset and compare")
+    lo.add_argument("--model", required=True, metavar="DIR", help="a local model folder")
+    lo.add_argument("--data", required=True, metavar="PATH",
+                    help="parquet, arrow, jsonl or a save_to_disk folder")
+    lo.add_argument("--tokenizer", metavar="DIR", help="a local tokenizer folder (pad id)")
+    lo.add_argument("--batch-size", type=int, default=8, metavar="N")
+    lo.add_argument("--accumulation", type=int, default=1, metavar="K",
+                    help="micro-batches per optimizer step")
+    lo.add_argument("--reported", type=float, metavar="LOSS",
+                    help="the loss your training logged for the first step "
+                         "(default: check the model's own loss)")
+    lo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    lo.add_argument("--at-init", action="store_true", help="the model is freshly initialised")
+    lo.add_argument("--pad-id", type=int, metavar="N")
+    lo.add_argument("--ignore-index", type=int, default=-100, metavar="N")
+    lo.add_argument("--label-shift", choices=("model", "dataset"), default="model")
+    lo.add_argument("--trust-remote-code", action="store_true",
+                    help="run the model folder's own code (off unless asked)")
+    lo.add_argument("--select", type=_list, metavar="RULES", help="codes, prefixes or names")
+    lo.add_argument("--ignore", type=_list, metavar="RULES", help="codes, prefixes or names")
+    lo.add_argument("--format", choices=("text", "json"), default="text")
+    lo.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
+    lo.add_argument("--fail-on", choices=("warning", "error"), default="warning")
     return p
 
 
@@ -221,10 +245,22 @@ def _rule(args: argparse.Namespace, out: Console) -> int:
     return EXIT_CLEAN
 
 
+def _loss(args: argparse.Namespace, out: Console) -> int:
+    from .loss import cli_check_loss
+
+    report = cli_check_loss(args)
+    if args.format == "json":
+        print(report.to_json())
+    else:
+        out.print(report.render())
+    failed = report.failed(args.fail_on)
+    return EXIT_FINDINGS if failed and not args.exit_zero else EXIT_CLEAN
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Console(highlight=False, markup=False, soft_wrap=True)
-    command = {"check": _check, "rules": _rules, "rule": _rule}[args.command]
+    command = {"check": _check, "rules": _rules, "rule": _rule, "loss": _loss}[args.command]
     try:
         return command(args, out)
     except LabelLintError as e:

@@ -3,6 +3,8 @@
 A page is the rule's spec. Its `## Example` blocks are Python that define `batch` (and may define
 `facts`, keyword arguments for `labellint.check`) and name with `# expect: LL...` the codes they
 must produce; its `## Use instead` blocks must produce no finding at all. The tests run them.
+A loss rule's example (LL9xx) defines a `model` and `batch` or `batches`, and may define
+`reported`, `loss_fn`, `outputs`, `at_init`: it runs through `labellint.check_loss` on the CPU.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .registry import Rule, all_rules
 HEADINGS = ("What it does", "Why is this bad?", "Example", "Use instead", "Options", "References")
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 EXPECT = re.compile(r"^# expect:\s*(.*)$", re.M)
+LOSS_EXAMPLE_NAMES = ("model", "reported", "loss_fn", "outputs", "at_init")
 
 
 def pages_dir() -> Path:
@@ -65,6 +68,12 @@ def run_example(example: Example):
 
     namespace: dict = {}
     exec(compile(example.code, "<rule page example>", "exec"), namespace)  # our own pages only
+    if "model" in namespace or "outputs" in namespace:
+        from .loss import check_loss
+
+        given = {k: namespace[k] for k in LOSS_EXAMPLE_NAMES if k in namespace}
+        batches = namespace["batches"] if "batches" in namespace else namespace["batch"]
+        return check_loss(batches=batches, device="cpu", **given, **namespace.get("facts", {}))
     return check(namespace["batch"], **namespace.get("facts", {}))
 
 

@@ -16,7 +16,9 @@ from typing import Any, Callable, Iterable, Mapping
 from .errors import LabelLintError
 
 SEVERITIES = ("error", "warning")
-SCOPES = ("token", "row", "batch")
+SCOPES = ("token", "row", "batch", "loss")
+# A `per="loss"` rule judges a training loop's loss (labellint.check_loss), never data.
+KINDS = ("data", "loss")
 CODE = re.compile(r"^LL\d{3}$")
 NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -139,22 +141,39 @@ def _check_selectors(selectors: Iterable[str], rules: list[Rule]) -> list[str]:
     return selectors
 
 
+def rule_kind(r: Rule) -> str:
+    """"loss" for the rules that judge a reported loss, "data" for the rest."""
+    return "loss" if r.per == "loss" else "data"
+
+
 def select_rules(
-    select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+    select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+    *, kind: str = "data",
 ) -> list[Rule]:
-    """Rules matched by `select` (default: all) and by no `ignore` entry.
+    """Rules of `kind` matched by `select` (default: all) and by no `ignore` entry.
 
     A selector is a code (`LL103`), a code prefix (`LL1`), a name (`labels-on-padding`) or `ALL`.
+    kind: "data" (what `check` runs) or "loss" (what `check_loss` runs); selectors naming only
+    rules of the other kind select nothing here.
     """
-    rules = all_rules()
-    chosen = _check_selectors(select if select is not None else ["ALL"], rules)
-    dropped = _check_selectors(ignore or [], rules)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    every = all_rules()
+    rules = [r for r in every if rule_kind(r) == kind]
+    chosen = _check_selectors(select if select is not None else ["ALL"], every)
+    dropped = _check_selectors(ignore or [], every)
 
     def hit(r: Rule, selectors: list[str]) -> bool:
         return any(s.upper() == "ALL" or r.matches(s) or r.matches(s.upper()) for s in selectors)
 
     selected = [r for r in rules if hit(r, chosen) and not hit(r, dropped)]
     if not selected:
+        other = [r.code for r in every if rule_kind(r) != kind and hit(r, chosen)]
+        if other:
+            judged, run = (("a training loop's loss, not data", "`labellint loss` or "
+                            "labellint.check_loss") if kind == "data" else
+                           ("data, not a loss", "`labellint check` or labellint.check"))
+            raise LabelLintError(f"{', '.join(other)} judge {judged}: run {run}")
         raise LabelLintError("no rule is selected: the ignore list removes every selected rule")
     return selected
 

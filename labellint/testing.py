@@ -1,5 +1,6 @@
 """Offline building blocks for tests: a tiny BPE tokenizer trained in well under a second, and
-chat tokenizers in the ChatML and Llama-3 families built on it.
+chat tokenizers in the ChatML and Llama-3 families built on it, and tiny Llama and GPT-2 models
+built from a config (random init, fixed seed).
 
 Nothing here touches a hub. Requires the `tokenizers` and `transformers` packages.
 """
@@ -128,3 +129,37 @@ def llama3_tokenizer(*, end_in_generation: bool = True):
         tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
         pad_token="<|finetune_right_pad_id|>", unk_token="<unk>",
         chat_template=_template(_LLAMA3, "<|eot_id|>", end_in_generation))
+
+
+def tiny_llama(*, vocab_size: int = 64, hidden_size: int = 16, layers: int = 1,
+               initializer_range: float = 0.5, seed: int = 0, **config):
+    """A randomly initialised LlamaForCausalLM from a config (offline), float32, eval mode.
+
+    The default init is wider than Hugging Face's 0.02 so that the model's predictions are far
+    from uniform and the loss under each forensic hypothesis differs clearly from the reference.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(**{
+        "vocab_size": vocab_size, "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size, "num_hidden_layers": layers,
+        "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 256,
+        "initializer_range": initializer_range, "pad_token_id": 0, "bos_token_id": 1,
+        "eos_token_id": 2} | config)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def tiny_gpt2(*, vocab_size: int = 64, hidden_size: int = 16, layers: int = 1,
+              initializer_range: float = 0.5, seed: int = 0, **config):
+    """A randomly initialised GPT2LMHeadModel from a config (offline), without dropout."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(**{
+        "vocab_size": vocab_size, "n_embd": hidden_size, "n_layer": layers, "n_head": 2,
+        "n_positions": 256, "initializer_range": initializer_range, "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0, "attn_pdrop": 0.0} | config)
+    return GPT2LMHeadModel(cfg).eval()

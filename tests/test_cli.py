@@ -131,8 +131,10 @@ def test_usage_errors_exit_2_with_one_line():
         result = labellint(*args)
         assert result.returncode == 2
         assert result.stderr.startswith("labellint: error:") and result.stderr.count("\n") == 1
-    unknown = labellint("check", "x.parquet", "--select", "LL9")
+    unknown = labellint("check", "x.parquet", "--select", "LL8")
     assert unknown.returncode == 2 and "unknown rule selector" in unknown.stderr
+    loss_rules = labellint("check", "x.parquet", "--select", "LL9")
+    assert loss_rules.returncode == 2 and "run `labellint loss`" in loss_rules.stderr
 
 
 def test_rules_lists_every_rule():

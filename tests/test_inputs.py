@@ -167,7 +167,8 @@ def test_bad_input_is_one_clear_sentence(source, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(select=["LL9"]), "unknown rule selector 'LL9'"),
+    (dict(select=["LL8"]), "unknown rule selector 'LL8'"),
+    (dict(select=["LL9"]), "judge a training loop's loss, not data"),
     (dict(ignore=["no-such-rule"]), "unknown rule selector 'no-such-rule'"),
     (dict(options={"LL105": {"min": 3}}), "LL105 has no option 'min'"),
     (dict(label_shift="left"), "label_shift must be one of"),

@@ -1,3 +1,3 @@
 """The built-in rules, grouped by concern. Importing this package registers them."""
 
-from . import attention, chat, labels, shift, special_tokens, structure  # noqa: F401
+from . import attention, chat, labels, loss, shift, special_tokens, structure  # noqa: F401
