@@ -16,6 +16,7 @@ from .errors import LabelLintError
 from .facts import Facts, infer_facts
 from .registry import REQUIREMENTS, Rule, Skip
 from .report import Finding, SourceResult, plural
+from .view import capture
 
 SAMPLE_ROWS = 2048
 CHUNK_TOKENS = 1 << 22  # derived views cost ~50 bytes a token: about 200 MB a chunk
@@ -96,6 +97,7 @@ class _Tally:
     every_chunk_hit: bool = True
     skip_reason: str | None = None
     skipped_by_design: bool = False
+    windows: list = field(default_factory=list)  # view.TokenWindow per example, for the report
 
     def add(self, b: Batch, result: Any, max_examples: int) -> None:
         self.applied_chunks += 1
@@ -166,6 +168,7 @@ class _Tally:
             total_tokens=totals["total_tokens"],
             fix=self.rule.fix.format(**values),
             doc=f"rules/{self.rule.page}",
+            windows=tuple(self.windows),
         )
 
 
@@ -178,11 +181,16 @@ def run(
     options: Mapping[str, Mapping[str, Any]],
     training_batches: bool = False,
     max_examples: int = 5,
+    infer: bool = True,
 ) -> SourceResult:
-    """Check one source: infer the missing facts, run every rule on every chunk, merge."""
+    """Check one source: infer the missing facts, run every rule on every chunk, merge.
+
+    infer=False takes `facts` as final (`show` checks one row under the whole source's facts).
+    """
     stream = iter(chunks)
     buffered, sample = _sample(stream)
-    facts = infer_facts(Batch.from_columns(sample, facts))
+    if infer:
+        facts = infer_facts(Batch.from_columns(sample, facts))
     tallies = [_Tally(r, options.get(r.code, r.options), training_batches) for r in rules]
     row_start = tokens = n_chunks = 0
 
@@ -210,7 +218,11 @@ def run(
                 tally.skip_reason = tally.skip_reason or result.reason
                 tally.skipped_by_design = result.by_design
                 continue
+            seen = len(tally.examples)
             tally.add(b, result, max_examples)
+            # The tokens around each new example row, while the chunk is at hand (few rows).
+            tally.windows += [capture(b, row - b.row_start, positions)
+                              for row, positions in tally.examples[seen:]]
         row_start += b.n_rows
         tokens += b.n_tokens
         n_chunks += 1
