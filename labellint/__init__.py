@@ -6,6 +6,8 @@ from .errors import LabelLintError
 from .facts import Facts
 from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
 from .report import Finding, Report, SourceResult
+from .show import RowView, show
+from .view import TokenWindow
 
 __version__ = "0.1.0"
 __all__ = [
@@ -15,12 +17,15 @@ __all__ = [
     "LabelLintError",
     "Report",
     "Rule",
+    "RowView",
     "Skip",
     "SourceResult",
+    "TokenWindow",
     "all_rules",
     "check",
     "get_rule",
     "rule",
     "select_rules",
+    "show",
     "skip",
 ]
