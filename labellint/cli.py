@@ -97,7 +97,7 @@ def _check(args: argparse.Namespace, out: Console) -> int:
         if report.findings:
             print(render_github(report))
     else:
-        out.print(report.render())
+        out.print(report)  # coloured strips on a terminal, bracketed states when piped
     failed = report.failed(args.fail_on)
     return EXIT_FINDINGS if failed and not args.exit_zero else EXIT_CLEAN
 

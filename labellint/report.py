@@ -155,7 +155,7 @@ class Report:
 
     def __rich_console__(self, console: Any, options: Any) -> Iterable[Text]:
         color = console.color_system is not None and not console.no_color
-        yield self.render(color=color, width=options.max_width)
+        yield self.render(color=color, width=options.max_width if console.is_terminal else WIDTH)
 
 
 def _count(n: int) -> str:

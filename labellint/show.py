@@ -142,7 +142,7 @@ class RowView:
 
     def __rich_console__(self, console: Any, options: Any) -> Iterable[Text]:
         color = console.color_system is not None and not console.no_color
-        yield self.render(color=color, width=options.max_width)
+        yield self.render(color=color, width=options.max_width if console.is_terminal else WIDTH)
 
 
 def _row_of(chunks: Iterable[engine.Chunk], base: Facts, row: int,

@@ -149,58 +149,82 @@ def row_batch(b: Batch, r: int) -> Batch:
 def tokens_of(one: Batch, index: np.ndarray | None = None, *,
               hits: Iterable[int] = ()) -> TokenWindow:
     """The tokens of a one-row Batch at `index` (all of them by default)."""
-    c = classify(one)
     index = np.arange(one.n_tokens) if index is None else np.asarray(index, dtype=np.int64)
-    names = special_names(one.facts)
+    return _window(one, classify(one), 0, one.n_tokens, index, hits, one.row_start)
+
+
+def _window(b: Batch, c: dict[str, np.ndarray], lo: int, hi: int, index: np.ndarray,
+            hits: Iterable[int], row: int) -> TokenWindow:
+    """The tokens at row positions `index` of the row at flat [lo, hi) of `b`, classified `c`."""
+    flat = lo + index
+    names = special_names(b.facts)
 
     def pick(values: np.ndarray | None) -> tuple | None:
-        return None if values is None else tuple(values[index].tolist())
+        return None if values is None else tuple(values[flat].tolist())
 
-    ids = pick(one.input_ids)
+    ids = pick(b.input_ids)
     return TokenWindow(
-        row=one.row_start,
-        length=one.n_tokens,
+        row=row,
+        length=hi - lo,
         index=tuple(index.tolist()),
         ids=ids,
-        states=tuple(STATES[s] for s in c["state"][index]),
+        states=tuple(STATES[s] for s in c["state"][flat]),
         target=pick(c["target"]),
         special=tuple(names.get(i) for i in ids),
         boundary=pick(c["boundary"]),
-        labels=pick(one.labels),
+        labels=pick(b.labels),
         label_shown=pick(c.get("label_shown")),
-        position_ids=pick(one.position_ids),
+        position_ids=pick(b.position_ids),
         position_odd=pick(c.get("position_odd")),
         hits=tuple(int(h) for h in hits),
     )
 
 
-def window_index(one: Batch, positions: Sequence[int], width: int = WINDOW) -> np.ndarray:
+def window_index(length: int, first_target: int | None, positions: Sequence[int],
+                 width: int = WINDOW) -> np.ndarray:
     """Which of a row's tokens an example shows: at most `width`.
 
     Around the first flagged position for a token-level finding; for a row-level one, where
     row mistakes show: the row's start (BOS, padding), its first target (masking, shift) and
     its end (EOS, truncation).
     """
-    n = one.n_tokens
+    n = length
     if n <= width:
         return np.arange(n)
     if positions:
         start = min(max(positions[0] - EDGE, 0), n - width)
         return np.arange(start, start + width)
-    first = int(one.first_target_position[0]) if one.labels is not None else n
-    edge = EDGE if first < n else width // 2
+    edge = EDGE if first_target is not None else width // 2
     keep = np.zeros(n, dtype=bool)
     keep[:edge] = True
     keep[n - edge :] = True
-    if first < n:
-        keep[max(first - 3, 0) : first + EDGE - 3] = True
+    if first_target is not None:
+        keep[max(first_target - 3, 0) : first_target + EDGE - 3] = True
     return np.flatnonzero(keep)  # parts that overlap show fewer tokens, never more
 
 
+SMALL_CHUNK = 1 << 16  # tokens: classify such a chunk whole, once, rather than row by row
+
+
 def capture(b: Batch, r: int, positions: Sequence[int]) -> TokenWindow:
-    """The window kept for example row `r` of `b` (the engine calls this per recorded example)."""
-    one = row_batch(b, r)
-    return tokens_of(one, window_index(one, positions), hits=positions)
+    """The window kept for example row `r` of `b` (the engine calls this per recorded example).
+
+    A small chunk (a training batch) is classified once and kept on the Batch, reusing the
+    views its rules computed; a large one row by row, since only a few rows are examples.
+    """
+    if b.n_tokens <= SMALL_CHUNK:
+        c = b.__dict__.get("_view_classes")
+        if c is None:
+            c = b.__dict__["_view_classes"] = classify(b)
+        lo, hi = int(b.offsets[r]), int(b.offsets[r + 1])
+        source = b
+    else:
+        source = row_batch(b, r)
+        c, lo, hi = classify(source), 0, source.n_tokens
+    targets = np.flatnonzero(c["target"][lo:hi])
+    first = int(targets[0]) if targets.size else None
+    index = window_index(hi - lo, first, positions)
+    return _window(source, c, lo, hi, index, positions, b.row_start + r)
 
 
 # -- decoding ---------------------------------------------------------------------------------
