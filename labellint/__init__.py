@@ -9,6 +9,8 @@ from .loss import check_loss
 from .loss_report import LossReport
 from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
 from .report import Finding, Report, SourceResult
+from .show import RowView, show
+from .view import TokenWindow
 
 __version__ = "0.1.0"
 __all__ = [
@@ -20,13 +22,16 @@ __all__ = [
     "LossReport",
     "Report",
     "Rule",
+    "RowView",
     "Skip",
     "SourceResult",
+    "TokenWindow",
     "all_rules",
     "check",
     "check_loss",
     "get_rule",
     "rule",
     "select_rules",
+    "show",
     "skip",
 ]

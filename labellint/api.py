@@ -11,7 +11,7 @@ from .facts import merge_facts
 from .registry import resolve_options, select_rules
 from .report import Report
 from .sources import CHUNK_ROWS, open_sources
-from .tokenizer import model_facts, tokenizer_facts
+from .tokenizer import load_tokenizer, model_facts, tokenizer_facts
 
 
 def check(
@@ -50,6 +50,7 @@ def check(
         raise LabelLintError(f"max_examples must be a count (0 or more), not {max_examples!r}")
     rules = select_rules(select, ignore)
     resolved = resolve_options(rules, options)
+    tokenizer = None if tokenizer is None else load_tokenizer(tokenizer)
     base = merge_facts(("given", facts), ("model", model_facts(model)),
                        ("tokenizer", tokenizer_facts(tokenizer)))
     results = []
@@ -60,6 +61,11 @@ def check(
             s.chunks, source=s.name, facts=base, rules=rules, options=resolved,
             training_batches=s.training_batches, max_examples=max_examples,
             missing_labels=missing_labels, progress=report))
+    if tokenizer is not None:
+        # Example rows are decoded now, while the tokenizer is at hand: the report is not.
+        from .view import decode_results
+
+        results = decode_results(tokenizer, results)
     return Report(results)
 
 

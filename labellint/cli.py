@@ -104,6 +104,18 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--format", choices=("text", "json"), default="text")
     lo.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
     lo.add_argument("--fail-on", choices=("warning", "error"), default="warning")
+
+    s = sub.add_parser("show", help="show one row: what is trained, masked, padding, hidden")
+    s.add_argument("path", metavar="PATH", help="a parquet, arrow, jsonl file or dataset folder")
+    s.add_argument("--row", type=int, required=True, metavar="N", help="the row index (from 0)")
+    s.add_argument("--tokenizer", metavar="DIR", help="a local tokenizer folder (decodes tokens)")
+    s.add_argument("--model", metavar="DIR", help="a local model folder (for its vocab size)")
+    s.add_argument("--format", choices=("text", "html"), default="text")
+    s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    for flag in ("pad-id", "bos-id", "eos-id", "vocab-size", "max-length", "ignore-index"):
+        s.add_argument(f"--{flag}", type=int, metavar="N")
+    s.add_argument("--label-shift", choices=("model", "dataset"))
+    s.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None)
     return p
 
 
@@ -174,7 +186,7 @@ def _check(args: argparse.Namespace, out: Console) -> int:
         if report.findings:
             print(render_github(report))
     else:
-        out.print(report.render())
+        out.print(report)  # coloured strips on a terminal, bracketed states when piped
     failed = report.failed(settings["fail_on"])
     return EXIT_FINDINGS if failed and not args.exit_zero else EXIT_CLEAN
 
@@ -257,10 +269,39 @@ def _loss(args: argparse.Namespace, out: Console) -> int:
     return EXIT_FINDINGS if failed and not args.exit_zero else EXIT_CLEAN
 
 
+def _show(args: argparse.Namespace, out: Console) -> int:
+    from pathlib import Path
+
+    from .show import WIDTH, show
+
+    facts = {name: getattr(args, name) for name in
+             ("pad_id", "bos_id", "eos_id", "vocab_size", "max_length", "ignore_index",
+              "label_shift", "add_bos")}
+    row = show(args.path, row=args.row, tokenizer=args.tokenizer, model=args.model,
+               **{k: v for k, v in facts.items() if v is not None})
+    if args.output is None and args.format == "text":
+        color = out.is_terminal and not out.no_color
+        out.print(row.render(color=color, width=out.width if out.is_terminal else WIDTH))
+        return EXIT_CLEAN
+    text = row.to_html() if args.format == "html" else row.render().plain
+    if args.output is None:
+        print(text, end="")
+        return EXIT_CLEAN
+    target = Path(args.output)
+    if target.exists() and target.resolve() == Path(args.path).resolve():
+        raise LabelLintError(f"{target}: is the data being shown; write elsewhere")
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise LabelLintError(f"{target}: cannot write it ({e.strerror or e})") from None
+    return EXIT_CLEAN
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     out = Console(highlight=False, markup=False, soft_wrap=True)
-    command = {"check": _check, "rules": _rules, "rule": _rule, "loss": _loss}[args.command]
+    command = {"check": _check, "rules": _rules, "rule": _rule, "loss": _loss,
+               "show": _show}[args.command]
     try:
         return command(args, out)
     except LabelLintError as e:

@@ -16,6 +16,7 @@ from .errors import LabelLintError
 from .facts import Facts, infer_facts
 from .registry import REQUIREMENTS, Rule, Skip
 from .report import Finding, SourceResult, plural
+from .view import capture
 
 SAMPLE_ROWS = 2048
 CHUNK_TOKENS = 1 << 20  # derived views cost ~50 bytes a token: ~50 MB, mostly in cache
@@ -100,6 +101,7 @@ class _Tally:
     every_chunk_hit: bool = True
     skip_reason: str | None = None
     skipped_by_design: bool = False
+    windows: list = field(default_factory=list)  # view.TokenWindow per example, for the report
 
     def add(self, b: Batch, result: Any, max_examples: int) -> None:
         self.applied_chunks += 1
@@ -177,6 +179,7 @@ class _Tally:
             total_tokens=totals["total_tokens"],
             fix=self.rule.fix.format(**values),
             doc=f"rules/{self.rule.page}",
+            windows=tuple(self.windows),
         )
 
 
@@ -191,19 +194,22 @@ def run(
     max_examples: int = 5,
     missing_labels: str = "collator",
     progress: Callable[[int, int], None] | None = None,
+    infer: bool = True,
 ) -> SourceResult:
     """Check one source: infer the missing facts, run every rule on every chunk, merge.
 
     missing_labels: for a dataset without labels, "collator" checks the labels a causal-LM
     collator builds (input_ids, padding masked); "skip" skips the rules that need labels.
     progress: called with the rows and tokens of each chunk once it is checked.
+    infer=False takes `facts` as final (`show` checks one row under the whole source's facts).
     """
     if missing_labels not in MISSING_LABELS:
         raise LabelLintError(f"missing_labels must be one of {', '.join(MISSING_LABELS)}, "
                              f"not {missing_labels!r}")
     stream = iter(chunks)
     buffered, sample = _sample(stream)
-    facts = infer_facts(Batch.from_columns(sample, facts))
+    if infer:
+        facts = infer_facts(Batch.from_columns(sample, facts))
     tallies = [_Tally(r, options.get(r.code, r.options), training_batches) for r in rules]
     row_start = tokens = n_chunks = 0
 
@@ -235,7 +241,11 @@ def run(
                 tally.skip_reason = tally.skip_reason or result.reason
                 tally.skipped_by_design = result.by_design
                 continue
+            seen = len(tally.examples)
             tally.add(b, result, max_examples)
+            # The tokens around each new example row, while the chunk is at hand (few rows).
+            tally.windows += [capture(b, row - b.row_start, positions)
+                              for row, positions in tally.examples[seen:]]
         row_start += b.n_rows
         tokens += b.n_tokens
         n_chunks += 1

@@ -17,6 +17,8 @@ from .facts import Facts
 
 JSON_VERSION = 1
 FAIL_ON = ("warning", "error")
+WIDTH = 100   # where token strips fold when the text is not for a terminal
+STRIPS = 3    # example rows drawn as token strips under each finding
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class Finding:
     total_tokens: int
     fix: str
     doc: str
+    # The tokens around each example row (view.TokenWindow), for the text report's strips;
+    # not part of the JSON form.
+    windows: tuple = field(default=(), compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,9 +134,14 @@ class Report:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def render(self, *, details: bool = True) -> Text:
-        """The text report as rich Text: coloured on a terminal, plain when printed as str."""
-        return render_text(self, details=details)
+    def render(self, *, details: bool = True, color: bool = False,
+               width: int = WIDTH) -> Text:
+        """The text report as rich Text.
+
+        color: token strips in colour (for a terminal); otherwise their states are marked with
+        brackets, so that the plain text still tells them apart. width: where strips fold.
+        """
+        return render_text(self, details=details, color=color, width=width)
 
     def __str__(self) -> str:
         """Plain text; coloured when printed to a terminal (`print(report)`), unless NO_COLOR."""
@@ -140,11 +150,13 @@ class Report:
         from rich.console import Console
 
         buffer = io.StringIO()
-        Console(file=buffer, force_terminal=True, soft_wrap=True).print(self.render(), end="")
+        console = Console(file=buffer, force_terminal=True, soft_wrap=True)
+        console.print(self.render(color=True, width=console.width), end="")
         return buffer.getvalue()
 
-    def __rich__(self) -> Text:
-        return self.render()
+    def __rich_console__(self, console: Any, options: Any) -> Iterable[Text]:
+        color = console.color_system is not None and not console.no_color
+        yield self.render(color=color, width=options.max_width if console.is_terminal else WIDTH)
 
 
 def _count(n: int) -> str:
@@ -182,8 +194,53 @@ def _example(row: int, positions: tuple[int, ...]) -> str:
     return f"{row} (positions {_ranges(positions)})" if positions else str(row)
 
 
-def render_text(report: Report, *, details: bool = True) -> Text:
+def _table(report: Report, color: bool) -> Text:
+    """One line per finding: code, name, severity, rows affected and their share."""
+    several = len(report.sources) > 1
+    head = (["source"] if several else []) + ["code", "name", "severity", "rows", "% rows"]
+    body = [([f.source] if several else []) + [
+        f.code, f.name, f.severity, f"{f.count_rows:,}",
+        f"{100 * f.count_rows / max(f.total_rows, 1):.1f}%"] for f in report.findings]
+    widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
+    numeric = {len(head) - 2, len(head) - 1}
+
+    def cell(i: int, value: str) -> str:
+        return value.rjust(widths[i]) if i in numeric else value.ljust(widths[i])
+
     text = Text()
+    text.append("  ".join(cell(i, h) for i, h in enumerate(head)).rstrip() + "\n",
+                style="bold" if color else "")
+    severity = len(head) - 3
+    for row, f in zip(body, report.findings):
+        for i, value in enumerate(row):
+            text.append("  " if i else "")
+            text.append(cell(i, value), style=SEVERITY_STYLE[f.severity] if i == severity else "")
+        text.append("\n")
+    return text
+
+
+def _strips(f: Finding, color: bool, width: int) -> Text:
+    from . import view
+
+    text = Text()
+    for w in f.windows[:STRIPS]:
+        label = f"    row {w.row}: "
+        text.append_text(view.fold(view.chips(w, color=color), width=width, first=label,
+                                   rest=" " * len(label), color=color))
+    return text
+
+
+def render_text(report: Report, *, details: bool = True, color: bool = False,
+                width: int = WIDTH) -> Text:
+    text = Text()
+    if report.findings:
+        text.append_text(_table(report, color))
+        windows = [w for f in report.findings for w in f.windows[:STRIPS]]
+        if windows:
+            from .view import legend
+
+            text.append_text(legend(windows, color=color))
+        text.append("\n")
     for f in report.findings:
         where = f"{f.source}[{f.rows[0]}]" if f.rows else f.source
         text.append(f"{where}: ", style="bold")
@@ -195,6 +252,7 @@ def render_text(report: Report, *, details: bool = True) -> Text:
             shown = ", ".join(_example(r, p) for r, p in zip(f.rows, f.positions))
             more = f.count_rows - len(f.rows)
             text.append(f"  rows: {shown}" + (f" (+{more:,} more)" if more else "") + "\n")
+            text.append_text(_strips(f, color, width))
         text.append("  help: ", style="cyan")
         text.append(f.fix + "\n")
     if details:

@@ -188,7 +188,7 @@ def test_pyarrow_column_of_strings_is_rejected():
 def test_report_is_plain_text_off_a_terminal_and_carried_by_the_error():
     report = labellint.check(BAD, **FACTS)
     assert "\x1b[" not in str(report)
-    assert str(report).startswith("batch[1]: LL103 (error) labels on padding in 1 row (2 tokens)")
+    assert "\nbatch[1]: LL103 (error) labels on padding in 1 row (2 tokens)" in str(report)
     assert not report.ok
     with pytest.raises(LabelLintError) as e:
         report.raise_for_errors()
