@@ -276,10 +276,9 @@ class Batch:
 
     @cached_property
     def packed(self) -> np.ndarray:
-        """Rows holding several sequences: position_ids restart inside the row."""
-        if self.position_ids is None:
-            return np.zeros(self.n_rows, dtype=bool)
-        return self.row_any((self.position_ids == 0) & (self.position_in_row > 0))
+        """Rows holding several sequences: position_ids restart inside the row (or a
+        segment-id attention_mask changes value); see `sequence_starts`."""
+        return self.row_any(self.sequence_starts)
 
     @cached_property
     def at_max_length(self) -> np.ndarray:
@@ -351,6 +350,102 @@ class Batch:
     def at_rows(self, per_row: np.ndarray) -> np.ndarray:
         """Broadcast a per-row array to tokens."""
         return per_row[self.row_of_token]
+
+    # -- packed sequences ----------------------------------------------------------------------
+
+    @cached_property
+    def prev_ids(self) -> np.ndarray:
+        """input_ids shifted right by one; meaningful only where `position_in_row > 0`."""
+        out = np.empty_like(self.input_ids)
+        out[1:] = self.input_ids[:-1]
+        out[:1] = self.input_ids[:1]
+        return out
+
+    @cached_property
+    def after_first_real(self) -> np.ndarray:
+        """Tokens after their row's first real token (so the previous token is in the row)."""
+        return self.token_index > self.at_rows(self.first_real_index)
+
+    @cached_property
+    def position_steps(self) -> np.ndarray | None:
+        """position_ids[t] - position_ids[t-1]; meaningful only where `position_in_row > 0`."""
+        if self.position_ids is None:
+            return None
+        pos = self.position_ids.astype(np.int64, copy=False)
+        out = np.ones(self.n_tokens, dtype=np.int64)
+        out[1:] = pos[1:] - pos[:-1]
+        return out
+
+    @cached_property
+    def row_first_position(self) -> np.ndarray:
+        """Per row, the position id of its first real token (0 without position_ids)."""
+        out = np.zeros(self.n_rows, dtype=np.int64)
+        if self.position_ids is not None:
+            ok = self.first_real_index >= 0
+            out[ok] = self.position_ids[self.first_real_index[ok]]
+        return out
+
+    @cached_property
+    def position_restarts(self) -> np.ndarray:
+        """Real tokens after a row's first where position_ids go back to the row's first value.
+
+        DataCollatorWithFlattening, TRL's padding-free collator and pack_dataset's
+        `seq_lengths` all restart at 0 (at `position_ids_start` in general: the row's first
+        value covers it). Padding is left out: TRL pads position_ids with 0.
+        """
+        if self.position_ids is None:
+            return np.zeros(self.n_tokens, dtype=bool)
+        back = self.position_ids == self.at_rows(self.row_first_position)
+        return self.real & self.after_first_real & back & (self.position_steps != 1)
+
+    @cached_property
+    def segment_changes(self) -> np.ndarray:
+        """Real tokens where a segment-id attention_mask (1, 1, 2, 2, 3: Axolotl's and
+        LLaMA-Factory's packing) takes a new value: the model isolates those segments."""
+        mask = self.attention_mask
+        out = np.zeros(self.n_tokens, dtype=bool)
+        if mask is None or mask.dtype == bool or mask.size == 0 or mask.max() <= 1:
+            return out
+        out[1:] = (mask[1:] != mask[:-1]) & (mask[:-1] > 0)
+        return out & (mask > 0) & self.real & self.after_first_real
+
+    @cached_property
+    def sequence_starts(self) -> np.ndarray:
+        """Where a packed sequence other than the row's first begins."""
+        return self.position_restarts | self.segment_changes
+
+    @cached_property
+    def sequences(self) -> Batch:
+        """The packed sequences as rows of their own (this batch when nothing is packed).
+
+        The flat columns are shared, not copied; `sequence_row` maps each back to its row.
+        A row's padding stays with its first or last sequence.
+        """
+        if not self.sequence_starts.any():
+            return self
+        starts = np.flatnonzero(self.sequence_starts | (self.position_in_row == 0))
+        offsets = np.append(starts, self.n_tokens)
+        columns = {name: getattr(self, name) for name in COLUMNS[1:]}
+        return Batch(self.input_ids, offsets, facts=self.facts, row_start=self.row_start,
+                     **columns)
+
+    @cached_property
+    def sequence_row(self) -> np.ndarray:
+        """The row of each of `sequences`' rows."""
+        if self.sequences is self:
+            return np.arange(self.n_rows, dtype=np.int64)
+        return self.row_of_token[self.sequences.starts]
+
+    @cached_property
+    def sequence_ends_row(self) -> np.ndarray:
+        """Per sequence of `sequences`, whether it is its row's last."""
+        return np.append(self.sequence_row[1:] != self.sequence_row[:-1], True)
+
+    def rows_of_sequences(self, per_sequence: np.ndarray) -> np.ndarray:
+        """A row mask from a mask over `sequences`: a row is hit when one of its sequences is."""
+        if self.sequences is self:
+            return per_sequence
+        return np.bincount(self.sequence_row[per_sequence], minlength=self.n_rows) > 0
 
 
 def _realign(

@@ -1,3 +1,5 @@
 """The built-in rules, grouped by concern. Importing this package registers them."""
 
-from . import attention, labels, shift, special_tokens, structure  # noqa: F401
+from . import (  # noqa: F401
+    attention, labels, packing, shift, special_tokens, structure, tokenizer_model,
+)

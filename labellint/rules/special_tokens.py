@@ -69,7 +69,11 @@ def eos_never_supervised(b: Batch):
 def missing_eos(b: Batch):
     """Training rows that do not end with EOS: the model never sees where an answer ends."""
     # Rows without labels are prompts for generation, which end where the model takes over.
-    return (b.real_lengths > 0) & ~b.ends_with_stop & ~b.at_max_length & ~b.packed
+    # Each packed sequence must end with EOS as a row must: it is judged on its own, except
+    # the last of a row cut at max_length (wrapped packing continues it in the next row).
+    s = b.sequences
+    cut = s.at_max_length | (b.at_max_length[b.sequence_row] & b.sequence_ends_row)
+    return b.rows_of_sequences((s.real_lengths > 0) & ~s.ends_with_stop & ~cut)
 
 
 def _out_of_vocab_message(t):
@@ -102,6 +106,12 @@ def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
 )
 def truncated_target(b: Batch):
     """Rows cut at max_length mid-answer: the model learns answers that stop without an end."""
+    # Packed sequences are judged each on its own: TRL's bfd packing truncates sequences.
+    s = b.sequences
+    return b.rows_of_sequences(_truncated(s))
+
+
+def _truncated(b: Batch):
     last = b.last_real_index
     ok = last >= 0
     reaches_end = np.zeros(b.n_rows, dtype=bool)
@@ -111,3 +121,71 @@ def truncated_target(b: Batch):
         reaches_end[prev_ok] |= b.supervised[last[prev_ok] - 1]
     cut = b.at_max_length & ~_stream_blocks(b)
     return cut & reaches_end & ~b.ends_with_stop
+
+
+@rule(
+    "LL406", "stray-bos", severity="warning", per="token", requires=("bos_id",),
+    message="BOS inside a sequence, or BOS as a training target, in {rows} rows "
+            "({tokens} tokens)",
+    fix="tokenize the parts after the first with add_special_tokens=False (prompt and answer "
+        "tokenized separately, or `text_target=`, each get a BOS), and keep BOS out of labels",
+)
+def stray_bos(b: Batch):
+    """BOS inside a row where no packed sequence starts, or BOS as a supervised target."""
+    from .packing import document_starts, leading_bos
+
+    f = b.facts
+    if f.bos_id == f.eos_id:
+        return skip("BOS is also EOS (GPT-2 style): BOS inside a row is EOS", by_design=True)
+    is_bos = b.input_ids == f.bos_id
+    # A doubled BOS at a start is duplicate-bos's; a packed sequence's start with a label is
+    # supervised-packing-boundary's; a boundary of documents packed with nothing isolating
+    # them is packed-without-position-ids'.
+    expected = leading_bos(b, is_bos) | b.sequence_starts | document_starts(b)
+    if f.bos_every_turn and f.eos_id is not None:
+        expected |= is_bos & (b.prev_ids == f.eos_id)  # Llama-2 chat: `</s><s>[INST]`
+    stray = is_bos & b.real & ~expected
+    if b.labels is None:
+        return stray
+    target_bos = b.targets & (b.labels == f.bos_id)
+    if f.label_shift == "dataset":  # labels[t] targets the input token at t + 1
+        expected = np.append(expected[1:], False)
+    return stray | (target_bos & ~expected)
+
+
+def _label_of_input(b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per token: whether its input is the target of a label, that label is kept, and the token
+    before it was a target too (the answer ran right up to it)."""
+    shift = 1 if b.facts.label_shift == "dataset" else 0
+    lead = 1 + shift  # the label of input t sits at t - shift; that of t - 1 at t - 1 - shift
+    ok = b.position_in_row >= lead
+    kept = np.zeros(b.n_tokens, dtype=bool)
+    prev_target = np.zeros(b.n_tokens, dtype=bool)
+    if shift:
+        kept[1:] = b.supervised[:-1]
+    else:
+        kept = b.supervised.copy()
+    prev_target[lead:] = b.targets[: b.n_tokens - lead]
+    return ok, kept & ok, prev_target & ok
+
+
+@rule(
+    "LL410", "pad-is-eos", severity="warning", per="row", requires=("labels", "eos_id", "pad_id"),
+    message="pad_token_id == eos_token_id ({eos_id}) and every EOS label is {ignore_index} in "
+            "{rows} rows: padding was masked by id, which masks each answer's EOS with it "
+            "(DataCollatorForLanguageModeling sets labels[input_ids == pad_token_id] = -100)",
+    fix="give the tokenizer a pad token of its own (e.g. `<|finetune_right_pad_id|>`, "
+        "`<pad>`, or unk) or mask padding by attention_mask (DataCollatorForSeq2Seq, TRL's "
+        "collators), so the final EOS keeps its label",
+)
+def pad_is_eos(b: Batch):
+    """pad == EOS and padding masked by id, which masks the real EOS labels too."""
+    f = b.facts
+    if f.pad_id != f.eos_id:
+        return np.zeros(b.n_rows, dtype=bool)
+    ok, kept, prev_target = _label_of_input(b)
+    is_eos = (b.input_ids == f.eos_id) & b.real & ok
+    # The answer is supervised up to a real EOS whose label is gone, and no EOS in the row
+    # keeps one: what masking every pad id leaves behind. One EOS kept, and it was not by id.
+    cut = b.row_any(is_eos & prev_target & ~kept)
+    return cut & ~b.row_any(is_eos & kept)
