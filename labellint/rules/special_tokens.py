@@ -11,11 +11,15 @@ def _stream_blocks(b: Batch) -> np.ndarray:
 
     Such a row starts and ends mid-document by design (run_clm's group_texts, TRL's wrapped
     packing); a truncated SFT row has a masked prompt. Packed sequences inside a row are
-    the packing rules' to judge.
+    the packing rules' to judge, and so are rows of documents packed without position_ids
+    (packed-without-position-ids names the cause; a cut answer there is its consequence).
     """
+    from .packing import document_starts
+
+    packed = b.packed | b.row_any(document_starts(b))
     if b.labels is None:
-        return b.at_max_length | b.packed
-    return (b.at_max_length & ~b.row_any(b.real & ~b.supervised)) | b.packed
+        return b.at_max_length | packed
+    return (b.at_max_length & ~b.row_any(b.real & ~b.supervised)) | packed
 
 
 @rule(

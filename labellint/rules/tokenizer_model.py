@@ -22,8 +22,9 @@ def mismatches(facts: Mapping[str, Any]) -> list[str]:
     out = []
     size, rows = facts.get("tokenizer_size"), facts.get("model_vocab_size")
     if size is not None and rows is not None and size > rows:
+        ids = f"id {rows:,} has" if size == rows + 1 else f"ids {rows:,} to {size - 1:,} have"
         out.append(f"the tokenizer has {size:,} tokens but the model's embedding table has "
-                   f"{rows:,} rows (ids {rows:,} to {size - 1:,} have no embedding)")
+                   f"{rows:,} rows ({ids} no embedding)")
     if size is None:
         return out
     for ours, theirs, field in SPECIAL:
