@@ -278,7 +278,7 @@ class Batch:
     def packed(self) -> np.ndarray:
         """Rows holding several sequences: position_ids restart inside the row (or a
         segment-id attention_mask changes value); see `sequence_starts`."""
-        return self.row_any(self.sequence_starts)
+        return self.rows_hit(self.sequence_starts)
 
     @cached_property
     def at_max_length(self) -> np.ndarray:
@@ -352,23 +352,29 @@ class Batch:
         return per_row[self.row_of_token]
 
     # -- packed sequences ----------------------------------------------------------------------
+    # Boundaries are rare (a few per row at most), so these views find candidate positions with
+    # one vectorised pass and judge only those: per-candidate numpy, never a per-token mask chain.
 
-    @cached_property
-    def prev_ids(self) -> np.ndarray:
-        """input_ids shifted right by one; meaningful only where `position_in_row > 0`."""
-        out = np.empty_like(self.input_ids)
-        out[1:] = self.input_ids[:-1]
-        out[:1] = self.input_ids[:1]
+    def rows_hit(self, index: np.ndarray) -> np.ndarray:
+        """A row mask: the rows holding the flat token indices `index`."""
+        out = np.zeros(self.n_rows, dtype=bool)
+        out[self.row_of_token[index]] = True
         return out
 
-    @cached_property
-    def after_first_real(self) -> np.ndarray:
-        """Tokens after their row's first real token (so the previous token is in the row)."""
-        return self.token_index > self.at_rows(self.first_real_index)
+    def token_mask(self, index: np.ndarray) -> np.ndarray:
+        """A token mask, True at the flat token indices `index`."""
+        out = np.zeros(self.n_tokens, dtype=bool)
+        out[index] = True
+        return out
+
+    def inside_row(self, index: np.ndarray) -> np.ndarray:
+        """For flat token indices: real, and after their row's first real token."""
+        first = self.first_real_index[self.row_of_token[index]]
+        return (first >= 0) & (index > first) & self.real[index]
 
     @cached_property
     def position_steps(self) -> np.ndarray | None:
-        """position_ids[t] - position_ids[t-1]; meaningful only where `position_in_row > 0`."""
+        """position_ids[t] - position_ids[t-1]; meaningful only inside a row."""
         if self.position_ids is None:
             return None
         pos = self.position_ids.astype(np.int64, copy=False)
@@ -386,33 +392,43 @@ class Batch:
         return out
 
     @cached_property
+    def position_breaks(self) -> np.ndarray:
+        """Flat indices of real tokens, after their row's first, where position_ids do not
+        count up by one: packed-sequence starts and invalid steps alike."""
+        if self.position_ids is None:
+            return np.zeros(0, dtype=np.int64)
+        index = np.flatnonzero(self.position_steps != 1)
+        return index[self.inside_row(index)]
+
+    @cached_property
     def position_restarts(self) -> np.ndarray:
-        """Real tokens after a row's first where position_ids go back to the row's first value.
+        """Flat indices where position_ids go back to the row's first value: a new sequence.
 
         DataCollatorWithFlattening, TRL's padding-free collator and pack_dataset's
         `seq_lengths` all restart at 0 (at `position_ids_start` in general: the row's first
         value covers it). Padding is left out: TRL pads position_ids with 0.
         """
-        if self.position_ids is None:
-            return np.zeros(self.n_tokens, dtype=bool)
-        back = self.position_ids == self.at_rows(self.row_first_position)
-        return self.real & self.after_first_real & back & (self.position_steps != 1)
+        index = self.position_breaks
+        if index.size == 0:
+            return index
+        rows = self.row_of_token[index]
+        return index[self.position_ids[index] == self.row_first_position[rows]]
 
     @cached_property
     def segment_changes(self) -> np.ndarray:
-        """Real tokens where a segment-id attention_mask (1, 1, 2, 2, 3: Axolotl's and
+        """Flat indices where a segment-id attention_mask (1, 1, 2, 2, 3: Axolotl's and
         LLaMA-Factory's packing) takes a new value: the model isolates those segments."""
         mask = self.attention_mask
-        out = np.zeros(self.n_tokens, dtype=bool)
         if mask is None or mask.dtype == bool or mask.size == 0 or mask.max() <= 1:
-            return out
-        out[1:] = (mask[1:] != mask[:-1]) & (mask[:-1] > 0)
-        return out & (mask > 0) & self.real & self.after_first_real
+            return np.zeros(0, dtype=np.int64)
+        index = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+        index = index[(mask[index] > 0) & (mask[index - 1] > 0)]
+        return index[self.inside_row(index)]
 
     @cached_property
     def sequence_starts(self) -> np.ndarray:
-        """Where a packed sequence other than the row's first begins."""
-        return self.position_restarts | self.segment_changes
+        """Flat indices where a packed sequence other than its row's first begins."""
+        return np.union1d(self.position_restarts, self.segment_changes)
 
     @cached_property
     def sequences(self) -> Batch:
@@ -421,13 +437,19 @@ class Batch:
         The flat columns are shared, not copied; `sequence_row` maps each back to its row.
         A row's padding stays with its first or last sequence.
         """
-        if not self.sequence_starts.any():
+        if self.sequence_starts.size == 0:
             return self
-        starts = np.flatnonzero(self.sequence_starts | (self.position_in_row == 0))
+        starts = np.union1d(self.sequence_starts, self.starts[self.nonempty])
         offsets = np.append(starts, self.n_tokens)
         columns = {name: getattr(self, name) for name in COLUMNS[1:]}
-        return Batch(self.input_ids, offsets, facts=self.facts, row_start=self.row_start,
-                     **columns)
+        seq = Batch(self.input_ids, offsets, facts=self.facts, row_start=self.row_start,
+                    **columns)
+        # What belongs to the tokens, not to how they are grouped, is shared, not recomputed:
+        # a row's padding stays padding in its last sequence. A sequence holds no other.
+        for name in ("is_pad", "real", "attended", "supervised", "is_stop"):
+            seq.__dict__[name] = getattr(self, name)
+        seq.__dict__["sequence_starts"] = np.zeros(0, dtype=np.int64)
+        return seq
 
     @cached_property
     def sequence_row(self) -> np.ndarray:
@@ -446,6 +468,15 @@ class Batch:
         if self.sequences is self:
             return per_sequence
         return np.bincount(self.sequence_row[per_sequence], minlength=self.n_rows) > 0
+
+    def sequence_first(self, index: np.ndarray) -> np.ndarray:
+        """For flat token indices: the flat index of the first real token of their sequence."""
+        first = self.first_real_index[self.row_of_token[index]]
+        starts = self.sequence_starts
+        if starts.size == 0:
+            return first
+        j = np.searchsorted(starts, index, side="right") - 1
+        return np.maximum(first, np.where(j >= 0, starts[np.maximum(j, 0)], -1))
 
 
 def _realign(

@@ -14,6 +14,8 @@ pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 datasets = pytest.importorskip("datasets")
 
+from test_properties import BOS, EOS, FACTS, IGNORE, examples  # noqa: E402
+from test_real_pipelines import PAIRS, codes, finding, sft_features  # noqa: E402
 from transformers import (  # noqa: E402
     DataCollatorForLanguageModeling,
     DataCollatorForSeq2Seq,
@@ -21,8 +23,6 @@ from transformers import (  # noqa: E402
 )
 
 from labellint.testing import CORPUS, tiny_tokenizer  # noqa: E402
-from test_properties import FACTS, BOS, EOS, IGNORE, examples  # noqa: E402
-from test_real_pipelines import PAIRS, codes, finding, sft_features  # noqa: E402
 
 datasets.disable_progress_bars()
 

@@ -9,10 +9,10 @@ from labellint.tokenizer import model_facts, tokenizer_facts
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from test_real_pipelines import PAIRS, codes, finding, sft_features  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from labellint.testing import tiny_tokenizer  # noqa: E402
-from test_real_pipelines import PAIRS, codes, finding, sft_features  # noqa: E402
 
 
 def tiny_llama(tok, vocab_size=None, **config):

@@ -1,5 +1,11 @@
 """The built-in rules, grouped by concern. Importing this package registers them."""
 
 from . import (  # noqa: F401
-    attention, labels, packing, shift, special_tokens, structure, tokenizer_model,
+    attention,
+    labels,
+    packing,
+    shift,
+    special_tokens,
+    structure,
+    tokenizer_model,
 )

@@ -11,27 +11,23 @@ from ..batch import Batch
 from ..registry import rule, skip
 
 
-def _no_tokens(b: Batch) -> np.ndarray:
-    return np.zeros(b.n_tokens, dtype=bool)
-
-
-def leading_bos(b: Batch, is_bos: np.ndarray) -> np.ndarray:
-    """BOS tokens before the first other real token of their packed sequence (a doubled BOS at
-    a start is duplicate-bos's finding, not a boundary)."""
-    s = b.sequences  # shares b's flat columns: token masks line up
-    first_other = s.first_where(s.real & ~is_bos, s.position_in_row, empty=s.lengths)
-    return is_bos & (s.position_in_row < s.at_rows(first_other))
-
-
 def stream_blocks(b: Batch) -> np.ndarray:
     """Rows cut at max_length from a token stream: nothing real is masked from the loss."""
-    if b.labels is None:
+    if b.labels is None or not b.at_max_length.any():
         return b.at_max_length
     return b.at_max_length & ~b.row_any(b.real & ~b.supervised)
 
 
+def in_leading_run(b: Batch, index: np.ndarray, bos_at: np.ndarray) -> np.ndarray:
+    """For BOS positions `index`: whether only BOS precede them in their sequence (a doubled
+    BOS at a start is duplicate-bos's finding, not a boundary). `bos_at`: every BOS, sorted."""
+    first = b.sequence_first(index)
+    run = np.searchsorted(bos_at, index, side="right") - np.searchsorted(bos_at, first)
+    return (first >= 0) & (run == index - first + 1)
+
+
 def document_starts(b: Batch) -> np.ndarray:
-    """Tokens where a new document begins inside a row that nothing isolates it in.
+    """Flat indices where a new document begins inside a row that nothing isolates it in.
 
     Evidence, at a real token after the row's first, in a row without restarting position_ids:
     - EOS then BOS: the tokenizer's own frame closes and opens again (unless the chat template
@@ -43,22 +39,37 @@ def document_starts(b: Batch) -> np.ndarray:
     A lone EOS followed by more text in a variable-length row is not enough: Mistral, Zephyr and
     Llama-2 chat rows end every assistant turn with EOS.
     """
-    f = b.facts
+    cached = b.__dict__.get("_document_starts")  # LL402, LL406, LL409 and LL501 all ask
+    if cached is None:
+        cached = b.__dict__["_document_starts"] = _document_starts(b)
+    return cached
+
+
+def _document_starts(b: Batch) -> np.ndarray:
+    f, ids = b.facts, b.input_ids
     eos = f.eos_id
     bos = f.bos_id if f.bos_id != eos else None  # GPT-2's one <|endoftext|> is EOS here
-    if eos is None and bos is None:
-        return _no_tokens(b)
-    inside = b.real & b.after_first_real & ~b.at_rows(b.packed)
-    is_bos = _no_tokens(b) if bos is None else b.input_ids == bos
-    after_eos = _no_tokens(b) if eos is None else (b.prev_ids == eos) & (b.input_ids != eos)
-    found = (is_bos & after_eos) if not f.bos_every_turn else _no_tokens(b)
+    none = np.zeros(0, dtype=np.int64)
+    after_eos = none if eos is None else np.flatnonzero(ids[:-1] == eos) + 1
+    bos_at = none if bos is None else np.flatnonzero(ids == bos)
+    index = np.union1d(after_eos, bos_at)
+    if index.size == 0:
+        return none
+    index = index[b.inside_row(index) & ~b.packed[b.row_of_token[index]]]
+    rows = b.row_of_token[index]
+    is_bos = np.zeros(index.size, dtype=bool) if bos is None else ids[index] == bos
+    prev_eos = (np.zeros(index.size, dtype=bool) if eos is None
+                else (ids[index - 1] == eos) & (ids[index] != eos))
+    found = is_bos & prev_eos if not f.bos_every_turn else np.zeros(index.size, dtype=bool)
     turn_ends = [t for t in f.end_of_turn_ids if t != eos]
-    if turn_ends:
-        found |= after_eos & b.at_rows(b.row_any(np.isin(b.input_ids, turn_ends) & b.real))
-    in_stream = b.at_rows(stream_blocks(b))
+    if turn_ends and prev_eos.any():
+        chat_rows = b.row_any(np.isin(ids, turn_ends) & b.real)
+        found |= prev_eos & chat_rows[rows]
+    in_stream = stream_blocks(b)[rows]
     if in_stream.any():
-        found |= in_stream & ((is_bos & ~leading_bos(b, is_bos)) | after_eos)
-    return inside & found
+        leading = in_leading_run(b, index, bos_at) & is_bos
+        found |= in_stream & ((is_bos & ~leading) | prev_eos)
+    return index[found]
 
 
 @rule(
@@ -72,13 +83,11 @@ def document_starts(b: Batch) -> np.ndarray:
 def supervised_packing_boundary(b: Batch):
     """A packed sequence's first token carries a label, trained from the previous sequence."""
     starts = b.sequence_starts
-    if b.facts.label_shift == "model":
-        # labels[t] is predicted at t - 1: the last token of the sequence before.
-        return starts & b.supervised
-    # labels[t] is the target of t: the last token of a sequence must have none.
-    before = np.zeros(b.n_tokens, dtype=bool)
-    before[:-1] = starts[1:]
-    return before & b.supervised
+    if b.facts.label_shift == "dataset":
+        # labels[t] is the target of t: the last token of a sequence must have none.
+        starts = starts - 1
+    # With the model's shift, labels[t] is predicted at t - 1: the previous sequence's end.
+    return b.token_mask(starts[b.supervised[starts]])
 
 
 @rule(
@@ -94,7 +103,7 @@ def packed_without_position_ids(b: Batch):
     """Several documents in one row (EOS/BOS inside it) without restarting position_ids."""
     if b.facts.eos_id is None and b.facts.bos_id is None:
         return skip("the BOS and EOS ids are unknown (give a tokenizer, or bos_id / eos_id)")
-    return b.row_any(document_starts(b))
+    return b.rows_hit(document_starts(b))
 
 
 @rule(
@@ -109,25 +118,32 @@ def packed_without_position_ids(b: Batch):
 )
 def packed_with_attention_mask(b: Batch):
     """Packed sequences (restarting position_ids) passed with a plain 0/1 attention_mask."""
+    packed = b.rows_hit(b.position_restarts)
+    if not packed.any():
+        return packed
     # A mask of segment ids (1, 1, 2, 2) isolates the sequences itself: that is not this.
-    binary = b.segment(np.maximum, b.attention_mask.astype(np.int64), 0) <= 1
-    return b.row_any(b.position_restarts) & binary
+    return packed & (b.segment(np.maximum, b.attention_mask.astype(np.int64), 0) <= 1)
 
 
 @rule(
     "LL503", "invalid-position-ids", severity="error", per="token",
     requires=("position_ids",),
-    message="position_ids that do not count up by one from {start} within a sequence: "
-            "{tokens} in {rows} rows",
-    fix="give each sequence position_ids {start}, {start}+1, ... (restarting at {start} for "
-        "each packed sequence), computed per row, not across the dataset",
+    message="position_ids that do not count up by one within a sequence, or start past "
+            "their row's length: {tokens} in {rows} rows",
+    fix="give each sequence position_ids 0, 1, 2, ... (restarting at 0 for each packed "
+        "sequence), computed per row after cutting, not across the dataset",
 )
-def invalid_position_ids(b: Batch, *, start: int = 0):
+def invalid_position_ids(b: Batch):
     """position_ids that skip, repeat, go back, or start past the row's own length."""
-    # Rows whose position_ids differ in length from input_ids are length-mismatch's finding.
+    # A row may count from 1 or 2 (RoBERTa's position_ids_start=2): RoPE sees only
+    # differences. Starting past the row's length means positions counted across rows.
+    # Rows whose position_ids differ in length from input_ids are length-mismatch's.
     pos = b.position_ids
-    first = b.first_real_index
-    bad = b.real & b.after_first_real & (b.position_steps != 1) & ~b.position_restarts
-    ok = first >= 0
-    bad[first[ok]] |= pos[first[ok]] != start
-    return bad | (b.real & (pos < 0))
+    restarts = b.position_restarts
+    bad = b.position_breaks[~np.isin(b.position_breaks, restarts)]
+    first = b.first_real_index[b.first_real_index >= 0]
+    start = pos[first]
+    negative = np.flatnonzero(pos < 0)
+    bad = np.concatenate([bad, first[(start < 0) | (start >= b.lengths[b.row_of_token[first]])],
+                          negative[b.real[negative]]])
+    return b.token_mask(bad)

@@ -16,7 +16,7 @@ def _stream_blocks(b: Batch) -> np.ndarray:
     """
     from .packing import document_starts
 
-    packed = b.packed | b.row_any(document_starts(b))
+    packed = b.packed | b.rows_hit(document_starts(b))
     if b.labels is None:
         return b.at_max_length | packed
     return (b.at_max_length & ~b.row_any(b.real & ~b.supervised)) | packed
@@ -116,6 +116,8 @@ def truncated_target(b: Batch):
 
 
 def _truncated(b: Batch):
+    if not b.at_max_length.any():
+        return b.at_max_length
     last = b.last_real_index
     ok = last >= 0
     reaches_end = np.zeros(b.n_rows, dtype=bool)
@@ -136,41 +138,36 @@ def _truncated(b: Batch):
 )
 def stray_bos(b: Batch):
     """BOS inside a row where no packed sequence starts, or BOS as a supervised target."""
-    from .packing import document_starts, leading_bos
+    from .packing import document_starts, in_leading_run
 
     f = b.facts
     if f.bos_id == f.eos_id:
         return skip("BOS is also EOS (GPT-2 style): BOS inside a row is EOS", by_design=True)
-    is_bos = b.input_ids == f.bos_id
-    # A doubled BOS at a start is duplicate-bos's; a packed sequence's start with a label is
-    # supervised-packing-boundary's; a boundary of documents packed with nothing isolating
-    # them is packed-without-position-ids'.
-    expected = leading_bos(b, is_bos) | b.sequence_starts | document_starts(b)
-    if f.bos_every_turn and f.eos_id is not None:
-        expected |= is_bos & (b.prev_ids == f.eos_id)  # Llama-2 chat: `</s><s>[INST]`
-    stray = is_bos & b.real & ~expected
+    ids = b.input_ids
+    bos_at = np.flatnonzero(ids == f.bos_id)
+
+    def expected(index: np.ndarray) -> np.ndarray:
+        """A sequence's start, its doubled BOS (duplicate-bos's), or a document boundary
+        (packed-without-position-ids'); with a per-turn-BOS template, a BOS after EOS."""
+        out = (b.sequence_first(index) == index) | np.isin(index, document_starts(b))
+        is_bos = ids[index] == f.bos_id
+        out |= is_bos & in_leading_run(b, index, bos_at)
+        if f.bos_every_turn and f.eos_id is not None:
+            after = index > b.starts[b.row_of_token[index]]
+            out |= is_bos & after & (ids[index - after] == f.eos_id)  # `</s><s>[INST]`
+        return out
+
+    stray = bos_at[b.real[bos_at]]
+    stray = stray[~expected(stray)]
     if b.labels is None:
-        return stray
-    target_bos = b.targets & (b.labels == f.bos_id)
-    if f.label_shift == "dataset":  # labels[t] targets the input token at t + 1
-        expected = np.append(expected[1:], False)
-    return stray | (target_bos & ~expected)
-
-
-def _label_of_input(b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per token: whether its input is the target of a label, that label is kept, and the token
-    before it was a target too (the answer ran right up to it)."""
-    shift = 1 if b.facts.label_shift == "dataset" else 0
-    lead = 1 + shift  # the label of input t sits at t - shift; that of t - 1 at t - 1 - shift
-    ok = b.position_in_row >= lead
-    kept = np.zeros(b.n_tokens, dtype=bool)
-    prev_target = np.zeros(b.n_tokens, dtype=bool)
-    if shift:
-        kept[1:] = b.supervised[:-1]
-    else:
-        kept = b.supervised.copy()
-    prev_target[lead:] = b.targets[: b.n_tokens - lead]
-    return ok, kept & ok, prev_target & ok
+        return b.token_mask(stray)
+    target = np.flatnonzero(b.labels == f.bos_id)
+    target = target[b.targets[target]]
+    # With labels already shifted, labels[t] targets the input token at t + 1.
+    refers = target + 1 if f.label_shift == "dataset" else target
+    ok = refers < b.n_tokens
+    target = target[ok][~expected(refers[ok])]
+    return b.token_mask(np.concatenate([stray, target]))
 
 
 @rule(
@@ -187,9 +184,12 @@ def pad_is_eos(b: Batch):
     f = b.facts
     if f.pad_id != f.eos_id:
         return np.zeros(b.n_rows, dtype=bool)
-    ok, kept, prev_target = _label_of_input(b)
-    is_eos = (b.input_ids == f.eos_id) & b.real & ok
+    eos = np.flatnonzero(b.input_ids == f.eos_id)
+    # The label that targets input t sits at t - shift; that of t - 1 at t - 1 - shift.
+    shift = 1 if f.label_shift == "dataset" else 0
+    eos = eos[b.real[eos] & (eos - b.starts[b.row_of_token[eos]] >= 1 + shift)]
+    kept = b.supervised[eos - shift]
+    answered = b.targets[eos - 1 - shift]
     # The answer is supervised up to a real EOS whose label is gone, and no EOS in the row
     # keeps one: what masking every pad id leaves behind. One EOS kept, and it was not by id.
-    cut = b.row_any(is_eos & prev_target & ~kept)
-    return cut & ~b.row_any(is_eos & kept)
+    return b.rows_hit(eos[answered & ~kept]) & ~b.rows_hit(eos[kept])
