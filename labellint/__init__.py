@@ -2,6 +2,7 @@
 
 from .api import check
 from .batch import Batch
+from .chat import ChatFormat
 from .errors import LabelLintError
 from .facts import Facts
 from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
@@ -10,6 +11,7 @@ from .report import Finding, Report, SourceResult
 __version__ = "0.1.0"
 __all__ = [
     "Batch",
+    "ChatFormat",
     "Facts",
     "Finding",
     "LabelLintError",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import functools
+from typing import Any, Callable, Iterable, Mapping
 
 from . import engine
 from .errors import LabelLintError
@@ -25,6 +26,8 @@ def check(
     max_examples: int = 5,
     chunk_rows: int = CHUNK_ROWS,
     name: str | None = None,
+    missing_labels: str = "collator",
+    progress: Callable[[str, int, int, int | None], None] | None = None,
     **facts: Any,
 ) -> Report:
     """Check training data for label, masking, shift and special-token mistakes.
@@ -37,6 +40,9 @@ def check(
     select, ignore: rule codes, code prefixes (`LL1`) or names.
     options: per-rule options, e.g. `{"LL105": {"min_tokens": 4}}`.
     columns: our column name -> yours, e.g. `{"input_ids": "tokens"}`.
+    missing_labels: for a dataset without labels, "collator" (check the labels a causal-LM
+        collator builds: input_ids, padding masked) or "skip" (skip the rules needing labels).
+    progress: called as progress(source, rows, tokens, total_rows) after each chunk is checked.
     facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
         end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.
     """
@@ -46,11 +52,18 @@ def check(
     resolved = resolve_options(rules, options)
     base = merge_facts(("given", facts), ("model", model_facts(model)),
                        ("tokenizer", tokenizer_facts(tokenizer)))
-    results = [
-        engine.run(s.chunks, source=s.name, facts=base, rules=rules, options=resolved,
-                   training_batches=s.training_batches, max_examples=max_examples)
-        for s in open_sources(source, columns=columns, chunk_rows=chunk_rows, name=name)
-    ]
+    results = []
+    for s in open_sources(source, columns=columns, chunk_rows=chunk_rows, name=name):
+        report = None if progress is None else \
+            functools.partial(_report_progress, progress, s.name, s.total_rows)
+        results.append(engine.run(
+            s.chunks, source=s.name, facts=base, rules=rules, options=resolved,
+            training_batches=s.training_batches, max_examples=max_examples,
+            missing_labels=missing_labels, progress=report))
     return Report(results)
 
 
+
+
+def _report_progress(progress, source, total_rows, rows, tokens):
+    progress(source, rows, tokens, total_rows)

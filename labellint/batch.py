@@ -3,10 +3,17 @@
 Saved datasets are ragged, so a Batch holds flat token columns plus row offsets (Arrow's list
 layout) instead of a padded rectangle; a padded collator batch becomes equal-length rows whose
 padding stays visible. Derived views are computed once, on first use, and shared by every rule.
+
+Speed comes from touching each token as few times as possible. Per-row answers are read from
+the runs of a mask (where each run of True starts and stops: a few passes over bools, then work
+per run) or from the few flat indices where a sparse mask holds, rather than from a reduction or
+a per-token row index over every token; and padding views cost nothing when, as in most saved
+datasets, no token can be padding.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Mapping
 
@@ -16,6 +23,29 @@ from .facts import Facts
 
 COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids")
 Ragged = tuple[np.ndarray, np.ndarray]  # (flat values, offsets of n_rows + 1)
+# A mask holding at fewer than 1 in SPARSE tokens is reduced per row from its flat indices.
+SPARSE = 16
+
+
+@dataclass(frozen=True)
+class Runs:
+    """The runs of True in a token mask, cut at row boundaries, in flat order."""
+
+    start: np.ndarray  # flat index of each run's first token
+    stop: np.ndarray  # flat index one past each run's last token
+    row: np.ndarray  # the row of each run (ascending)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.stop - self.start
+
+    def _first_of_row(self) -> np.ndarray:
+        return np.flatnonzero(np.r_[True, self.row[1:] != self.row[:-1]]) if self.row.size \
+            else np.zeros(0, dtype=np.int64)
+
+    def _last_of_row(self) -> np.ndarray:
+        return np.flatnonzero(np.r_[self.row[1:] != self.row[:-1], True]) if self.row.size \
+            else np.zeros(0, dtype=np.int64)
 
 
 class Batch:
@@ -88,6 +118,17 @@ class Batch:
             length_mismatch=self.length_mismatch,
         )
 
+    def with_collator_labels(self) -> Batch:
+        """This batch with labels as a causal-LM collator builds them: input_ids, padding
+        masked (by attention, or as the trailing pad-id run when there is no mask)."""
+        dtype = np.promote_types(self.input_ids.dtype, np.int32)
+        labels = self.input_ids.astype(dtype)
+        if self.may_pad:
+            labels[self.is_pad] = self.facts.ignore_index
+        b = self.with_facts(self.facts)
+        b.labels = labels
+        return b
+
     def take_rows(self, keep: np.ndarray) -> Batch:
         """The rows where `keep` is True, as a Batch of their own (for whole-batch rules)."""
         tokens = self.at_rows(keep)
@@ -157,22 +198,42 @@ class Batch:
         return self.labels != self.facts.ignore_index
 
     @cached_property
+    def supervised_per_row(self) -> np.ndarray:
+        if self.facts.label_shift == "model":  # targets plus a label at position 0
+            out = self.targets_per_row.copy()
+            out[self.nonempty] += self.supervised[self._nonempty_starts]
+            return out
+        return self.targets_per_row
+
+    @cached_property
     def targets(self) -> np.ndarray | None:
         """Supervised labels the loss actually uses: with the model's shift, never position 0."""
         if self.labels is None:
             return None
         if self.facts.label_shift == "model":
-            return self.supervised & (self.position_in_row > 0)
+            targets = self.supervised.copy()
+            targets[self._nonempty_starts] = False
+            return targets
         return self.supervised
 
     @cached_property
+    def target_runs(self) -> Runs:
+        return self.runs(self.targets)
+
+    @cached_property
     def targets_per_row(self) -> np.ndarray:
-        return self.row_sum(self.targets)
+        return self.count_per_row(self.target_runs)
+
+    @cached_property
+    def first_target_index(self) -> np.ndarray:
+        """Flat index of each row's first target; -1 for rows with none."""
+        return self.first_index(self.target_runs)
 
     @cached_property
     def first_target_position(self) -> np.ndarray:
         """Per row, the position of the first target; the row's length if it has none."""
-        return self.first_where(self.targets, self.position_in_row, empty=self.lengths)
+        first = self.first_target_index
+        return np.where(first >= 0, first - self.starts, self.lengths)
 
     @cached_property
     def label_is_input(self) -> np.ndarray:
@@ -182,7 +243,11 @@ class Batch:
     @cached_property
     def label_is_next(self) -> np.ndarray:
         """Supervised labels equal to input_ids at the next position in the row."""
-        return self.supervised & self.has_next & (self.labels == self.next_ids)
+        out = np.zeros(self.n_tokens, dtype=bool)
+        np.equal(self.labels[:-1], self.input_ids[1:], out=out[:-1])
+        out[self.ends[self.nonempty] - 1] = False
+        out &= self.supervised
+        return out
 
     # -- attention and padding -----------------------------------------------------------------
 
@@ -197,6 +262,18 @@ class Batch:
         return self.attention_mask is not None or self.facts.pad_id is not None
 
     @cached_property
+    def may_pad(self) -> bool:
+        """Whether any token can be padding: attention off somewhere, or a row ending in the
+        pad id. Most saved datasets have neither, and then every padding view is free."""
+        if self.attention_mask is not None and \
+                np.count_nonzero(self.attention_mask) < self.n_tokens:
+            return True
+        pad_id = self.facts.pad_id
+        if pad_id is None:
+            return False
+        return bool((self.input_ids[self.ends[self.nonempty] - 1] == pad_id).any())
+
+    @cached_property
     def is_pad(self) -> np.ndarray:
         """Padding: a run of one pad id at either edge of a row, with attention off.
 
@@ -206,6 +283,8 @@ class Batch:
         attention_mask, padding is the trailing run of the pad id; when the pad id is also EOS,
         the run's first token is the real EOS.
         """
+        if not self.may_pad:
+            return np.zeros(self.n_tokens, dtype=bool)
         pad_id = self.facts.pad_id
         is_pad_id = None if pad_id is None else self.input_ids == pad_id
         if self.attention_mask is None:
@@ -249,18 +328,26 @@ class Batch:
         return ~self.is_pad
 
     @cached_property
+    def real_runs(self) -> Runs:
+        return self.runs(self.real)
+
+    @cached_property
     def real_lengths(self) -> np.ndarray:
-        return self.row_sum(self.real)
+        return self.count_per_row(self.real_runs) if self.may_pad else self.lengths
 
     @cached_property
     def first_real_index(self) -> np.ndarray:
         """Flat index of each row's first non-padding token; -1 for rows with none."""
-        return self.first_where(self.real, self.token_index)
+        if not self.may_pad:
+            return np.where(self.nonempty, self.starts, -1)
+        return self.first_index(self.real_runs)
 
     @cached_property
     def last_real_index(self) -> np.ndarray:
         """Flat index of each row's last non-padding token; -1 for rows with none."""
-        return self.last_where(self.real, self.token_index)
+        if not self.may_pad:
+            return np.where(self.nonempty, self.ends - 1, -1)
+        return self.last_index(self.real_runs)
 
     def ids_at(self, index: np.ndarray, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Per row, input_ids at flat `index + step`, and whether that is a real token of the row.
@@ -271,7 +358,8 @@ class Batch:
         ok = (index >= 0) & (pos >= self.starts) & (pos < self.ends)
         ids = np.full(self.n_rows, -1, dtype=np.int64)
         ids[ok] = self.input_ids[pos[ok]]
-        ok[ok] &= self.real[pos[ok]]
+        if self.may_pad:
+            ok[ok] &= self.real[pos[ok]]
         return ids, ok
 
     @cached_property
@@ -292,12 +380,12 @@ class Batch:
     @cached_property
     def is_stop(self) -> np.ndarray:
         """input_ids that are EOS or an end-of-turn token."""
-        return np.isin(self.input_ids, self.facts.stop_ids)
+        return _is_any(self.input_ids, self.facts.stop_ids)
 
     @cached_property
     def label_is_stop(self) -> np.ndarray:
         """Targets that are EOS or an end-of-turn token: what teaches the model to stop."""
-        return self.targets & np.isin(self.labels, self.facts.stop_ids)
+        return self.targets & _is_any(self.labels, self.facts.stop_ids)
 
     @cached_property
     def ends_with_stop(self) -> np.ndarray:
@@ -308,17 +396,67 @@ class Batch:
             out |= ok & np.isin(ids, self.facts.stop_ids)
         return out
 
-    # -- segment reductions --------------------------------------------------------------------
+    # -- per-row reductions --------------------------------------------------------------------
+
+    def rows_of(self, index: np.ndarray) -> np.ndarray:
+        """The row of each flat token index."""
+        return np.searchsorted(self.offsets, index, side="right") - 1
 
     def row_sum(self, mask: np.ndarray) -> np.ndarray:
         """Per-row count of True (or sum of values); 0 for empty rows."""
         out = np.zeros(self.n_rows, dtype=np.int64)
-        if self._nonempty_starts.size:
-            out[self.nonempty] = np.add.reduceat(mask, self._nonempty_starts, dtype=np.int64)
+        if not self._nonempty_starts.size:
+            return out
+        if mask.dtype == bool:
+            hits = np.count_nonzero(mask)
+            if hits == 0:
+                return out
+            if hits * SPARSE < mask.size:
+                return np.bincount(self.rows_of(np.flatnonzero(mask)), minlength=self.n_rows)
+            # A uint8 view summed into int32 runs about twice as fast as bools into int64.
+            out[self.nonempty] = np.add.reduceat(mask.view(np.uint8), self._nonempty_starts,
+                                                 dtype=np.int32)
+            return out
+        out[self.nonempty] = np.add.reduceat(mask, self._nonempty_starts, dtype=np.int64)
         return out
 
     def row_any(self, mask: np.ndarray) -> np.ndarray:
         return self.row_sum(mask) > 0
+
+    def runs(self, mask: np.ndarray) -> Runs:
+        """Where each run of True in `mask` starts and stops, runs cut at row boundaries."""
+        edge = np.empty(self.n_tokens, dtype=bool)
+        starts, last = self._nonempty_starts, self.ends[self.nonempty] - 1
+        edge[:1] = mask[:1]
+        np.greater(mask[1:], mask[:-1], out=edge[1:])  # True after False
+        edge[starts] = mask[starts]
+        start = np.flatnonzero(edge)
+        edge[-1:] = mask[-1:]
+        np.greater(mask[:-1], mask[1:], out=edge[:-1])  # True before False
+        edge[last] = mask[last]
+        stop = np.flatnonzero(edge) + 1
+        return Runs(start, stop, self.rows_of(start))
+
+    def count_per_row(self, runs: Runs) -> np.ndarray:
+        """Per row, how many tokens the runs cover."""
+        if not runs.row.size:
+            return np.zeros(self.n_rows, dtype=np.int64)
+        return np.bincount(runs.row, weights=runs.lengths,
+                           minlength=self.n_rows).astype(np.int64)
+
+    def first_index(self, runs: Runs) -> np.ndarray:
+        """Per row, the flat index of the first token the runs cover; -1 for none."""
+        out = np.full(self.n_rows, -1, dtype=np.int64)
+        first = runs._first_of_row()
+        out[runs.row[first]] = runs.start[first]
+        return out
+
+    def last_index(self, runs: Runs) -> np.ndarray:
+        """Per row, the flat index of the last token the runs cover; -1 for none."""
+        out = np.full(self.n_rows, -1, dtype=np.int64)
+        last = runs._last_of_row()
+        out[runs.row[last]] = runs.stop[last] - 1
+        return out
 
     @cached_property
     def nonempty(self) -> np.ndarray:
@@ -430,15 +568,19 @@ class Batch:
         """Flat indices where a packed sequence other than its row's first begins."""
         return np.union1d(self.position_restarts, self.segment_changes)
 
-    @cached_property
+    @property
     def sequences(self) -> Batch:
         """The packed sequences as rows of their own (this batch when nothing is packed).
 
         The flat columns are shared, not copied; `sequence_row` maps each back to its row.
         A row's padding stays with its first or last sequence.
         """
-        if self.sequence_starts.size == 0:
-            return self
+        # Not cached when it is this batch: a batch holding itself is a reference cycle, and
+        # every chunk's arrays would wait for the garbage collector.
+        return self if self.sequence_starts.size == 0 else self._sequences
+
+    @cached_property
+    def _sequences(self) -> Batch:
         starts = np.union1d(self.sequence_starts, self.starts[self.nonempty])
         offsets = np.append(starts, self.n_tokens)
         columns = {name: getattr(self, name) for name in COLUMNS[1:]}
@@ -477,6 +619,49 @@ class Batch:
             return first
         j = np.searchsorted(starts, index, side="right") - 1
         return np.maximum(first, np.where(j >= 0, starts[np.maximum(j, 0)], -1))
+
+    # -- chat turns (labellint.chat) -----------------------------------------------------------
+
+    @cached_property
+    def trained(self) -> np.ndarray | None:
+        """Input positions whose token is a target of the loss, under either label convention.
+
+        With the model's shift that is where the label is kept (after position 0); with labels
+        already shifted, the token after a kept label.
+        """
+        if self.labels is None:
+            return None
+        if self.facts.label_shift == "model":
+            return self.targets
+        out = np.zeros(self.n_tokens, dtype=bool)
+        out[1:] = self.supervised[:-1]
+        return out & (self.position_in_row > 0)
+
+    @cached_property
+    def turns(self):
+        """The chat turns found from `facts.chat`'s role headers; None without them."""
+        if self.facts.chat is None or not self.facts.chat.headers:
+            return None
+        from .chat import Turns
+
+        return Turns(self)
+
+
+def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
+    """ids < 0 or >= vocab_size, in one pass: read as unsigned, a negative id is past any vocab."""
+    if vocab_size is None:
+        return ids < 0
+    if ids.dtype.kind == "i":
+        return ids.view(ids.dtype.str.replace("i", "u")) >= vocab_size
+    return ids >= vocab_size
+
+
+def _is_any(values: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
+    """values == any of a few ids: one comparison per id beats np.isin's sort or table."""
+    out = np.zeros(values.shape, dtype=bool)
+    for i in ids:
+        out |= values == i
+    return out
 
 
 def _realign(

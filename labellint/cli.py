@@ -10,6 +10,7 @@ from typing import Sequence
 
 from rich.console import Console
 
+from .config import Config, load_config, toml_value
 from .errors import LabelLintError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -37,16 +38,32 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="check datasets for label and masking mistakes")
     c.add_argument("paths", nargs="+", metavar="PATH",
-                   help="parquet, arrow, jsonl files or save_to_disk folders")
+                   help="parquet, arrow, jsonl(.gz) files, save_to_disk folders, folders of "
+                        "shards, or quoted globs")
     c.add_argument("--tokenizer", metavar="DIR", help="a local tokenizer folder")
     c.add_argument("--model", metavar="DIR", help="a local model folder (for its vocab size)")
     c.add_argument("--select", type=_list, metavar="RULES", help="codes, prefixes or names")
     c.add_argument("--ignore", type=_list, metavar="RULES", help="codes, prefixes or names")
-    c.add_argument("--format", choices=("text", "json", "github"), default="text")
+    c.add_argument("--option", action="append", metavar="RULE.NAME=VALUE", default=[],
+                   help="a rule option, e.g. LL105.min_tokens=4 (repeatable)")
+    c.add_argument("--format", choices=("text", "json", "github"))
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
-    c.add_argument("--fail-on", choices=("warning", "error"), default="warning",
+    c.add_argument("--fail-on", choices=("warning", "error"),
                    help="the lowest severity that makes the exit code 1 (default: warning)")
-    c.add_argument("--max-examples", type=int, default=5, metavar="N")
+    c.add_argument("--max-examples", type=int, metavar="N", help="example rows per finding")
+    c.add_argument("--missing-labels", choices=("collator", "skip"),
+                   help="a dataset without labels: check the labels a causal-LM collator "
+                        "builds (default), or skip the label rules")
+    c.add_argument("--config", metavar="FILE",
+                   help="settings file (default: the nearest pyproject.toml with "
+                        "[tool.labellint])")
+    c.add_argument("--isolated", action="store_true", help="ignore every configuration file")
+    c.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is shown only on a terminal)")
+    cols = c.add_argument_group("columns (for datasets that name them otherwise)")
+    for column in ("input_ids", "labels", "attention_mask", "position_ids"):
+        cols.add_argument(f"--{column.replace('_', '-')}-column", metavar="NAME",
+                          dest=f"{column}_column")
     facts = c.add_argument_group("facts (override the tokenizer and what the data suggests)")
     for flag in ("pad-id", "bos-id", "eos-id", "vocab-size", "max-length"):
         facts.add_argument(f"--{flag}", type=int, metavar="N")
@@ -54,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     facts.add_argument("--label-shift", choices=("model", "dataset"))
     facts.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None,
                        help="whether the tokenizer adds BOS (turns on missing-bos)")
+    facts.add_argument("--assistant-only-loss", action=argparse.BooleanOptionalAction,
+                       default=None, help="whether prompt turns are meant to be masked "
+                       "(--no-assistant-only-loss: whole conversations trained on purpose)")
 
     r = sub.add_parser("rules", help="list the rules")
     r.add_argument("--format", choices=("text", "markdown", "json"), default="text")
@@ -63,31 +83,112 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+FACT_FLAGS = ("pad_id", "bos_id", "eos_id", "vocab_size", "max_length", "ignore_index",
+              "label_shift", "add_bos", "assistant_only_loss")
+
+
+def _option(text: str) -> tuple[str, str, object]:
+    """'LL105.min_tokens=4' -> ('LL105', 'min_tokens', 4); values are read as TOML values."""
+    key, sep, raw = text.partition("=")
+    rule, dot, name = key.partition(".")
+    if not (sep and dot and rule and name):
+        raise LabelLintError(f"--option {text!r} is not RULE.NAME=VALUE")
+    return rule.strip(), name.strip().replace("-", "_"), toml_value(raw)
+
+
+def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
+    """Command-line flags over [tool.labellint] over defaults."""
+    config = Config() if args.isolated else load_config(args.config)
+    get = config.get
+    options = {rule: dict(values) for rule, values in get("options", {}).items()}
+    for rule, name, value in map(_option, args.option):
+        options.setdefault(rule, {})[name] = value
+    columns = dict(get("columns", {}))
+    for column in ("input_ids", "labels", "attention_mask", "position_ids"):
+        if getattr(args, f"{column}_column"):
+            columns[column] = getattr(args, f"{column}_column")
+    facts = {k: get(k) for k in FACT_FLAGS if get(k) is not None}
+    facts |= {k: getattr(args, k) for k in FACT_FLAGS if getattr(args, k) is not None}
+
+    def pick(flag: str, default: object = None) -> object:
+        given = getattr(args, flag)
+        return given if given is not None else get(flag, default)
+
+    settings = dict(
+        tokenizer=pick("tokenizer"), model=pick("model"), select=pick("select"),
+        ignore=pick("ignore") or [], options=options, columns=columns or None, facts=facts,
+        max_examples=pick("max_examples", 5), missing_labels=pick("missing_labels", "collator"),
+        format=pick("format", "text"), fail_on=pick("fail_on", "warning"),
+    )
+    if settings["format"] not in ("text", "json", "github"):
+        raise LabelLintError(f"format must be text, json or github, not {settings['format']!r}")
+    return settings, config
+
+
 def _check(args: argparse.Namespace, out: Console) -> int:
     from .api import check
     from .report import Report, render_github
     from .tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
-    facts = {name: getattr(args, name) for name in
-             ("pad_id", "bos_id", "eos_id", "vocab_size", "max_length", "ignore_index",
-              "label_shift", "add_bos")}
-    reports = [
-        check(path, tokenizer, model=args.model, select=args.select, ignore=args.ignore,
-              max_examples=args.max_examples,
-              **{k: v for k, v in facts.items() if v is not None})
-        for path in args.paths
-    ]
+    settings, config = _settings(args)
+    tokenizer = load_tokenizer(settings["tokenizer"]) if settings["tokenizer"] else None
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    reports = []
+    with _progress(show_progress) as progress:
+        for path in args.paths:
+            reports.append(check(
+                path, tokenizer, model=settings["model"], select=settings["select"],
+                ignore=settings["ignore"] + config.ignores_for(path),
+                options=settings["options"], columns=settings["columns"],
+                max_examples=settings["max_examples"],
+                missing_labels=settings["missing_labels"], progress=progress,
+                **settings["facts"]))
     report = Report([s for r in reports for s in r.sources])
-    if args.format == "json":
+    if settings["format"] == "json":
         print(report.to_json())
-    elif args.format == "github":
+    elif settings["format"] == "github":
         if report.findings:
             print(render_github(report))
     else:
         out.print(report.render())
-    failed = report.failed(args.fail_on)
+    failed = report.failed(settings["fail_on"])
     return EXIT_FINDINGS if failed and not args.exit_zero else EXIT_CLEAN
+
+
+class _progress:
+    """A progress bar on stderr while sources are read; nothing when off (not a terminal)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TextColumn("rows"),
+                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                            console=Console(stderr=True), transient=True)
+        self.bar.start()
+        return self
+
+    def __call__(self, source: str, rows: int, tokens: int, total_rows: int | None) -> None:
+        if source not in self.tasks:
+            self.tasks[source] = self.bar.add_task(source, total=total_rows, rate="", tokens=0)
+        task = self.tasks[source]
+        t = self.bar.tasks[self.tasks[source]]
+        seconds = max(t.elapsed or 0.0, 1e-9)
+        done_tokens = t.fields["tokens"] + tokens
+        self.bar.update(task, advance=rows, tokens=done_tokens,
+                        rate=f"{done_tokens / seconds / 1e6:,.0f}M tokens/s")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _rules(args: argparse.Namespace, out: Console) -> int:

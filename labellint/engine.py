@@ -7,7 +7,7 @@ count and example row is global, so reading a dataset in different chunks gives 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -18,8 +18,12 @@ from .registry import REQUIREMENTS, Rule, Skip
 from .report import Finding, SourceResult, plural
 
 SAMPLE_ROWS = 2048
-CHUNK_TOKENS = 1 << 22  # derived views cost ~50 bytes a token: about 200 MB a chunk
+CHUNK_TOKENS = 1 << 20  # derived views cost ~50 bytes a token: ~50 MB, mostly in cache
 MAX_POSITIONS = 16
+MISSING_LABELS = ("collator", "skip")
+DERIVED_LABELS = ("no labels column: checked with the labels a causal-LM collator builds "
+                  "(labels = input_ids, padding masked), as DataCollatorForLanguageModeling "
+                  "and TRL's collator do")
 Chunk = Mapping[str, Ragged]
 
 
@@ -108,21 +112,28 @@ class _Tally:
             raise RuntimeError(f"{self.rule.code} returned shape {mask.shape}, not ({expected},)")
         excluded = b.length_mismatch.any() and not self.rule.misaligned_rows
         if self.rule.per == "token":
+            # Findings are few: work from the flat indices where the mask holds.
+            index = np.flatnonzero(mask)
+            rows = b.rows_of(index)
             if excluded:
-                mask = mask & ~b.at_rows(b.length_mismatch)
-            per_row = b.row_sum(mask)
-            rows_hit = per_row > 0
-            self.tokens += int(per_row.sum())
-        else:
-            rows_hit = mask & ~b.length_mismatch if excluded else mask
-            self.tokens += int(b.lengths[rows_hit].sum())
+                keep = ~b.length_mismatch[rows]
+                index, rows = index[keep], rows[keep]
+            self.tokens += index.size
+            hit = np.r_[True, rows[1:] != rows[:-1]] if rows.size else rows.astype(bool)
+            rows_hit, first = rows[hit], np.flatnonzero(hit)
+            self.rows += rows_hit.size
+            room = max(max_examples - len(self.examples), 0)
+            for r, lo in zip(rows_hit[:room], first[:room]):
+                at = index[lo : lo + MAX_POSITIONS]
+                at = at[rows[lo : lo + MAX_POSITIONS] == r] - b.offsets[r]
+                self.examples.append((b.row_start + int(r), tuple(int(p) for p in at)))
+            return
+        rows_hit = mask & ~b.length_mismatch if excluded else mask
         self.rows += int(np.count_nonzero(rows_hit))
-        for r in np.flatnonzero(rows_hit)[: max_examples - len(self.examples)]:
-            positions: tuple[int, ...] = ()
-            if self.rule.per == "token":
-                lo, hi = b.offsets[r], b.offsets[r + 1]
-                positions = tuple(int(p) for p in np.flatnonzero(mask[lo:hi])[:MAX_POSITIONS])
-            self.examples.append((b.row_start + int(r), positions))
+        self.tokens += int(b.lengths[rows_hit].sum())
+        room = max(max_examples - len(self.examples), 0)
+        for r in np.flatnonzero(rows_hit)[:room]:
+            self.examples.append((b.row_start + int(r), ()))
 
     def _add_batch(self, b: Batch, hit: bool, max_examples: int) -> None:
         if self.training_batches:
@@ -178,8 +189,18 @@ def run(
     options: Mapping[str, Mapping[str, Any]],
     training_batches: bool = False,
     max_examples: int = 5,
+    missing_labels: str = "collator",
+    progress: Callable[[int, int], None] | None = None,
 ) -> SourceResult:
-    """Check one source: infer the missing facts, run every rule on every chunk, merge."""
+    """Check one source: infer the missing facts, run every rule on every chunk, merge.
+
+    missing_labels: for a dataset without labels, "collator" checks the labels a causal-LM
+    collator builds (input_ids, padding masked); "skip" skips the rules that need labels.
+    progress: called with the rows and tokens of each chunk once it is checked.
+    """
+    if missing_labels not in MISSING_LABELS:
+        raise LabelLintError(f"missing_labels must be one of {', '.join(MISSING_LABELS)}, "
+                             f"not {missing_labels!r}")
     stream = iter(chunks)
     buffered, sample = _sample(stream)
     facts = infer_facts(Batch.from_columns(sample, facts))
@@ -194,8 +215,12 @@ def run(
     # A dataset's chunks are cut to a token budget so memory does not grow with row length; a
     # training batch stays whole, since whole-batch rules judge it as the model receives it.
     chunks_in = all_chunks() if training_batches else _bounded(all_chunks(), CHUNK_TOKENS)
+    # A training batch is what the model receives: without labels it has none to check.
+    derived = missing_labels == "collator" and not training_batches and "labels" not in sample
     for chunk in chunks_in:
         b = Batch.from_columns(chunk, facts, row_start=row_start)
+        if derived:
+            b = b.with_collator_labels()
         for tally in tallies:
             missing = [req for req in tally.rule.requires if _missing(b, req)]
             if missing:
@@ -214,6 +239,8 @@ def run(
         row_start += b.n_rows
         tokens += b.n_tokens
         n_chunks += 1
+        if progress is not None:
+            progress(b.n_rows, b.n_tokens)
 
     if row_start == 0:
         raise LabelLintError(f"no rows to check: {source} is empty")
@@ -223,7 +250,8 @@ def run(
     never_applied = [t for t in tallies if t.applied_chunks == 0 and t.skip_reason]
     skipped = {t.rule.code: t.skip_reason for t in never_applied}
     by_design = tuple(t.rule.code for t in never_applied if t.skipped_by_design)
+    notes = (DERIVED_LABELS,) if derived else ()
     return SourceResult(source=source, facts=facts, findings=findings, skipped=skipped,
-                        skipped_by_design=by_design,
+                        skipped_by_design=by_design, notes=notes,
                         rows=row_start, tokens=tokens,
                         batches=n_chunks if training_batches else None)

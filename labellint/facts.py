@@ -16,6 +16,7 @@ from .errors import LabelLintError
 
 if TYPE_CHECKING:
     from .batch import Batch
+    from .chat import ChatFormat
 
 LABEL_SHIFTS = ("model", "dataset")
 
@@ -37,6 +38,10 @@ class Facts:
     position t), as torchtune prepares them.
     end_of_turn_ids: ids that also end a supervised answer (`<|im_end|>`, `<|eot_id|>`), read from
     the tokenizer's special tokens.
+    chat: the chat template's role headers and turn end as ids, and the special texts that must
+    stay one token (labellint.chat.ChatFormat), found from the tokenizer's template.
+    assistant_only_loss: whether prompt turns are meant to be masked (True) or trained on
+    (False, full-sequence training chosen on purpose); inferred from the data when not given.
     tokenizer_size, model_vocab_size: len(tokenizer) and the model's embedding rows.
     model_bos_id, model_eos_ids, model_pad_id: the special ids in the model's config.
     bos_every_turn: the tokenizer's chat template writes BOS at every turn (Llama-2), so a BOS
@@ -52,6 +57,8 @@ class Facts:
     max_length: int | None = None
     add_bos: bool | None = None
     end_of_turn_ids: tuple[int, ...] = ()
+    chat: ChatFormat | None = None
+    assistant_only_loss: bool | None = None
     # Read from the tokenizer and the model side by side, so that LL408 can compare them.
     tokenizer_size: int | None = None
     model_vocab_size: int | None = None
@@ -83,6 +90,12 @@ class Facts:
             if self.vocab_size is not None and value >= self.vocab_size and not from_model:
                 raise LabelLintError(
                     f"{name} {value} is not below vocab_size {self.vocab_size}")
+        if self.chat is not None and not hasattr(self.chat, "headers"):
+            raise LabelLintError("chat must be a labellint.chat.ChatFormat, not "
+                                 f"{type(self.chat).__name__}")
+        if self.assistant_only_loss not in (None, True, False):
+            raise LabelLintError("assistant_only_loss must be True, False or None, not "
+                                 f"{self.assistant_only_loss!r}")
 
     @property
     def stop_ids(self) -> tuple[int, ...]:
@@ -99,6 +112,8 @@ class Facts:
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 value = list(value)
+            elif f.name == "chat" and value is not None:
+                value = value.describe()
             out[f.name] = {"value": value, "from": self.origin.get(f.name, "default")}
         return out
 
@@ -231,6 +246,10 @@ def infer_facts(sample: Batch) -> Facts:
         inferred["eos_id"] = infer_eos_id(sample)
     if facts.max_length is None:
         inferred["max_length"] = infer_max_length(sample)
+    if facts.assistant_only_loss is None and facts.chat is not None:
+        from .chat import infer_assistant_only_loss
+
+        inferred["assistant_only_loss"] = infer_assistant_only_loss(sample)
     known = {k: v for k, v in inferred.items() if v is not None}
     origin = dict(facts.origin) | {k: "inferred from data" for k in known}
     return replace(facts, **known, origin=origin)

@@ -67,6 +67,7 @@ class SourceResult:
     tokens: int
     batches: int | None = None
     skipped_by_design: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # how the source was read, when a reader should know
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class Report:
                 "tokens": sum(s.tokens for s in self.sources),
                 "sources": {
                     s.source: {"rows": s.rows, "tokens": s.tokens, "batches": s.batches,
-                               "skipped": dict(s.skipped)}
+                               "skipped": dict(s.skipped), "notes": list(s.notes)}
                     for s in self.sources
                 },
             },
@@ -201,6 +202,8 @@ def render_text(report: Report, *, details: bool = True) -> Text:
             known = [f"{k} {v['value']} ({v['from']})" for k, v in s.facts.describe().items()
                      if v["value"] not in (None, [])]
             text.append(f"facts for {s.source}: " + ", ".join(known) + "\n", style="dim")
+            for note in s.notes:
+                text.append(f"note for {s.source}: {note}\n", style="dim")
             shown = {c: why for c, why in s.skipped.items() if c not in s.skipped_by_design}
             if shown:
                 skipped = "; ".join(f"{c}: {why}" for c, why in shown.items())

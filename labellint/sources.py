@@ -9,7 +9,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import queue
+import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -29,6 +32,7 @@ class Source:
     name: str
     chunks: Iterator[Chunk]
     training_batches: bool
+    total_rows: int | None = None  # when known up front, for progress
 
 
 # -- columns ----------------------------------------------------------------------------------
@@ -67,6 +71,22 @@ def _is_scalar(x: Any) -> bool:
     return isinstance(x, (int, float, bool, np.number, np.bool_))
 
 
+def _numpy(array: pa.Array) -> np.ndarray:
+    """A null-free numeric Arrow array as numpy, zero-copy from its data buffer.
+
+    Not `to_numpy()`: on first use it imports pandas, which costs a check ~0.3 s of start-up.
+    """
+    t = array.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        dtype = np.dtype(f"{'u' if pa.types.is_unsigned_integer(t) else 'i'}{t.bit_width // 8}"
+                         if pa.types.is_integer(t) else f"f{t.bit_width // 8}")
+        if len(array) == 0:
+            return np.zeros(0, dtype=dtype)
+        return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
+                             offset=array.offset * dtype.itemsize)
+    return array.to_numpy(zero_copy_only=False)  # booleans are bit-packed: a copy
+
+
 def arrow_to_ragged(array: pa.Array | pa.ChunkedArray, name: str) -> Ragged:
     """A list<int> Arrow column as flat values + offsets, without a Python object per row."""
     if isinstance(array, pa.ChunkedArray):
@@ -78,7 +98,7 @@ def arrow_to_ragged(array: pa.Array | pa.ChunkedArray, name: str) -> Ragged:
     elif pa.types.is_list(t) or pa.types.is_large_list(t):
         if array.null_count:
             raise LabelLintError(f"{name} has {array.null_count} null rows")
-        raw = np.asarray(array.offsets, dtype=np.int64)
+        raw = _numpy(array.offsets).astype(np.int64)
         values = array.values.slice(raw[0], raw[-1] - raw[0])
         offsets = raw - raw[0]
     else:
@@ -89,7 +109,7 @@ def arrow_to_ragged(array: pa.Array | pa.ChunkedArray, name: str) -> Ragged:
         raise LabelLintError(f"{name} holds lists of {vt}; it must hold {wanted}")
     if values.null_count:
         raise LabelLintError(f"{name} has {values.null_count} null values inside its rows")
-    return _validated(values.to_numpy(zero_copy_only=False), name), offsets
+    return _validated(_numpy(values), name), offsets
 
 
 def to_ragged(value: Any, name: str) -> Ragged:
@@ -311,7 +331,8 @@ def open_sources(
     """Turn whatever the user handed us into named chunk streams."""
     names = column_names(columns)
     if isinstance(source, (str, os.PathLike)):
-        return open_path(Path(source), names, chunk_rows)
+        return [Source(s.name, _read_ahead(s.chunks), s.training_batches, s.total_rows)
+                for s in open_path(Path(source), names, chunk_rows)]
     if _is_dataset_dict(source):
         return [Source(f"{name or 'dataset'}[{split}]",
                        _dataset_chunks(ds, names, chunk_rows), False)
@@ -347,6 +368,9 @@ def open_sources(
 PARQUET = (".parquet", ".pq")
 ARROW = (".arrow", ".feather", ".ipc")
 JSONL = (".jsonl", ".json", ".ndjson")
+COMPRESSED = (".gz", ".bz2")
+JSON_BLOCK = 1 << 24  # bytes of JSON parsed at a time
+GLOB = re.compile(r"[*?\[]")
 
 
 def _read_error(path: Path, error: Exception) -> LabelLintError:
@@ -362,6 +386,46 @@ def _guard(path: Path, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         raise (LabelLintError(f"{path}: {e}") if not str(e).startswith(str(path)) else e) from None
     except (OSError, ValueError, pa.ArrowException) as e:
         raise _read_error(path, e) from None
+
+
+def _read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+    """Produce chunks in a thread, up to `depth` ahead of the consumer.
+
+    Decoding parquet or JSON releases the GIL, and so do the rules' numpy passes: the next
+    chunk decodes on one core while this one is checked on the other. The producer's errors
+    are raised here, in the consumer, in order; memory stays bounded by `depth` chunks.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        ready.put((chunk, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((done, None))
+        except BaseException as e:  # handed to the consumer, which raises it
+            ready.put((done, e))
+
+    thread = threading.Thread(target=produce, name="labellint-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            chunk, error = ready.get()
+            if error is not None:
+                raise error
+            if chunk is done:
+                return
+            yield chunk
+    finally:
+        stop.set()
 
 
 def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
@@ -389,33 +453,112 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
 
 def _arrow_chunks(files: list[Path], names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+    """Record batches as chunks, zero-copy; only batches smaller than `size` rows are joined
+    (a copy), so that a file of tiny batches does not cost a Python round per batch."""
     pending: list[pa.RecordBatch] = []
     rows = 0
     for path in files:
         for batch in _ipc_batches(path):
-            pending.append(batch)
-            rows += batch.num_rows
-            if rows >= size:
-                yield table_to_chunk(pa.Table.from_batches(pending), names, str(path))
-                pending, rows = [], 0
+            for start in range(0, batch.num_rows, size):
+                part = batch.slice(start, size)
+                if not pending and part.num_rows >= size // 8:
+                    yield table_to_chunk(part, names, str(path))
+                    continue
+                pending.append(part)
+                rows += part.num_rows
+                if rows >= size // 8:
+                    yield table_to_chunk(pa.Table.from_batches(pending), names, str(path))
+                    pending, rows = [], 0
     if pending:
         yield table_to_chunk(pa.Table.from_batches(pending), names, str(files[-1]))
 
 
 def _jsonl_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+    """JSON Lines, streamed in blocks (gzip and bz2 decompressed by suffix), reading only the
+    columns the rules need, so rows may carry text and other fields of any shape."""
     import pyarrow.json as pj
 
+    def reader(schema: pa.Schema | None = None):
+        parse = (pj.ParseOptions() if schema is None else
+                 pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+        return pj.open_json(path, read_options=pj.ReadOptions(block_size=JSON_BLOCK),
+                            parse_options=parse)
+
     try:
-        table = pj.read_json(path)
+        # The first block's inferred schema names the columns and their types; the stream is
+        # then read with only those columns, so a later row's extra field is no error.
+        inferred = reader().schema
+        _require_input_ids(inferred.names, names, str(path))
+        wanted = pa.schema([inferred.field(t) for t in names.values() if t in inferred.names])
+        for batch in reader(wanted):
+            yield table_to_chunk(batch, names, str(path))
     except pa.ArrowInvalid as e:
         raise LabelLintError(f"{path}: cannot read it as JSON Lines, one object per line "
                              f"({str(e).splitlines()[0]})") from None
-    yield from _chunked_table(table, names, size, str(path))
+
+
+def _format(path: Path) -> str | None:
+    name = path.name.lower()
+    for compressed in COMPRESSED:
+        name = name.removesuffix(compressed)
+    suffix = Path(name).suffix
+    if suffix in PARQUET and name == path.name.lower():
+        return "parquet"
+    if suffix in ARROW and name == path.name.lower():
+        return "arrow"
+    if suffix in JSONL:
+        return "jsonl"
+    return None
+
+
+def _ipc_rows(files: list[Path]) -> int | None:
+    """Rows in Arrow IPC files, from their batches' metadata (bodies stay unread)."""
+    try:
+        return sum(b.num_rows for f in files for b in _ipc_batches(f))
+    except (OSError, pa.ArrowException):
+        return None  # the read proper reports it
+
+
+def _parquet_rows(files: list[Path]) -> int | None:
+    import pyarrow.parquet as pq
+
+    try:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def _file_source(name: str, files: list[Path], names: Mapping[str, str],
+                 size: int) -> Source:
+    """Files of one dataset as one source: rows numbered across them, facts shared."""
+    kinds = {_format(f) for f in files}
+
+    def chunks() -> Iterator[Chunk]:
+        for f in files:
+            kind = _format(f)
+            if kind == "parquet":
+                yield from _guard(f, _parquet_chunks(f, names, size))
+            elif kind == "jsonl":
+                yield from _guard(f, _jsonl_chunks(f, names, size))
+            else:
+                yield from _guard(f, _arrow_chunks([f], names, size))
+
+    rows = (_parquet_rows(files) if kinds == {"parquet"} else
+            _ipc_rows(files) if kinds == {"arrow"} else None)
+    return Source(name, chunks(), False, rows)
+
+
+def _dataset_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and _format(p))
 
 
 def open_path(path: Path, names: Mapping[str, str], size: int) -> list[Source]:
-    """A file or folder: parquet, Arrow IPC, JSON lines, or a `save_to_disk` folder."""
+    """A file or folder: parquet, Arrow IPC, JSON lines (also .gz), a `save_to_disk` folder
+    (a DatasetDict gives a source per split), a folder of shards (one source), or a folder of
+    such folders (a source each). A glob pattern stands for its files, as one source."""
     if not path.exists():
+        if GLOB.search(str(path)):
+            return [_glob_source(path, names, size)]
         raise LabelLintError(f"{path}: no such file or folder")
     if path.is_dir():
         if (path / "dataset_dict.json").exists():
@@ -424,23 +567,40 @@ def open_path(path: Path, names: Mapping[str, str], size: int) -> list[Source]:
         if (path / "state.json").exists():
             state = json.loads((path / "state.json").read_text())
             files = [path / f["filename"] for f in state.get("_data_files", [])]
-            return [Source(str(path), _guard(path, _arrow_chunks(files, names, size)), False)]
-        shards = sorted(p for p in path.iterdir() if p.suffix in PARQUET + ARROW + JSONL)
-        if not shards:
+            chunks = _guard(path, _arrow_chunks(files, names, size))
+            return [Source(str(path), chunks, False, _ipc_rows(files))]
+        shards = _dataset_files(path)
+        if shards:
+            return [_file_source(str(path), shards, names, size)]
+        # A repository layout (data/train/, data/test/): each folder holding a dataset.
+        nested = [s for sub in sorted(p for p in path.iterdir() if p.is_dir())
+                  if not sub.name.startswith(".") and _holds_dataset(sub)
+                  for s in open_path(sub, names, size)]
+        if not nested:
             raise LabelLintError(f"{path}: no dataset here (no save_to_disk state.json, "
                                  "no parquet, arrow or jsonl files)")
-        # The shards of one dataset: one source, rows numbered across them, facts shared.
-        parts = [s for shard in shards for s in open_path(shard, names, size)]
-        return [Source(str(path), itertools.chain.from_iterable(s.chunks for s in parts), False)]
-    suffix = path.suffix.lower()
-    if suffix in PARQUET:
-        chunks = _parquet_chunks(path, names, size)
-    elif suffix in ARROW:
-        chunks = _arrow_chunks([path], names, size)
-    elif suffix in JSONL:
-        chunks = _jsonl_chunks(path, names, size)
-    else:
-        raise LabelLintError(f"{path}: unknown format {suffix or '(no suffix)'}; "
-                             "labellint reads parquet, arrow, feather, jsonl and save_to_disk "
-                             "folders")
-    return [Source(str(path), _guard(path, chunks), False)]
+        return nested
+    if _format(path) is None:
+        raise LabelLintError(f"{path}: unknown format {''.join(path.suffixes) or '(no suffix)'};"
+                             " labellint reads parquet, arrow, feather, jsonl (.gz) and "
+                             "save_to_disk folders")
+    return [_file_source(str(path), [path], names, size)]
+
+
+def _holds_dataset(folder: Path, depth: int = 3) -> bool:
+    if (folder / "state.json").exists() or (folder / "dataset_dict.json").exists():
+        return True
+    if _dataset_files(folder):
+        return True
+    return depth > 0 and any(_holds_dataset(sub, depth - 1) for sub in folder.iterdir()
+                             if sub.is_dir() and not sub.name.startswith("."))
+
+
+def _glob_source(pattern: Path, names: Mapping[str, str], size: int) -> Source:
+    import glob
+
+    files = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True)
+                   if Path(p).is_file() and _format(Path(p)))
+    if not files:
+        raise LabelLintError(f"{pattern}: no parquet, arrow or jsonl file matches")
+    return _file_source(str(pattern), files, names, size)

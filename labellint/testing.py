@@ -1,4 +1,5 @@
-"""Offline building blocks for tests: a tiny BPE tokenizer trained in well under a second.
+"""Offline building blocks for tests: a tiny BPE tokenizer trained in well under a second, and
+chat tokenizers in the ChatML and Llama-3 families built on it.
 
 Nothing here touches a hub. Requires the `tokenizers` and `transformers` packages.
 """
@@ -50,3 +51,80 @@ def tiny_tokenizer(*, pad_is_eos: bool = False, add_bos: bool = True,
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
         pad_token="</s>" if pad_is_eos else "<pad>", padding_side=padding_side,
     )
+
+
+# Chat templates in the two header families, with `{% generation %}` around what an assistant
+# writes, so that `apply_chat_template(..., return_assistant_tokens_mask=True)` works.
+_CHATML = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{%- generation %}{{- message['content'] + END }}{%- endgeneration %}{{- AFTER + '\\n' }}"
+    "{%- else %}{{- message['content'] + '<|im_end|>\\n' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+_LLAMA3 = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{%- generation %}{{- message['content'] | trim + END }}{%- endgeneration %}{{- AFTER }}"
+    "{%- else %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}"
+    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
+)
+
+
+def _template(template: str, end: str, end_in_generation: bool) -> str:
+    inside, after = (end, "") if end_in_generation else ("", end)
+    return template.replace("END", repr(inside)).replace("AFTER", repr(after))
+
+
+def _with_tokens(specials: list[str]):
+    from tokenizers import AddedToken, Tokenizer
+
+    tok = Tokenizer.from_str(_trained())
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    return tok
+
+
+def chatml_tokenizer(*, special_markers: bool = True, end_in_generation: bool = True):
+    """A Qwen/SmolLM-style ChatML tokenizer: `<|im_start|>role\\n...<|im_end|>\\n`, no BOS,
+    EOS `<|im_end|>`, pad `<|endoftext|>`.
+
+    special_markers: False leaves `<|im_start|>` and `<|im_end|>` out of the vocabulary, so the
+        template's markers are tokenized as several ordinary tokens (EOS is then `</s>`).
+    end_in_generation: False puts `<|im_end|>` after `{% endgeneration %}`, so assistant masks
+        leave the end of turn out (the model never learns to stop).
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    template = _template(_CHATML, "<|im_end|>", end_in_generation)
+    if special_markers:
+        tok = _with_tokens(["<|im_start|>", "<|im_end|>", "<|endoftext|>"])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                       pad_token="<|endoftext|>", unk_token="<unk>",
+                                       chat_template=template)
+    return PreTrainedTokenizerFast(tokenizer_object=_with_tokens([]), eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>", chat_template=template)
+
+
+def llama3_tokenizer(*, end_in_generation: bool = True):
+    """A Llama-3-style tokenizer: BOS `<|begin_of_text|>` (added by the post-processor and
+    written by the template), headers `<|start_header_id|>role<|end_header_id|>\\n\\n`, turns
+    ending in `<|eot_id|>` (also EOS), pad `<|finetune_right_pad_id|>`."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = _with_tokens(["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+                        "<|end_header_id|>", "<|eot_id|>", "<|finetune_right_pad_id|>"])
+    bos = tok.token_to_id("<|begin_of_text|>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+        special_tokens=[("<|begin_of_text|>", bos)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>", unk_token="<unk>",
+        chat_template=_template(_LLAMA3, "<|eot_id|>", end_in_generation))

@@ -44,7 +44,8 @@ def load_tokenizer(tokenizer: Any) -> Any:
 
 
 def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
-    """pad/bos/eos ids, vocabulary size, end-of-turn ids, and whether encoding adds BOS.
+    """pad/bos/eos ids, vocabulary size, end-of-turn ids, chat markers, and whether encoding
+    adds BOS.
 
     Whether BOS is added is found by encoding a probe string, not read from flags:
     `add_bos_token` can read False while the post-processor still adds BOS.
@@ -74,6 +75,14 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
         vocab[t] for t in END_OF_TURN
         if t in vocab and vocab[t] not in (facts["eos_id"], facts["pad_id"])
     )
+    from .chat import chat_format
+
+    facts["chat"] = chat_format(tok)
+    if facts["chat"] is not None and len(facts["chat"].turn_end) == 1:
+        # The template's own turn end counts even when it is not in the list above (a marker
+        # split into pieces is no end of turn: LL407 reports it).
+        extra = [i for i in facts["chat"].turn_end if i not in (facts["eos_id"], facts["pad_id"])]
+        facts["end_of_turn_ids"] = tuple(dict.fromkeys(facts["end_of_turn_ids"] + tuple(extra)))
     return facts
 
 

@@ -15,8 +15,10 @@ from ..registry import rule
 def attention_masked_target(b: Batch):
     """attention_mask is 0 on a supervised token, or on content before one."""
     hidden = ~b.attended & ~b.is_pad
-    last_supervised = b.at_rows(b.last_where(b.supervised, b.position_in_row))
-    return hidden & (b.supervised | (b.position_in_row < last_supervised))
+    if not hidden.any():
+        return hidden
+    last_supervised = b.last_index(b.runs(b.supervised))
+    return hidden & (b.supervised | (b.token_index < b.at_rows(last_supervised)))
 
 
 @rule(

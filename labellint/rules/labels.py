@@ -1,7 +1,7 @@
 """LL1xx: labels that give no signal, or a wrong one."""
 
 
-from ..batch import Batch
+from ..batch import Batch, outside_vocab
 from ..registry import rule
 
 
@@ -43,6 +43,8 @@ def fully_masked_batch(b: Batch):
 )
 def labels_on_padding(b: Batch):
     """Padding positions carry a label, so the loss trains the model to emit padding."""
+    if not b.may_pad:
+        return b.is_pad
     # A negative label on padding (-1 as the ignore index) is invalid-label's finding.
     return b.is_pad & b.supervised & (b.labels >= 0)
 
@@ -56,10 +58,7 @@ def labels_on_padding(b: Batch):
 )
 def invalid_label(b: Batch):
     """A negative label other than ignore_index, or a label past the vocabulary."""
-    bad = b.supervised & (b.labels < 0)
-    if b.facts.vocab_size is not None:
-        bad |= b.labels >= b.facts.vocab_size
-    return bad
+    return b.supervised & outside_vocab(b.labels, b.facts.vocab_size)
 
 
 @rule(

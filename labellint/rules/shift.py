@@ -1,24 +1,27 @@
 """LL3xx: labels aligned with the wrong token."""
 
 
-from ..batch import Batch
+import numpy as np
+
+from ..batch import Batch, outside_vocab
 from ..registry import rule, skip
 
 MIN_MATCHES = 2
 SHARE = 0.8
 
 
-def _matches(b: Batch):
-    """Per row: supervised labels equal to input_ids at the same position, and at the next."""
-    return b.row_sum(b.label_is_input), b.row_sum(b.label_is_next)
-
-
-def _aligned_to(matches, other, candidates):
+def _aligned_to(b: Batch, view: str, other_view: str, candidates: np.ndarray) -> np.ndarray:
     """Rows whose labels clearly follow one alignment: enough matches, most, more than the other.
 
-    Repeated tokens match both alignments, so a row is judged only on a clear majority.
+    Repeated tokens match both alignments, so a row is judged only on a clear majority. On
+    correct data the suspected alignment is rare, so the other is counted only if some row
+    could be a finding.
     """
-    return (matches >= MIN_MATCHES) & (matches >= SHARE * candidates) & (matches > other)
+    matches = b.row_sum(getattr(b, view))
+    maybe = (matches >= MIN_MATCHES) & (matches >= SHARE * candidates)
+    if not maybe.any():
+        return maybe
+    return maybe & (matches > b.row_sum(getattr(b, other_view)))
 
 
 @rule(
@@ -33,8 +36,11 @@ def double_shifted_labels(b: Batch):
     """Labels shifted by hand for a model that shifts them again: next-next-token training."""
     if b.facts.label_shift != "model":
         return skip("applies to label_shift='model'", by_design=True)
-    same, nxt = _matches(b)
-    return _aligned_to(nxt, same, b.row_sum(b.supervised & b.has_next))
+    # Supervised tokens that have a next token in their row.
+    last = b.ends[b.nonempty] - 1
+    candidates = b.supervised_per_row.copy()
+    candidates[b.nonempty] -= b.supervised[last]
+    return _aligned_to(b, "label_is_next", "label_is_input", candidates)
 
 
 @rule(
@@ -48,8 +54,7 @@ def unshifted_labels(b: Batch):
     """With already-shifted labels expected, labels equal input_ids: the model learns to copy."""
     if b.facts.label_shift != "dataset":
         return skip("applies to label_shift='dataset'", by_design=True)
-    same, nxt = _matches(b)
-    return _aligned_to(same, nxt, b.row_sum(b.supervised))
+    return _aligned_to(b, "label_is_input", "label_is_next", b.supervised_per_row)
 
 
 @rule(
@@ -61,7 +66,6 @@ def unshifted_labels(b: Batch):
 )
 def label_input_mismatch(b: Batch):
     """Supervised labels equal to neither input_ids[t] nor input_ids[t+1]."""
-    valid = b.labels >= 0  # other labels are invalid-label's finding
-    if b.facts.vocab_size is not None:
-        valid &= b.labels < b.facts.vocab_size
+    # Labels outside the vocabulary are invalid-label's finding.
+    valid = ~outside_vocab(b.labels, b.facts.vocab_size)
     return b.supervised & valid & ~b.label_is_input & ~b.label_is_next

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..batch import Batch
+from ..batch import Batch, outside_vocab
 from ..registry import rule, skip
 
 
@@ -59,10 +59,20 @@ def missing_bos(b: Batch):
 def eos_never_supervised(b: Batch):
     """Rows whose EOS is in the input but never a label (e.g. masked with the padding by id)."""
     # Only a stop token from the first target on counts: a user turn's <|im_end|> in the
-    # prompt, or a BOS that is also EOS (OPT), is not the answer's end.
-    answer_part = b.position_in_row >= b.at_rows(b.first_target_position)
-    has_eos = b.row_any(b.is_stop & b.real & answer_part)
-    return has_eos & (b.targets_per_row > 0) & ~b.row_any(b.label_is_stop)
+    # prompt, or a BOS that is also EOS (OPT), is not the answer's end. Stop tokens are few,
+    # so they are judged from their flat indices.
+    stops = np.flatnonzero(b.is_stop & b.real if b.may_pad else b.is_stop)
+    rows = b.rows_of(stops)
+    first = b.first_target_index[rows]
+    has_eos = np.zeros(b.n_rows, dtype=bool)
+    has_eos[rows[(first >= 0) & (stops >= first)]] = True
+    out = has_eos & ~b.row_any(b.label_is_stop)
+    if b.turns is not None:
+        # A chat row's closed assistant turns are LL603's (end-of-turn-not-supervised).
+        from ..chat import rows_with_turn_end
+
+        out &= ~rows_with_turn_end(b)
+    return out
 
 
 @rule(
@@ -94,11 +104,12 @@ def _out_of_vocab_message(t):
 )
 def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
     """An input id past the embedding table (or negative): a crash or a silent wrong lookup."""
-    bad = b.input_ids < 0
-    if b.facts.vocab_size is not None:
-        bad |= b.input_ids >= b.facts.vocab_size
-    # LLaVA-style models swap these placeholders for image features before the lookup.
-    return bad & ~np.isin(b.input_ids, placeholder_ids)
+    bad = outside_vocab(b.input_ids, b.facts.vocab_size)
+    if placeholder_ids and bad.any():
+        # LLaVA-style models swap these placeholders for image features before the lookup.
+        index = np.flatnonzero(bad)
+        bad[index[np.isin(b.input_ids[index], placeholder_ids)]] = False
+    return bad
 
 
 @rule(

@@ -1,0 +1,104 @@
+"""A seeded synthetic SFT dataset, built with array code: the benchmark's input.
+
+Rows look like tokenised chat SFT data: BOS, a prompt masked with -100, a supervised answer,
+EOS; ragged lengths (log-normal, median ~300, capped at 4096); list<int32> columns. A few rows
+carry the mistakes labellint exists for, at known rows, so the benchmark also checks that the
+fast path still finds them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+VOCAB = 32_000
+PAD, BOS, EOS = 0, 1, 2
+MAX_LEN = 4096
+
+# Planted defects: row i carries a defect when i % period == phase.
+PLANTED = {
+    "LL101": (997, 5),    # fully-masked-row: the answer truncated away
+    "LL401": (1009, 7),   # duplicate-bos: a chat template's BOS plus the tokenizer's
+    "LL404": (1013, 11),  # missing-eos
+    "LL405": (4001, 13),  # token-out-of-vocab
+}
+
+
+def lengths(n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    raw = rng.lognormal(mean=np.log(300), sigma=0.75, size=n_rows)
+    return np.clip(raw, 16, MAX_LEN).astype(np.int64)
+
+
+def build_table(n_tokens: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n_rows = int(n_tokens / 390)  # the mean of the length distribution
+    lens = lengths(n_rows, rng)
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    total = int(offsets[-1])
+    starts, ends = offsets[:-1], offsets[1:]
+    rows = np.arange(n_rows)
+
+    ids = rng.integers(3, VOCAB, size=total, dtype=np.int32)
+    ids[starts] = BOS
+    ids[ends - 1] = EOS
+    prompt = (lens * rng.uniform(0.2, 0.7, size=n_rows)).astype(np.int64)
+    pos = np.arange(total) - np.repeat(starts, lens)
+    labels = np.where(pos >= np.repeat(prompt, lens), ids, -100).astype(np.int32)
+
+    def planted(code: str) -> np.ndarray:
+        period, phase = PLANTED[code]
+        return rows[rows % period == phase]
+
+    r = planted("LL101")
+    labels[np.concatenate([np.arange(s, e) for s, e in zip(starts[r], ends[r])])] = -100
+    ids[starts[planted("LL401")] + 1] = BOS
+    r = planted("LL404")
+    ids[ends[r] - 1] = 5
+    labels[ends[r] - 1] = 5
+    ids[starts[planted("LL405")] + 2] = VOCAB + 7
+
+    def column(values: np.ndarray) -> pa.ListArray:
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+
+    mask = np.ones(total, dtype=np.int8)
+    return pa.table({"input_ids": column(ids), "attention_mask": column(mask),
+                     "labels": column(labels)})
+
+
+def expected_rows(code: str, n_rows: int) -> np.ndarray:
+    period, phase = PLANTED[code]
+    rows = np.arange(n_rows)
+    return rows[rows % period == phase]
+
+
+def write(table: pa.Table, out: Path, *, parquet_shards: int = 4) -> dict[str, Path]:
+    """The same rows as a `save_to_disk` folder and as parquet shards."""
+    import pyarrow.parquet as pq
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()
+    paths = {"save_to_disk": out / "sft", "parquet": out / "parquet"}
+    if not paths["save_to_disk"].exists():
+        Dataset(table).save_to_disk(str(paths["save_to_disk"]))
+    if not paths["parquet"].exists():
+        paths["parquet"].mkdir(parents=True)
+        step = -(-table.num_rows // parquet_shards)
+        for i in range(parquet_shards):
+            # Row groups of 8k rows (~10 MB): several per shard, so a reader can stream them.
+            pq.write_table(table.slice(i * step, step),
+                           paths["parquet"] / f"train-{i:05d}-of-{parquet_shards:05d}.parquet",
+                           row_group_size=8192)
+    return paths
+
+
+if __name__ == "__main__":
+    import sys
+    import time
+
+    start = time.perf_counter()
+    table = build_table(int(float(sys.argv[1])))
+    write(table, Path(sys.argv[2]))
+    print(f"built {table.num_rows:,} rows in {time.perf_counter() - start:.1f}s -> {sys.argv[2]}")

@@ -1,0 +1,414 @@
+"""Chat-template markers found from the tokenizer's own template, and the turns they mark in rows.
+
+A chat row is a run of turns, each opened by a role header (`<|im_start|>assistant\\n`,
+`<|start_header_id|>user<|end_header_id|>\\n\\n`) and closed by an end-of-turn token
+(`<|im_end|>`, `<|eot_id|>`). The markers are read from the template, not from a list: a probe
+conversation with sentinel contents is rendered with `apply_chat_template(tokenize=False)`, and
+the text between the sentinels is the previous turn's end followed by the next turn's header.
+A list of well-known families is only the fallback for a tokenizer without a template.
+
+Turns are then found in the flat token arrays with vectorised comparisons: candidate starts
+where a header's first id occurs, narrowed by one comparison per header token (a loop over the
+header's few ids, never over the row's tokens), and per-turn sums with `np.bincount`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from os.path import commonprefix
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .batch import Batch
+
+ASSISTANT = "assistant"
+SENTINEL = "Zqx{}qZ"  # letters only: never merges with a header's trailing whitespace
+PROBES = (
+    ("system", "user", "assistant", "user", "assistant"),
+    ("user", "assistant", "user", "assistant"),  # templates that reject a system turn (Gemma)
+)
+# Families a tokenizer without a chat template may still use: header (with the role), turn end.
+KNOWN_FAMILIES = (
+    ("<|im_start|>{role}\n", "<|im_end|>", {}),
+    ("<|start_header_id|>{role}<|end_header_id|>\n\n", "<|eot_id|>", {}),
+    ("<start_of_turn>{role}\n", "<end_of_turn>", {ASSISTANT: "model"}),
+)
+# The markers inside a template's headers and turn ends: `<|im_start|>`, `<start_of_turn>`.
+MARKER = re.compile(r"<[^<>\s]{2,}>")
+# Special tokens that read like HTML tags (`<s>`, `</s>`, `<pad>`) also occur in real text.
+TAG_LIKE = re.compile(r"^</?[A-Za-z]+>$")
+
+Ids = tuple[int, ...]
+
+
+def _pairs(value: Any) -> tuple:
+    items = value.items() if isinstance(value, Mapping) else value
+    return tuple((str(k), None if v is None else _ids(v)) for k, v in items)
+
+
+def _ids(value: Any) -> Any:
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return tuple(int(i) for i in value)
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """What the tokenizer's chat template writes around each turn, as token ids.
+
+    headers: role -> ids of the role header as the template writes it (`<|im_start|>user\\n`).
+    header_cores: role -> the header without its trailing whitespace tokens; turns are found by
+        it, since the whitespace may merge with the content that follows. Defaults to `headers`.
+    turn_end: ids that close an assistant turn (`<|im_end|>`); the first one in a turn ends it.
+    special: text -> its single id (None when the tokenizer has no single token for it): the
+        special tokens and template markers that must never be written as several tokens.
+    decode: ids -> text, for checking that special text (LL407); from the tokenizer.
+    """
+
+    headers: Any = ()
+    turn_end: Any = ()
+    header_cores: Any = None
+    special: Any = ()
+    decode: Callable[[list[int]], str] | None = field(default=None, compare=False, repr=False)
+    origin: str = "user"
+
+    def __post_init__(self) -> None:
+        from .errors import LabelLintError
+
+        try:
+            headers = _pairs(self.headers)
+            cores = headers if self.header_cores is None else _pairs(self.header_cores)
+            special = _pairs(self.special)
+            turn_end = _ids(self.turn_end)
+        except (TypeError, ValueError, AttributeError):
+            raise LabelLintError("chat headers, turn_end and special must map roles or texts to "
+                                 "token ids") from None
+        if any(not ids for _, ids in headers) or isinstance(turn_end, int):
+            raise LabelLintError("a chat header or turn_end is empty or not a list of ids")
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "header_cores", cores)
+        object.__setattr__(self, "special", special)
+        object.__setattr__(self, "turn_end", turn_end)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(role for role, _ in self.headers)
+
+    def core(self, role: str) -> Ids:
+        return dict(self.header_cores).get(role) or dict(self.headers)[role]
+
+    def describe(self) -> str:
+        """One line for the report's facts."""
+        parts = [f"{'/'.join(self.roles)} headers"] if self.headers else []
+        if self.turn_end:
+            parts.append(f"turn end {list(self.turn_end)}")
+        if self.special:
+            parts.append(f"{len(self.special)} special texts")
+        return f"{', '.join(parts) or 'no markers'} ({self.origin})"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+# -- discovery from a tokenizer ----------------------------------------------------------------
+
+NO_TEMPLATE = "no chat template"
+
+
+def chat_format(tok: Any) -> ChatFormat | None:
+    """The chat markers of a transformers tokenizer: from its template, else a known family."""
+    found = _from_template(tok) or _from_known_family(tok)
+    none = (NO_TEMPLATE if not getattr(tok, "chat_template", None)
+            else "a chat template whose role headers could not be read")
+    headers, cores, end, origin, _, _ = found or ({}, {}, (), none, {}, "")
+    special = _special_texts(tok, found)
+    if not headers and not special:
+        return None
+    return ChatFormat(headers=headers, header_cores=cores, turn_end=end, special=special,
+                      decode=_decoder(tok), origin=origin)
+
+
+def _encode(tok: Any, text: str) -> list[int]:
+    return list(tok.encode(text, add_special_tokens=False))
+
+
+def _encode_before(tok: Any, text: str) -> list[int]:
+    """`text`'s ids as they come out with content after them (whitespace can merge differently
+    at the end of a string than before a word)."""
+    after = SENTINEL.format("end")
+    full, tail = _encode(tok, text + after), _encode(tok, after)
+    if tail and full[-len(tail):] == tail:
+        return full[: -len(tail)]
+    return _encode(tok, text)
+
+
+def _strip_space(tok: Any, ids: list[int]) -> list[int]:
+    """`ids` without trailing tokens that decode to whitespace."""
+    while ids and not tok.decode(ids[-1:]).strip():
+        ids = ids[:-1]
+    return ids
+
+
+def _render(tok: Any, roles: tuple[str, ...]) -> str | None:
+    messages = [{"role": r, "content": SENTINEL.format(i)} for i, r in enumerate(roles)]
+    try:
+        text = tok.apply_chat_template(messages, tokenize=False)
+    except Exception:  # a template may raise on a role order it does not support
+        return None
+    return text if isinstance(text, str) else None
+
+
+def _split(text: str, roles: tuple[str, ...]) -> tuple[dict[str, str], str] | None:
+    """Headers by role and the turn end, from a render of sentinel messages in `roles` order.
+
+    The text between two sentinels is the first turn's end and the second turn's header; what
+    follows the last sentinel is the last turn's end. The end is what all of them start with; a
+    role's header is what all its turns share after it (Qwen3 adds `<think></think>` to the last
+    assistant turn only).
+    """
+    sentinels = [SENTINEL.format(i) for i in range(len(roles))]
+    at = [text.find(s) for s in sentinels]
+    if min(at) < 0 or at != sorted(at):
+        return None
+    after = [a + len(s) for a, s in zip(at, sentinels)]
+    gaps = [text[after[i]: at[i + 1]] for i in range(len(roles) - 1)]
+    end = _whole_markers(commonprefix(gaps + [text[after[-1]:]]))
+    if not end.strip():
+        return None
+    candidates: dict[str, list[str]] = {}
+    for gap, role in zip(gaps, roles[1:]):
+        candidates.setdefault(role, []).append(gap[len(end):])
+    headers = {role: _whole_markers(commonprefix(c)) for role, c in candidates.items()}
+    user = headers.get("user", "")
+    if "system" not in headers and "user" in user:
+        # The first turn's header is mixed with what precedes it (BOS, a date line): name it by
+        # analogy with the user header, and keep it only if the render contains it.
+        system = user.replace("user", "system", 1)
+        if system in text[: at[0]]:
+            headers["system"] = system
+    if not headers.get(ASSISTANT, "").strip():
+        return None  # not a header family ([INST] ... [/INST] has no assistant header)
+    return {r: h for r, h in headers.items() if h.strip()}, end
+
+
+def _whole_markers(text: str) -> str:
+    """A common prefix cut back to whole markers: `<|end|>\n<|user|>` and `<|end|>\n<|assistant|>`
+    share `<|end|>\n<|`, which ends inside the next marker."""
+    cut = text.rfind("<")
+    return text[:cut] if cut > text.rfind(">") else text
+
+
+def _markers_to_ids(tok: Any, headers: Mapping[str, str], end: str, origin: str):
+    ids = {role: _encode_before(tok, h) for role, h in headers.items()}
+    cores = {role: _strip_space(tok, list(v)) or v for role, v in ids.items()}
+    end_ids = _strip_space(tok, _encode(tok, end.strip()))
+    if not end_ids or not all(ids.values()):
+        return None
+    return ids, cores, tuple(end_ids), origin, headers, end
+
+
+def _from_template(tok: Any):
+    if not getattr(tok, "chat_template", None) or not hasattr(tok, "apply_chat_template"):
+        return None
+    for roles in PROBES:
+        text = _render(tok, roles)
+        parsed = text and _split(text, roles)
+        if parsed:
+            return _markers_to_ids(tok, *parsed, "chat template")
+    return None
+
+
+def _from_known_family(tok: Any):
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    for header, end, names in KNOWN_FAMILIES:
+        opener = MARKER.match(header).group(0)
+        if opener in vocab and end in vocab:
+            headers = {r: header.format(role=names.get(r, r))
+                       for r in ("system", "user", ASSISTANT)}
+            return _markers_to_ids(tok, headers, end, "known family")
+    return None
+
+
+def _special_texts(tok: Any, found) -> dict[str, int | None]:
+    """Special tokens, and the markers the template writes, each with its single id or None."""
+    texts = list(getattr(tok, "all_special_tokens", []) or [])
+    added = getattr(tok, "added_tokens_decoder", {}) or {}
+    texts += [t.content for t in added.values() if getattr(t, "special", False)]
+    if found:
+        *_, headers, end = found
+        texts += MARKER.findall("".join(headers.values()) + end)
+    out: dict[str, int | None] = {}
+    for text in dict.fromkeys(t for t in texts if isinstance(t, str) and len(t) > 1):
+        try:
+            ids = _encode(tok, text)
+        except Exception:  # a text the tokenizer cannot encode at all is no use here
+            continue
+        out[text] = ids[0] if len(ids) == 1 else None
+    return out
+
+
+def _decoder(tok: Any) -> Callable[[list[int]], str]:
+    def decode(ids: list[int]) -> str:
+        return tok.decode(ids, skip_special_tokens=False)
+
+    return decode
+
+
+# -- turns in a batch --------------------------------------------------------------------------
+
+
+def _find(ids: np.ndarray, seq: Ids, room: np.ndarray) -> np.ndarray:
+    """Flat indices where `seq` starts inside a row (`room`: tokens left in the row)."""
+    at = np.flatnonzero(ids == seq[0])
+    at = at[room[at] >= len(seq)]
+    for k, token in enumerate(seq[1:], 1):  # one comparison per header token
+        at = at[ids[at + k] == token]
+    return at
+
+
+def _matches(ids: np.ndarray, seq: Ids, at: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Whether `seq` starts at each index of `at`."""
+    ok = room[at] >= len(seq)
+    for k, token in enumerate(seq):
+        ok[ok] &= ids[at[ok] + k] == token
+    return ok
+
+
+class Turns:
+    """The turns of a batch's chat rows, found from the role headers in `facts.chat`.
+
+    A turn runs from its header to the next header or the row's end; tokens before a row's first
+    header (BOS) belong to no turn. Per token: `turn` (-1 outside), `in_header`, `in_core`
+    (the header without trailing whitespace), `content` (real tokens after the header). Per
+    turn: `start`, `row`, `role`, `assistant`, `stop` (flat index of its first turn-end token,
+    -1 when it has none).
+    """
+
+    def __init__(self, b: Batch) -> None:
+        fmt = b.facts.chat
+        ids = b.input_ids
+        self.cache: dict = {}
+        room = b.at_rows(b.ends) - b.token_index
+        starts, roles, full_len, core_len = [], [], [], []
+        for r, role in enumerate(fmt.roles):
+            full, core = dict(fmt.headers)[role], fmt.core(role)
+            at = _find(ids, core, room)
+            starts.append(at)
+            roles.append(np.full(at.size, r))
+            full_len.append(np.where(_matches(ids, full, at, room), len(full), len(core)))
+            core_len.append(np.full(at.size, len(core)))
+        order = np.argsort(np.concatenate(starts), kind="stable")
+        start = np.concatenate(starts)[order]
+        keep = np.ones(start.size, dtype=bool)
+        keep[1:] = start[1:] != start[:-1]  # two roles' headers at one place: keep the first
+        order = order[keep]
+        self.start = start[keep]
+        self.role = np.concatenate(roles)[order]
+        header_len = np.concatenate(full_len)[order]
+        core = np.concatenate(core_len)[order]
+        self.assistant = self.role == (fmt.roles.index(ASSISTANT) if ASSISTANT in fmt.roles else -1)
+        self.n = int(self.start.size)
+        self.row = b.row_of_token[self.start]
+
+        mark = np.zeros(b.n_tokens, dtype=np.int64)
+        mark[self.start] = 1
+        turn = np.cumsum(mark) - 1
+        inside = turn >= 0
+        inside[inside] = self.row[turn[inside]] == b.row_of_token[inside]
+        self.turn = np.where(inside, turn, -1)
+        offset = np.where(inside, b.token_index - self.start[np.maximum(self.turn, 0)], 0)
+        self.in_header = inside & (offset < header_len[np.maximum(self.turn, 0)])
+        self.in_core = inside & (offset < core[np.maximum(self.turn, 0)])
+        self.content = inside & ~self.in_header & b.real
+
+        self.stop = np.full(self.n, -1, dtype=np.int64)
+        # A turn end split into pieces (LL407) cannot be told apart from content: use EOS then.
+        ends = np.asarray(fmt.turn_end if len(fmt.turn_end) == 1 else b.facts.stop_ids,
+                          dtype=ids.dtype)
+        is_end = self.content & np.isin(ids, ends)
+        at = np.flatnonzero(is_end)
+        owner = self.turn[at]  # sorted, as turns run in token order
+        first = np.ones(at.size, dtype=bool)
+        first[1:] = owner[1:] != owner[:-1]
+        self.stop[owner[first]] = at[first]
+
+    def per_turn(self, mask: np.ndarray) -> np.ndarray:
+        """Per turn, how many tokens of `mask` it holds."""
+        return np.bincount(self.turn[mask & (self.turn >= 0)], minlength=self.n)
+
+    def per_row(self, turn_mask: np.ndarray, n_rows: int) -> np.ndarray:
+        """Per row, how many turns of `turn_mask` it holds."""
+        return np.bincount(self.row[turn_mask], minlength=n_rows)
+
+    @cached_property
+    def prompt(self) -> np.ndarray:
+        return ~self.assistant
+
+
+def masking(b: Batch) -> tuple[Turns, dict[str, np.ndarray]]:
+    """The turns, and per turn whether it has content and whether any of it is trained."""
+    t = b.turns
+    if "masking" not in t.cache:  # shared by LL601-LL603 and the inference of the facts
+        body = t.content & ~_stop_token(b, t)
+        t.cache["masking"] = {
+            "has_content": t.per_turn(body) > 0,
+            "trained": t.per_turn(body & b.trained) > 0,
+        }
+    return t, t.cache["masking"]
+
+
+def _stop_token(b: Batch, t: Turns) -> np.ndarray:
+    out = np.zeros(b.n_tokens, dtype=bool)
+    out[t.stop[t.stop >= 0]] = True
+    return out
+
+
+def prompt_rows(b: Batch) -> dict[str, np.ndarray]:
+    """Per row: prompt turns with content, those of them trained, and whether some role has both
+    a trained and a masked turn in the row (a mask that stopped after the first turn)."""
+    t, info = masking(b)
+    if "prompt_rows" in t.cache:
+        return t.cache["prompt_rows"]
+    prompt = t.prompt & info["has_content"]
+    trained = prompt & info["trained"]
+    masked = prompt & ~info["trained"]
+    n_roles = max(len(b.facts.chat.roles), 1)
+    key = t.row * n_roles + t.role
+    mixed_rows = np.intersect1d(key[trained], key[masked]) // n_roles
+    mixed = np.zeros(b.n_rows, dtype=bool)
+    mixed[mixed_rows] = True
+    t.cache["prompt_rows"] = {"prompts": t.per_row(prompt, b.n_rows),
+                              "trained": t.per_row(trained, b.n_rows), "mixed": mixed}
+    return t.cache["prompt_rows"]
+
+
+def infer_assistant_only_loss(b: Batch, *, share_masked: float = 0.5,
+                              share_trained: float = 0.9, min_rows: int = 2) -> bool | None:
+    """Whether the data masks prompt turns (True) or trains on whole conversations (False).
+
+    Read from the chat rows that have a prompt turn and a trained token: True when at least half
+    of them mask every prompt turn, False when nearly all train every prompt turn (full-sequence
+    training, chosen on purpose), unknown in between or on too few rows.
+    """
+    if b.labels is None or b.facts.chat is None or not b.facts.chat.headers:
+        return None
+    rows = prompt_rows(b)
+    judged = (rows["prompts"] > 0) & (b.targets_per_row > 0)
+    n = int(judged.sum())
+    if n < min_rows:
+        return None
+    if np.count_nonzero(judged & (rows["trained"] == 0)) >= share_masked * n:
+        return True
+    if np.count_nonzero(judged & (rows["trained"] == rows["prompts"])) >= share_trained * n:
+        return False
+    return None
+
+
+def rows_with_turn_end(b: Batch) -> np.ndarray:
+    """Rows holding an assistant turn closed by its end-of-turn token: LL603 judges their stop."""
+    t = b.turns
+    return t.per_row(t.assistant & (t.stop >= 0), b.n_rows) > 0

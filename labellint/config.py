@@ -1,0 +1,204 @@
+"""`[tool.labellint]` in pyproject.toml: the same settings as the command line, kept with the repo.
+
+```toml
+[tool.labellint]
+select = ["LL1", "LL4"]
+ignore = ["few-supervised-tokens"]
+tokenizer = "artifacts/tokenizer"        # relative to this pyproject.toml
+label-shift = "model"
+max-examples = 5
+
+[tool.labellint.columns]
+input-ids = "tokens"
+
+[tool.labellint.options.LL105]           # a rule's code or name
+min-tokens = 4
+
+[tool.labellint.per-path-ignores]        # data files have no comments to suppress in
+"data/pretrain/**" = ["missing-eos", "LL402"]
+```
+
+Keys are kebab-case (snake_case is accepted too). An unknown key is an error that names it:
+a misspelt setting silently ignored would be a check silently not run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .batch import COLUMNS
+from .errors import LabelLintError
+
+FACTS = {"pad-id": int, "bos-id": int, "eos-id": int, "vocab-size": int, "max-length": int,
+         "ignore-index": int, "label-shift": str, "add-bos": bool, "assistant-only-loss": bool}
+SETTINGS: dict[str, Any] = {
+    "select": list, "ignore": list, "tokenizer": str, "model": str, "max-examples": int,
+    "fail-on": str, "format": str, "missing-labels": str,
+    "columns": dict, "options": dict, "per-path-ignores": dict, **FACTS,
+}
+PATHS = ("tokenizer", "model")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings from one pyproject.toml (or none): keys in snake_case, paths made absolute."""
+
+    path: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    per_path_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.settings.get(key, default)
+
+    def ignores_for(self, source: str | os.PathLike) -> list[str]:
+        """The per-path ignores whose glob matches `source` (relative to the config's folder)."""
+        path = Path(source)
+        candidates = {path.as_posix()}
+        try:
+            candidates.add(path.resolve().relative_to(self.root.resolve()).as_posix())
+        except ValueError:
+            pass  # outside the project: only the path as given can match
+        return [code for pattern, codes in self.per_path_ignores
+                if any(_matches(c, pattern) for c in candidates) for code in codes]
+
+
+def _matches(path: str, pattern: str) -> bool:
+    """`pattern` names the source, a folder holding it, or what a source folder holds.
+
+    Sources are files and folders alike: "data/pretrain" and "data/pretrain/*" both cover the
+    folder data/pretrain and every file in it. `*` crosses folders, as `**` does.
+    """
+    pattern = pattern.rstrip("/")
+    return any(fnmatch.fnmatchcase(candidate, p)
+               for candidate in (path, path.rstrip("/") + "/")
+               for p in (pattern, pattern + "/*"))
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest pyproject.toml with a [tool.labellint] table, from `start` upwards."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and "labellint" in _read(candidate).get("tool", {}):
+            return candidate
+    return None
+
+
+def load_config(path: str | os.PathLike | None = None, *, start: Path | None = None) -> Config:
+    """The settings of `path` (a pyproject.toml, or a TOML file of labellint settings alone),
+    or of the nearest pyproject.toml with a [tool.labellint] table; empty if there is none."""
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise LabelLintError(f"{file}: no such config file")
+        data = _read(file)
+        table = data.get("tool", {}).get("labellint") if file.name == "pyproject.toml" else \
+            data.get("tool", {}).get("labellint", data)
+        if table is None:
+            raise LabelLintError(f"{file}: no [tool.labellint] table")
+    else:
+        file = find_pyproject(start)
+        if file is None:
+            return Config()
+        table = _read(file)["tool"]["labellint"]
+    return _parse(table, file)
+
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def toml_value(text: str) -> Any:
+    """A command-line value read as TOML (4, 0.5, true, ["a", "b"]); a bare word is a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _read(file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise LabelLintError(f"{file}: cannot read it ({e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise LabelLintError(f"{file}: not valid TOML ({e})") from None
+
+
+def _key(key: str) -> str:
+    return key.replace("_", "-")
+
+
+def _parse(table: Mapping[str, Any], file: Path) -> Config:
+    where = f"{file}: [tool.labellint]"
+    settings: dict[str, Any] = {}
+    per_path: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    for raw, value in table.items():
+        key = _key(raw)
+        if key not in SETTINGS:
+            raise LabelLintError(f"{where} has no setting {raw!r} "
+                                 f"(settings: {', '.join(sorted(SETTINGS))})")
+        kind = SETTINGS[key]
+        if kind is list:
+            value = _names(value, f"{where} {raw}")
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise LabelLintError(f"{where} {raw} must be a {_type_name(kind)}, not {value!r}")
+        if key in PATHS:
+            value = str((file.parent / value).resolve()) if not Path(value).is_absolute() \
+                else value
+        elif key == "columns":
+            value = _columns(value, f"{where}.columns")
+        elif key == "options":
+            value = _options(value, f"{where}.options")
+        elif key == "per-path-ignores":
+            per_path = tuple((pattern, tuple(_names(codes, f"{where}.per-path-ignores "
+                                                           f"{pattern!r}")))
+                             for pattern, codes in value.items())
+            continue
+        settings[key.replace("-", "_")] = value
+    return Config(file, settings, per_path)
+
+
+def _type_name(kind: type) -> str:
+    return {int: "whole number", str: "string", bool: "true or false", dict: "table"}[kind]
+
+
+def _names(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LabelLintError(f"{where} must be a list of rule codes or names, not {value!r}")
+    return value
+
+
+def _columns(value: Mapping[str, Any], where: str) -> dict[str, str]:
+    out = {}
+    for raw, theirs in value.items():
+        ours = raw.replace("-", "_")
+        if ours not in COLUMNS:
+            raise LabelLintError(f"{where} has no column {raw!r} "
+                                 f"(columns: {', '.join(c.replace('_', '-') for c in COLUMNS)})")
+        if not isinstance(theirs, str):
+            raise LabelLintError(f"{where} {raw} must be a column name, not {theirs!r}")
+        out[ours] = theirs
+    return out
+
+
+def _options(value: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for rule, opts in value.items():
+        if not isinstance(opts, dict):
+            raise LabelLintError(f"{where}.{rule} must be a table of options, not {opts!r}")
+        out[rule] = {k.replace("-", "_"): v for k, v in opts.items()}
+    return out
