@@ -364,10 +364,9 @@ class Batch:
 
     @cached_property
     def packed(self) -> np.ndarray:
-        """Rows holding several sequences: position_ids restart inside the row."""
-        if self.position_ids is None:
-            return np.zeros(self.n_rows, dtype=bool)
-        return self.row_any((self.position_ids == 0) & (self.position_in_row > 0))
+        """Rows holding several sequences: position_ids restart inside the row (or a
+        segment-id attention_mask changes value); see `sequence_starts`."""
+        return self.rows_hit(self.sequence_starts)
 
     @cached_property
     def at_max_length(self) -> np.ndarray:
@@ -489,6 +488,137 @@ class Batch:
     def at_rows(self, per_row: np.ndarray) -> np.ndarray:
         """Broadcast a per-row array to tokens."""
         return per_row[self.row_of_token]
+
+    # -- packed sequences ----------------------------------------------------------------------
+    # Boundaries are rare (a few per row at most), so these views find candidate positions with
+    # one vectorised pass and judge only those: per-candidate numpy, never a per-token mask chain.
+
+    def rows_hit(self, index: np.ndarray) -> np.ndarray:
+        """A row mask: the rows holding the flat token indices `index`."""
+        out = np.zeros(self.n_rows, dtype=bool)
+        out[self.row_of_token[index]] = True
+        return out
+
+    def token_mask(self, index: np.ndarray) -> np.ndarray:
+        """A token mask, True at the flat token indices `index`."""
+        out = np.zeros(self.n_tokens, dtype=bool)
+        out[index] = True
+        return out
+
+    def inside_row(self, index: np.ndarray) -> np.ndarray:
+        """For flat token indices: real, and after their row's first real token."""
+        first = self.first_real_index[self.row_of_token[index]]
+        return (first >= 0) & (index > first) & self.real[index]
+
+    @cached_property
+    def position_steps(self) -> np.ndarray | None:
+        """position_ids[t] - position_ids[t-1]; meaningful only inside a row."""
+        if self.position_ids is None:
+            return None
+        pos = self.position_ids.astype(np.int64, copy=False)
+        out = np.ones(self.n_tokens, dtype=np.int64)
+        out[1:] = pos[1:] - pos[:-1]
+        return out
+
+    @cached_property
+    def row_first_position(self) -> np.ndarray:
+        """Per row, the position id of its first real token (0 without position_ids)."""
+        out = np.zeros(self.n_rows, dtype=np.int64)
+        if self.position_ids is not None:
+            ok = self.first_real_index >= 0
+            out[ok] = self.position_ids[self.first_real_index[ok]]
+        return out
+
+    @cached_property
+    def position_breaks(self) -> np.ndarray:
+        """Flat indices of real tokens, after their row's first, where position_ids do not
+        count up by one: packed-sequence starts and invalid steps alike."""
+        if self.position_ids is None:
+            return np.zeros(0, dtype=np.int64)
+        index = np.flatnonzero(self.position_steps != 1)
+        return index[self.inside_row(index)]
+
+    @cached_property
+    def position_restarts(self) -> np.ndarray:
+        """Flat indices where position_ids go back to the row's first value: a new sequence.
+
+        DataCollatorWithFlattening, TRL's padding-free collator and pack_dataset's
+        `seq_lengths` all restart at 0 (at `position_ids_start` in general: the row's first
+        value covers it). Padding is left out: TRL pads position_ids with 0.
+        """
+        index = self.position_breaks
+        if index.size == 0:
+            return index
+        rows = self.row_of_token[index]
+        return index[self.position_ids[index] == self.row_first_position[rows]]
+
+    @cached_property
+    def segment_changes(self) -> np.ndarray:
+        """Flat indices where a segment-id attention_mask (1, 1, 2, 2, 3: Axolotl's and
+        LLaMA-Factory's packing) takes a new value: the model isolates those segments."""
+        mask = self.attention_mask
+        if mask is None or mask.dtype == bool or mask.size == 0 or mask.max() <= 1:
+            return np.zeros(0, dtype=np.int64)
+        index = np.flatnonzero(mask[1:] != mask[:-1]) + 1
+        index = index[(mask[index] > 0) & (mask[index - 1] > 0)]
+        return index[self.inside_row(index)]
+
+    @cached_property
+    def sequence_starts(self) -> np.ndarray:
+        """Flat indices where a packed sequence other than its row's first begins."""
+        return np.union1d(self.position_restarts, self.segment_changes)
+
+    @property
+    def sequences(self) -> Batch:
+        """The packed sequences as rows of their own (this batch when nothing is packed).
+
+        The flat columns are shared, not copied; `sequence_row` maps each back to its row.
+        A row's padding stays with its first or last sequence.
+        """
+        # Not cached when it is this batch: a batch holding itself is a reference cycle, and
+        # every chunk's arrays would wait for the garbage collector.
+        return self if self.sequence_starts.size == 0 else self._sequences
+
+    @cached_property
+    def _sequences(self) -> Batch:
+        starts = np.union1d(self.sequence_starts, self.starts[self.nonempty])
+        offsets = np.append(starts, self.n_tokens)
+        columns = {name: getattr(self, name) for name in COLUMNS[1:]}
+        seq = Batch(self.input_ids, offsets, facts=self.facts, row_start=self.row_start,
+                    **columns)
+        # What belongs to the tokens, not to how they are grouped, is shared, not recomputed:
+        # a row's padding stays padding in its last sequence. A sequence holds no other.
+        for name in ("is_pad", "real", "attended", "supervised", "is_stop"):
+            seq.__dict__[name] = getattr(self, name)
+        seq.__dict__["sequence_starts"] = np.zeros(0, dtype=np.int64)
+        return seq
+
+    @cached_property
+    def sequence_row(self) -> np.ndarray:
+        """The row of each of `sequences`' rows."""
+        if self.sequences is self:
+            return np.arange(self.n_rows, dtype=np.int64)
+        return self.row_of_token[self.sequences.starts]
+
+    @cached_property
+    def sequence_ends_row(self) -> np.ndarray:
+        """Per sequence of `sequences`, whether it is its row's last."""
+        return np.append(self.sequence_row[1:] != self.sequence_row[:-1], True)
+
+    def rows_of_sequences(self, per_sequence: np.ndarray) -> np.ndarray:
+        """A row mask from a mask over `sequences`: a row is hit when one of its sequences is."""
+        if self.sequences is self:
+            return per_sequence
+        return np.bincount(self.sequence_row[per_sequence], minlength=self.n_rows) > 0
+
+    def sequence_first(self, index: np.ndarray) -> np.ndarray:
+        """For flat token indices: the flat index of the first real token of their sequence."""
+        first = self.first_real_index[self.row_of_token[index]]
+        starts = self.sequence_starts
+        if starts.size == 0:
+            return first
+        j = np.searchsorted(starts, index, side="right") - 1
+        return np.maximum(first, np.where(j >= 0, starts[np.maximum(j, 0)], -1))
 
     # -- chat turns (labellint.chat) -----------------------------------------------------------
 

@@ -42,6 +42,10 @@ class Facts:
     stay one token (labellint.chat.ChatFormat), found from the tokenizer's template.
     assistant_only_loss: whether prompt turns are meant to be masked (True) or trained on
     (False, full-sequence training chosen on purpose); inferred from the data when not given.
+    tokenizer_size, model_vocab_size: len(tokenizer) and the model's embedding rows.
+    model_bos_id, model_eos_ids, model_pad_id: the special ids in the model's config.
+    bos_every_turn: the tokenizer's chat template writes BOS at every turn (Llama-2), so a BOS
+    after an EOS inside a row is a new turn, not a new document.
     """
 
     pad_id: int | None = None
@@ -55,6 +59,13 @@ class Facts:
     end_of_turn_ids: tuple[int, ...] = ()
     chat: ChatFormat | None = None
     assistant_only_loss: bool | None = None
+    # Read from the tokenizer and the model side by side, so that LL408 can compare them.
+    tokenizer_size: int | None = None
+    model_vocab_size: int | None = None
+    model_bos_id: int | None = None
+    model_eos_ids: tuple[int, ...] = ()
+    model_pad_id: int | None = None
+    bos_every_turn: bool | None = None
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -74,7 +85,9 @@ class Facts:
                 continue
             if not _is_int(value) or value < 0:
                 raise LabelLintError(f"{name} must be a token id (0 or more), not {value!r}")
-            if self.vocab_size is not None and value >= self.vocab_size:
+            # A tokenizer id past a model's embedding table is tokenizer-model-mismatch's finding.
+            from_model = self.origin.get("vocab_size") == "model" != self.origin.get(name)
+            if self.vocab_size is not None and value >= self.vocab_size and not from_model:
                 raise LabelLintError(
                     f"{name} {value} is not below vocab_size {self.vocab_size}")
         if self.chat is not None and not hasattr(self.chat, "headers"):
@@ -110,6 +123,7 @@ def _is_int(value: Any) -> bool:
 
 
 FACT_NAMES = tuple(f.name for f in fields(Facts) if f.name != "origin")
+TUPLE_FACTS = ("end_of_turn_ids", "model_eos_ids")
 
 
 def merge_facts(*layers: tuple[str, Mapping[str, Any]]) -> Facts:
@@ -122,7 +136,7 @@ def merge_facts(*layers: tuple[str, Mapping[str, Any]]) -> Facts:
                 raise LabelLintError(f"unknown fact {key!r}; known facts: {', '.join(FACT_NAMES)}")
             if value is None or key in values:
                 continue
-            values[key] = tuple(value) if key == "end_of_turn_ids" else value
+            values[key] = tuple(value) if key in TUPLE_FACTS else value
             origin[key] = name
     return Facts(**values, origin=origin)
 

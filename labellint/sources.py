@@ -15,7 +15,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -160,6 +160,12 @@ def to_ragged(value: Any, name: str) -> Ragged:
     return _validated(flat, name), offsets
 
 
+# Packed-sequence boundaries that stand in for position_ids: TRL's `pack_dataset` stores
+# `seq_lengths` per row (its collator builds position_ids from them), and
+# `DataCollatorWithFlattening(return_seq_idx=True)` gives each token its sequence's index.
+BOUNDARY_COLUMNS = ("seq_lengths", "seq_idx")
+
+
 def column_names(columns: Mapping[str, str] | None) -> dict[str, str]:
     """Our column name -> the source's column name."""
     names = {c: c for c in COLUMNS}
@@ -191,7 +197,7 @@ def batch_to_chunk(batch: Mapping[str, Any], names: Mapping[str, str]) -> Chunk:
     _require_input_ids(batch.keys(), names, "the batch")
     chunk = {ours: to_ragged(batch[theirs], theirs)
              for ours, theirs in names.items() if theirs in batch}
-    return _check_rows(chunk, names)
+    return _with_boundaries(_check_rows(chunk, names), lambda n: to_ragged(batch[n], n), batch)
 
 
 def rows_to_chunk(rows: list[Mapping[str, Any]], names: Mapping[str, str], first: int) -> Chunk:
@@ -208,17 +214,56 @@ def rows_to_chunk(rows: list[Mapping[str, Any]], names: Mapping[str, str], first
             raise LabelLintError(f"row {first + bad} has no {theirs!r}, which row "
                                  f"{first} has") from None
         chunk[ours] = to_ragged(values, theirs)
-    return _check_rows(chunk, names)
+    return _with_boundaries(_check_rows(chunk, names),
+                            lambda n: to_ragged([row[n] for row in rows], n), rows[0])
 
 
 def table_to_chunk(table: pa.Table | pa.RecordBatch, names: Mapping[str, str],
                    what: str) -> Chunk:
     _require_input_ids(table.schema.names, names, what)
     try:
-        return {ours: arrow_to_ragged(table.column(theirs), theirs)
-                for ours, theirs in names.items() if theirs in table.schema.names}
+        chunk = {ours: arrow_to_ragged(table.column(theirs), theirs)
+                 for ours, theirs in names.items() if theirs in table.schema.names}
+        return _with_boundaries(chunk, lambda n: arrow_to_ragged(table.column(n), n),
+                                table.schema.names)
     except LabelLintError as e:
         raise LabelLintError(f"{what}: {e}") from None
+
+
+def _with_boundaries(chunk: Chunk, read: Callable[[str], Ragged], present: Iterable[str]) -> Chunk:
+    """Add the position_ids that a boundary column implies, when position_ids are absent.
+
+    A column of that name that is not one list per row is someone else's: it is left alone.
+    A boundary column that disagrees with the rows' lengths yields position_ids of another
+    length, which length-mismatch then reports.
+    """
+    if "position_ids" in chunk:
+        return chunk
+    for name in (n for n in BOUNDARY_COLUMNS if n in present):
+        try:
+            values, offsets = read(name)
+        except (LabelLintError, KeyError, TypeError, ValueError, pa.ArrowException):
+            continue
+        if len(offsets) != len(chunk["input_ids"][1]) or values.dtype.kind not in "iu":
+            continue
+        chunk["position_ids"] = _positions_from(name, values.astype(np.int64), offsets)
+        break
+    return chunk
+
+
+def _positions_from(name: str, values: np.ndarray, offsets: np.ndarray) -> Ragged:
+    """position_ids restarting at 0 for each packed sequence, from seq_lengths or seq_idx."""
+    if name == "seq_lengths":
+        lengths = np.maximum(values, 0)
+        ends = np.cumsum(lengths)
+        positions = np.arange(int(ends[-1]) if ends.size else 0) - np.repeat(ends - lengths,
+                                                                             lengths)
+        return positions, np.concatenate([[0], ends])[offsets]
+    index = np.arange(values.size)
+    new = np.ones(values.size, dtype=bool)
+    new[1:] = values[1:] != values[:-1]
+    new[offsets[:-1][offsets[:-1] < values.size]] = True  # every row starts a sequence
+    return index - np.maximum.accumulate(np.where(new, index, 0)), offsets
 
 
 # -- in-memory sources ------------------------------------------------------------------------
@@ -263,6 +308,7 @@ def _chunked_table(table: pa.Table, names: Mapping[str, str], size: int,
 def _dataset_chunks(ds: Any, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
     _require_input_ids(ds.column_names, names, "the dataset")
     wanted = [theirs for theirs in names.values() if theirs in ds.column_names]
+    wanted += [c for c in BOUNDARY_COLUMNS if c in ds.column_names and c not in wanted]
     # Arrow formatting hands out record batches without converting rows to Python.
     for table in ds.select_columns(wanted).with_format("arrow").iter(batch_size=size):
         yield table_to_chunk(table, names, "the dataset")
@@ -387,6 +433,7 @@ def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator
 
     with pq.ParquetFile(path, memory_map=True) as f:
         present = [t for t in names.values() if t in f.schema_arrow.names]
+        present += [c for c in BOUNDARY_COLUMNS if c in f.schema_arrow.names and c not in present]
         _require_input_ids(f.schema_arrow.names, names, str(path))
         for batch in f.iter_batches(batch_size=size, columns=present):
             yield table_to_chunk(batch, names, str(path))

@@ -59,9 +59,10 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
         "eos_id": getattr(tok, "eos_token_id", None),
     }
     try:
-        facts["vocab_size"] = len(tok)
+        facts["vocab_size"] = facts["tokenizer_size"] = len(tok)
     except TypeError:
         facts["vocab_size"] = getattr(tok, "vocab_size", None)
+    facts["bos_every_turn"] = _bos_every_turn(tok, facts["bos_id"])
     if facts["bos_id"] is not None:
         try:
             ids = tok(PROBE)["input_ids"]
@@ -85,8 +86,40 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
     return facts
 
 
+def _bos_every_turn(tok: Any, bos_id: int | None) -> bool | None:
+    """Whether the chat template writes BOS at every user turn (Llama-2's `<s>[INST]`).
+
+    Found by rendering a two-turn conversation, as `add_bos` is found by encoding a probe.
+    """
+    if bos_id is None or not getattr(tok, "chat_template", None):
+        return None
+    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 2
+    try:
+        ids = tok.apply_chat_template(turns, tokenize=True)
+    except Exception:  # a template that rejects this conversation tells us nothing here
+        return None
+    ids = ids.get("input_ids", ids) if hasattr(ids, "get") else ids
+    return sum(1 for i in ids if i == bos_id) >= 2
+
+
+def _special_ids(config: Any) -> dict[str, Any]:
+    """bos/eos/pad ids of a model config (a dict or a config object); eos may be a list."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k, None)
+
+    def ids(value: Any) -> tuple[int, ...]:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        # Old conversions write -1 for "none".
+        return tuple(int(v) for v in values if isinstance(v, int) and v >= 0)
+
+    bos, pad = ids(get("bos_token_id")), ids(get("pad_token_id"))
+    return {"model_bos_id": bos[0] if len(bos) == 1 else None,
+            "model_eos_ids": ids(get("eos_token_id")),
+            "model_pad_id": pad[0] if len(pad) == 1 else None}
+
+
 def model_facts(model: Any) -> dict[str, Any]:
-    """The embedding table's size, from a model, a config, or a local folder's config.json."""
+    """The embedding table's size and the config's special ids, from a model, a config, or a
+    local folder's config.json."""
     if model is None:
         return {}
     if isinstance(model, (str, Path)):
@@ -97,11 +130,14 @@ def model_facts(model: Any) -> dict[str, Any]:
         except (OSError, ValueError) as e:
             raise LabelLintError(f"{config_file}: cannot read a model config ({e})") from None
         config = config.get("text_config", config)
-        return {"vocab_size": config.get("vocab_size")}
-    embeddings = getattr(model, "get_input_embeddings", None)
-    if callable(embeddings) and embeddings() is not None:
-        return {"vocab_size": int(embeddings().weight.shape[0])}
+        size = config.get("vocab_size")
+        return {"vocab_size": size, "model_vocab_size": size, **_special_ids(config)}
     config = getattr(model, "config", model)
     if hasattr(config, "get_text_config"):
         config = config.get_text_config()
-    return {"vocab_size": getattr(config, "vocab_size", None)}
+    embeddings = getattr(model, "get_input_embeddings", None)
+    if callable(embeddings) and embeddings() is not None:
+        size = int(embeddings().weight.shape[0])
+    else:
+        size = getattr(config, "vocab_size", None)
+    return {"vocab_size": size, "model_vocab_size": size, **_special_ids(config)}

@@ -97,12 +97,13 @@ def test_lm_collator_with_pad_equal_to_eos_masks_every_eos(eos_pad_tok):
 
     report = labellint.check(batch, tokenizer=tok)
 
-    # Only LL403. LL404 (missing-eos) rightly stays silent: every row does end with EOS before
-    # its padding (the EOS keeps attention_mask 1; only the pad run after it has 0), so the
-    # defect is that EOS is never a target, not that it is absent. LL103 stays silent too: the
-    # padding carries -100.
-    assert codes(report) == {"LL403"}, str(report)
+    # LL403 (the effect) and LL410 (its cause: pad == EOS masked by id). LL404 (missing-eos)
+    # rightly stays silent: every row does end with EOS before its padding (the EOS keeps
+    # attention_mask 1; only the pad run after it has 0), so the defect is that EOS is never a
+    # target, not that it is absent. LL103 stays silent too: the padding carries -100.
+    assert codes(report) == {"LL403", "LL410"}, str(report)
     assert finding(report, "LL403").rows == (0, 1, 2, 3)
+    assert finding(report, "LL410").rows == (0, 1, 2, 3)
 
 
 def test_lm_collator_with_a_distinct_pad_token_is_clean(tok):
@@ -202,14 +203,22 @@ def group_texts_blocks(tok, block_size=16):
     return tokenized.map(group_texts, batched=True)
 
 
-def test_group_texts_blocks_are_clean(tok):
+def test_group_texts_blocks_are_flagged_packed_where_a_document_starts_inside(tok):
     blocks = group_texts_blocks(tok)
     collator = DataCollatorForLanguageModeling(tok, mlm=False)
     batch = collator([blocks[i] for i in range(len(blocks))])
+    # The tokenizer adds BOS to each text: a BOS after a block's first token opens a second
+    # document, which attends to the first (no position_ids restart there).
+    ids = batch["input_ids"]
+    packed = tuple(i for i in range(len(ids)) if (ids[i, 1:] == tok.bos_token_id).any())
+    assert 0 < len(packed) < len(ids)
 
     report = labellint.check(batch, tokenizer=tok)
 
-    assert codes(report) == set(), str(report)
+    # Nothing else: a block starting or ending mid-document is what group_texts makes.
+    assert codes(report) == {"LL501"}, str(report)
+    assert finding(report, "LL501").count_rows == len(packed)
+    assert finding(report, "LL501").rows == packed[:5]
 
 
 # -- TRL's SFT pipeline ------------------------------------------------------------------------

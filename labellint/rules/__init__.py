@@ -1,3 +1,13 @@
 """The built-in rules, grouped by concern. Importing this package registers them."""
 
-from . import attention, chat, labels, loss, shift, special_tokens, structure  # noqa: F401
+from . import (  # noqa: F401
+    attention,
+    chat,
+    labels,
+    loss,
+    packing,
+    shift,
+    special_tokens,
+    structure,
+    tokenizer_model,
+)

@@ -11,11 +11,15 @@ def _stream_blocks(b: Batch) -> np.ndarray:
 
     Such a row starts and ends mid-document by design (run_clm's group_texts, TRL's wrapped
     packing); a truncated SFT row has a masked prompt. Packed sequences inside a row are
-    the packing rules' to judge.
+    the packing rules' to judge, and so are rows of documents packed without position_ids
+    (packed-without-position-ids names the cause; a cut answer there is its consequence).
     """
+    from .packing import document_starts
+
+    packed = b.packed | b.rows_hit(document_starts(b))
     if b.labels is None:
-        return b.at_max_length | b.packed
-    return (b.at_max_length & ~b.row_any(b.real & ~b.supervised)) | b.packed
+        return b.at_max_length | packed
+    return (b.at_max_length & ~b.row_any(b.real & ~b.supervised)) | packed
 
 
 @rule(
@@ -79,7 +83,11 @@ def eos_never_supervised(b: Batch):
 def missing_eos(b: Batch):
     """Training rows that do not end with EOS: the model never sees where an answer ends."""
     # Rows without labels are prompts for generation, which end where the model takes over.
-    return (b.real_lengths > 0) & ~b.ends_with_stop & ~b.at_max_length & ~b.packed
+    # Each packed sequence must end with EOS as a row must: it is judged on its own, except
+    # the last of a row cut at max_length (wrapped packing continues it in the next row).
+    s = b.sequences
+    cut = s.at_max_length | (b.at_max_length[b.sequence_row] & b.sequence_ends_row)
+    return b.rows_of_sequences((s.real_lengths > 0) & ~s.ends_with_stop & ~cut)
 
 
 def _out_of_vocab_message(t):
@@ -113,6 +121,14 @@ def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
 )
 def truncated_target(b: Batch):
     """Rows cut at max_length mid-answer: the model learns answers that stop without an end."""
+    # Packed sequences are judged each on its own: TRL's bfd packing truncates sequences.
+    s = b.sequences
+    return b.rows_of_sequences(_truncated(s))
+
+
+def _truncated(b: Batch):
+    if not b.at_max_length.any():
+        return b.at_max_length
     last = b.last_real_index
     ok = last >= 0
     reaches_end = np.zeros(b.n_rows, dtype=bool)
@@ -122,3 +138,69 @@ def truncated_target(b: Batch):
         reaches_end[prev_ok] |= b.supervised[last[prev_ok] - 1]
     cut = b.at_max_length & ~_stream_blocks(b)
     return cut & reaches_end & ~b.ends_with_stop
+
+
+@rule(
+    "LL406", "stray-bos", severity="warning", per="token", requires=("bos_id",),
+    message="BOS inside a sequence, or BOS as a training target, in {rows} rows "
+            "({tokens} tokens)",
+    fix="tokenize the parts after the first with add_special_tokens=False (prompt and answer "
+        "tokenized separately, or `text_target=`, each get a BOS), and keep BOS out of labels",
+)
+def stray_bos(b: Batch):
+    """BOS inside a row where no packed sequence starts, or BOS as a supervised target."""
+    from .packing import document_starts, in_leading_run
+
+    f = b.facts
+    if f.bos_id == f.eos_id:
+        return skip("BOS is also EOS (GPT-2 style): BOS inside a row is EOS", by_design=True)
+    ids = b.input_ids
+    bos_at = np.flatnonzero(ids == f.bos_id)
+
+    def expected(index: np.ndarray) -> np.ndarray:
+        """A sequence's start, its doubled BOS (duplicate-bos's), or a document boundary
+        (packed-without-position-ids'); with a per-turn-BOS template, a BOS after EOS."""
+        out = (b.sequence_first(index) == index) | np.isin(index, document_starts(b))
+        is_bos = ids[index] == f.bos_id
+        out |= is_bos & in_leading_run(b, index, bos_at)
+        if f.bos_every_turn and f.eos_id is not None:
+            after = index > b.starts[b.row_of_token[index]]
+            out |= is_bos & after & (ids[index - after] == f.eos_id)  # `</s><s>[INST]`
+        return out
+
+    stray = bos_at[b.real[bos_at]]
+    stray = stray[~expected(stray)]
+    if b.labels is None:
+        return b.token_mask(stray)
+    target = np.flatnonzero(b.labels == f.bos_id)
+    target = target[b.targets[target]]
+    # With labels already shifted, labels[t] targets the input token at t + 1.
+    refers = target + 1 if f.label_shift == "dataset" else target
+    ok = refers < b.n_tokens
+    target = target[ok][~expected(refers[ok])]
+    return b.token_mask(np.concatenate([stray, target]))
+
+
+@rule(
+    "LL410", "pad-is-eos", severity="warning", per="row", requires=("labels", "eos_id", "pad_id"),
+    message="pad_token_id == eos_token_id ({eos_id}) and every EOS label is {ignore_index} in "
+            "{rows} rows: padding was masked by id, which masks each answer's EOS with it "
+            "(DataCollatorForLanguageModeling sets labels[input_ids == pad_token_id] = -100)",
+    fix="give the tokenizer a pad token of its own (e.g. `<|finetune_right_pad_id|>`, "
+        "`<pad>`, or unk) or mask padding by attention_mask (DataCollatorForSeq2Seq, TRL's "
+        "collators), so the final EOS keeps its label",
+)
+def pad_is_eos(b: Batch):
+    """pad == EOS and padding masked by id, which masks the real EOS labels too."""
+    f = b.facts
+    if f.pad_id != f.eos_id:
+        return np.zeros(b.n_rows, dtype=bool)
+    eos = np.flatnonzero(b.input_ids == f.eos_id)
+    # The label that targets input t sits at t - shift; that of t - 1 at t - 1 - shift.
+    shift = 1 if f.label_shift == "dataset" else 0
+    eos = eos[b.real[eos] & (eos - b.starts[b.row_of_token[eos]] >= 1 + shift)]
+    kept = b.supervised[eos - shift]
+    answered = b.targets[eos - 1 - shift]
+    # The answer is supervised up to a real EOS whose label is gone, and no EOS in the row
+    # keeps one: what masking every pad id leaves behind. One EOS kept, and it was not by id.
+    return b.rows_hit(eos[answered & ~kept]) & ~b.rows_hit(eos[kept])
