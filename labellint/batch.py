@@ -240,6 +240,14 @@ class Batch:
         """Supervised labels equal to input_ids at the same position."""
         return self.supervised & (self.labels == self.input_ids)
 
+    def label_is_next_at(self, index: np.ndarray) -> np.ndarray:
+        """`label_is_next` at flat indices `index` only."""
+        if "label_is_next" in self.__dict__:
+            return self.label_is_next[index]
+        nxt = np.minimum(index + 1, self.n_tokens - 1)
+        has_next = (index + 1 < self.n_tokens) & (self.rows_of(nxt) == self.rows_of(index))
+        return has_next & self.supervised[index] & (self.labels[index] == self.input_ids[nxt])
+
     @cached_property
     def label_is_next(self) -> np.ndarray:
         """Supervised labels equal to input_ids at the next position in the row."""
@@ -262,11 +270,16 @@ class Batch:
         return self.attention_mask is not None or self.facts.pad_id is not None
 
     @cached_property
+    def hides_tokens(self) -> bool:
+        """Whether attention_mask is 0 anywhere."""
+        return self.attention_mask is not None and \
+            np.count_nonzero(self.attention_mask) < self.n_tokens
+
+    @cached_property
     def may_pad(self) -> bool:
         """Whether any token can be padding: attention off somewhere, or a row ending in the
         pad id. Most saved datasets have neither, and then every padding view is free."""
-        if self.attention_mask is not None and \
-                np.count_nonzero(self.attention_mask) < self.n_tokens:
+        if self.hides_tokens:
             return True
         pad_id = self.facts.pad_id
         if pad_id is None:
@@ -325,7 +338,11 @@ class Batch:
 
     @cached_property
     def real(self) -> np.ndarray:
-        return ~self.is_pad
+        return ~self.is_pad if self.may_pad else np.ones(self.n_tokens, dtype=bool)
+
+    def real_at(self, index: np.ndarray) -> np.ndarray:
+        """Whether the tokens at flat indices `index` are real (not padding)."""
+        return self.real[index] if self.may_pad else np.ones(index.shape, dtype=bool)
 
     @cached_property
     def real_runs(self) -> Runs:
@@ -376,6 +393,29 @@ class Batch:
         return self.real_lengths >= self.facts.max_length
 
     # -- special tokens ------------------------------------------------------------------------
+
+    def where_id(self, token_id: int) -> np.ndarray:
+        """Flat indices of input_ids equal to `token_id`, sorted (cached: BOS and EOS are
+        looked up by several rules)."""
+        cache = self.__dict__.setdefault("_where_id", {})
+        if token_id not in cache:
+            cache[token_id] = np.flatnonzero(self.input_ids == token_id)
+        return cache[token_id]
+
+    @cached_property
+    def stop_index(self) -> np.ndarray:
+        """Flat indices of input_ids that are EOS or an end-of-turn token, sorted."""
+        parts = [self.where_id(i) for i in self.facts.stop_ids]
+        return parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts or [[]])) \
+            .astype(np.int64)
+
+    @cached_property
+    def stop_target_index(self) -> np.ndarray:
+        """Flat indices of targets whose label is EOS or an end-of-turn token, sorted."""
+        if self.labels is None or not self.facts.stop_ids:
+            return np.zeros(0, dtype=np.int64)
+        index = np.flatnonzero(_is_any(self.labels, self.facts.stop_ids))
+        return index[self.targets[index]]
 
     @cached_property
     def is_stop(self) -> np.ndarray:
@@ -496,7 +536,7 @@ class Batch:
     def rows_hit(self, index: np.ndarray) -> np.ndarray:
         """A row mask: the rows holding the flat token indices `index`."""
         out = np.zeros(self.n_rows, dtype=bool)
-        out[self.row_of_token[index]] = True
+        out[self.rows_of(index)] = True
         return out
 
     def token_mask(self, index: np.ndarray) -> np.ndarray:
@@ -507,7 +547,7 @@ class Batch:
 
     def inside_row(self, index: np.ndarray) -> np.ndarray:
         """For flat token indices: real, and after their row's first real token."""
-        first = self.first_real_index[self.row_of_token[index]]
+        first = self.first_real_index[self.rows_of(index)]
         return (first >= 0) & (index > first) & self.real[index]
 
     @cached_property
@@ -549,7 +589,7 @@ class Batch:
         index = self.position_breaks
         if index.size == 0:
             return index
-        rows = self.row_of_token[index]
+        rows = self.rows_of(index)
         return index[self.position_ids[index] == self.row_first_position[rows]]
 
     @cached_property
@@ -598,7 +638,7 @@ class Batch:
         """The row of each of `sequences`' rows."""
         if self.sequences is self:
             return np.arange(self.n_rows, dtype=np.int64)
-        return self.row_of_token[self.sequences.starts]
+        return self.rows_of(self.sequences.starts)
 
     @cached_property
     def sequence_ends_row(self) -> np.ndarray:
@@ -613,7 +653,7 @@ class Batch:
 
     def sequence_first(self, index: np.ndarray) -> np.ndarray:
         """For flat token indices: the flat index of the first real token of their sequence."""
-        first = self.first_real_index[self.row_of_token[index]]
+        first = self.first_real_index[self.rows_of(index)]
         starts = self.sequence_starts
         if starts.size == 0:
             return first
@@ -635,7 +675,8 @@ class Batch:
             return self.targets
         out = np.zeros(self.n_tokens, dtype=bool)
         out[1:] = self.supervised[:-1]
-        return out & (self.position_in_row > 0)
+        out[self._nonempty_starts] = False
+        return out
 
     @cached_property
     def turns(self):

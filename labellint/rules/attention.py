@@ -1,5 +1,7 @@
 """LL2xx: attention that hides what the model must see."""
 
+import numpy as np
+
 from ..batch import Batch
 from ..registry import rule
 
@@ -14,6 +16,8 @@ from ..registry import rule
 )
 def attention_masked_target(b: Batch):
     """attention_mask is 0 on a supervised token, or on content before one."""
+    if not b.hides_tokens:
+        return np.zeros(b.n_tokens, dtype=bool)
     hidden = ~b.attended & ~b.is_pad
     if not hidden.any():
         return hidden

@@ -50,13 +50,14 @@ def _document_starts(b: Batch) -> np.ndarray:
     eos = f.eos_id
     bos = f.bos_id if f.bos_id != eos else None  # GPT-2's one <|endoftext|> is EOS here
     none = np.zeros(0, dtype=np.int64)
-    after_eos = none if eos is None else np.flatnonzero(ids[:-1] == eos) + 1
-    bos_at = none if bos is None else np.flatnonzero(ids == bos)
+    after_eos = none if eos is None else b.where_id(eos) + 1
+    after_eos = after_eos[after_eos < ids.size]
+    bos_at = none if bos is None else b.where_id(bos)
     index = np.union1d(after_eos, bos_at)
     if index.size == 0:
         return none
-    index = index[b.inside_row(index) & ~b.packed[b.row_of_token[index]]]
-    rows = b.row_of_token[index]
+    index = index[b.inside_row(index) & ~b.packed[b.rows_of(index)]]
+    rows = b.rows_of(index)
     is_bos = np.zeros(index.size, dtype=bool) if bos is None else ids[index] == bos
     prev_eos = (np.zeros(index.size, dtype=bool) if eos is None
                 else (ids[index - 1] == eos) & (ids[index] != eos))
@@ -144,6 +145,6 @@ def invalid_position_ids(b: Batch):
     first = b.first_real_index[b.first_real_index >= 0]
     start = pos[first]
     negative = np.flatnonzero(pos < 0)
-    bad = np.concatenate([bad, first[(start < 0) | (start >= b.lengths[b.row_of_token[first]])],
+    bad = np.concatenate([bad, first[(start < 0) | (start >= b.lengths[b.rows_of(first)])],
                           negative[b.real[negative]]])
     return b.token_mask(bad)

@@ -61,12 +61,11 @@ def eos_never_supervised(b: Batch):
     # Only a stop token from the first target on counts: a user turn's <|im_end|> in the
     # prompt, or a BOS that is also EOS (OPT), is not the answer's end. Stop tokens are few,
     # so they are judged from their flat indices.
-    stops = np.flatnonzero(b.is_stop & b.real if b.may_pad else b.is_stop)
+    stops = b.stop_index[b.real_at(b.stop_index)]
     rows = b.rows_of(stops)
     first = b.first_target_index[rows]
-    has_eos = np.zeros(b.n_rows, dtype=bool)
-    has_eos[rows[(first >= 0) & (stops >= first)]] = True
-    out = has_eos & ~b.row_any(b.label_is_stop)
+    out = b.rows_hit(stops[(first >= 0) & (stops >= first)])
+    out[b.rows_of(b.stop_target_index)] = False
     if b.turns is not None:
         # A chat row's closed assistant turns are LL603's (end-of-turn-not-supervised).
         from ..chat import rows_with_turn_end
@@ -155,7 +154,7 @@ def stray_bos(b: Batch):
     if f.bos_id == f.eos_id:
         return skip("BOS is also EOS (GPT-2 style): BOS inside a row is EOS", by_design=True)
     ids = b.input_ids
-    bos_at = np.flatnonzero(ids == f.bos_id)
+    bos_at = b.where_id(f.bos_id)
 
     def expected(index: np.ndarray) -> np.ndarray:
         """A sequence's start, its doubled BOS (duplicate-bos's), or a document boundary
@@ -164,11 +163,11 @@ def stray_bos(b: Batch):
         is_bos = ids[index] == f.bos_id
         out |= is_bos & in_leading_run(b, index, bos_at)
         if f.bos_every_turn and f.eos_id is not None:
-            after = index > b.starts[b.row_of_token[index]]
+            after = index > b.starts[b.rows_of(index)]
             out |= is_bos & after & (ids[index - after] == f.eos_id)  # `</s><s>[INST]`
         return out
 
-    stray = bos_at[b.real[bos_at]]
+    stray = bos_at[b.real_at(bos_at)]
     stray = stray[~expected(stray)]
     if b.labels is None:
         return b.token_mask(stray)
@@ -198,7 +197,7 @@ def pad_is_eos(b: Batch):
     eos = np.flatnonzero(b.input_ids == f.eos_id)
     # The label that targets input t sits at t - shift; that of t - 1 at t - 1 - shift.
     shift = 1 if f.label_shift == "dataset" else 0
-    eos = eos[b.real[eos] & (eos - b.starts[b.row_of_token[eos]] >= 1 + shift)]
+    eos = eos[b.real[eos] & (eos - b.starts[b.rows_of(eos)] >= 1 + shift)]
     kept = b.supervised[eos - shift]
     answered = b.targets[eos - 1 - shift]
     # The answer is supervised up to a real EOS whose label is gone, and no EOS in the row
