@@ -7,7 +7,7 @@ boundary inside a row, which `document_starts` looks for.
 
 import numpy as np
 
-from ..batch import Batch
+from ..batch import Batch, union_sorted
 from ..registry import rule, skip
 
 
@@ -53,7 +53,7 @@ def _document_starts(b: Batch) -> np.ndarray:
     after_eos = none if eos is None else b.where_id(eos) + 1
     after_eos = after_eos[after_eos < ids.size]
     bos_at = none if bos is None else b.where_id(bos)
-    index = np.union1d(after_eos, bos_at)
+    index = union_sorted(after_eos, bos_at)
     if index.size == 0:
         return none
     index = index[b.inside_row(index) & ~b.packed[b.rows_of(index)]]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..batch import Batch, outside_vocab
+from ..batch import Batch, in_sorted, outside_vocab
 from ..registry import rule, skip
 
 
@@ -159,7 +159,7 @@ def stray_bos(b: Batch):
     def expected(index: np.ndarray) -> np.ndarray:
         """A sequence's start, its doubled BOS (duplicate-bos's), or a document boundary
         (packed-without-position-ids'); with a per-turn-BOS template, a BOS after EOS."""
-        out = (b.sequence_first(index) == index) | np.isin(index, document_starts(b))
+        out = (b.sequence_first(index) == index) | in_sorted(index, document_starts(b))
         is_bos = ids[index] == f.bos_id
         out |= is_bos & in_leading_run(b, index, bos_at)
         if f.bos_every_turn and f.eos_id is not None:
