@@ -28,6 +28,8 @@ CHECK = """
 import json, sys, time
 t0 = time.perf_counter()
 import labellint
+from labellint.cli import _keep_freed_memory
+_keep_freed_memory()  # as `labellint check` does in its own process
 t1 = time.perf_counter()
 report = labellint.check(sys.argv[1], eos_id=2, bos_id=1, pad_id=0, vocab_size=32000)
 t2 = time.perf_counter()

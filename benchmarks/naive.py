@@ -1,7 +1,9 @@
 """The checker labellint replaces: the same rules written the usual way, row by row in Python.
 
-This is what data-validation scripts in fine-tuning repos look like: iterate the rows, turn
-each into Python lists, loop over the tokens. It is the baseline the benchmark compares with.
+This is what data-validation scripts in fine-tuning repos look like: iterate the rows as Python
+lists and walk each row's tokens once, testing every rule at each token. It is the baseline the
+benchmark compares with; rows are handed to it as Python lists already (Arrow's `to_pydict`, a
+thousand rows at a time), which is faster than iterating a `datasets.Dataset` row by row.
 """
 
 from __future__ import annotations
@@ -11,44 +13,65 @@ from collections import Counter
 IGNORE = -100
 
 
-def check_row(ids: list[int], labels: list[int], mask: list[int], *, pad: int, bos: int,
-              eos: int, vocab: int, hits: Counter) -> None:
-    if not (len(ids) == len(labels) == len(mask)):
+def check_row(ids: list[int], labels: list[int], mask: list[int], *, bos: int, eos: int,
+              vocab: int, hits: Counter) -> None:
+    n = len(ids)
+    if len(labels) != n or len(mask) != n:
         hits["LL001"] += 1
         return
-    supervised = [i for i, label in enumerate(labels) if label != IGNORE and i > 0]
-    if not supervised:
-        hits["LL101"] += 1
-    elif len(supervised) < 2:
-        hits["LL105"] += 1
-    if any(m == 0 and label != IGNORE for m, label in zip(mask, labels)):
-        # padding carries a label, or attention is off over a target
-        hits["LL103"] += 1
-    if any(label != IGNORE and (label < 0 or label >= vocab) for label in labels):
-        hits["LL104"] += 1
-    if any(t < 0 or t >= vocab for t in ids):
-        hits["LL405"] += 1
-    real = [t for t, m in zip(ids, mask) if m]
-    if len(real) >= 2 and real[0] == bos and real[1] == bos:
-        hits["LL401"] += 1
-    if real and real[0] != bos:
-        hits["LL402"] += 1
-    if eos in real and not any(labels[i] == eos for i in supervised):
-        hits["LL403"] += 1
-    if real and real[-1] != eos:
-        hits["LL404"] += 1
-    same = sum(1 for i in supervised if labels[i] == ids[i])
-    nxt = sum(1 for i in supervised if i + 1 < len(ids) and labels[i] == ids[i + 1])
-    if supervised and nxt > same:
-        hits["LL301"] += 1
+    targets = same = nxt = candidates = 0
+    on_padding = hidden_target = invalid = out_of_vocab = eos_trained = False
+    mismatch = stray_bos = packed = False
+    real = [i for i in range(n) if mask[i]]
+    for i in range(n):
+        token, label = ids[i], labels[i]
+        following = ids[i + 1] if i + 1 < n else None
+        if token < 0 or token >= vocab:
+            out_of_vocab = True
+        if token == bos and i > 1 and ids[i - 1] != eos:
+            stray_bos = True
+        if token == eos and following == bos:
+            packed = True
+        if label == IGNORE:
+            continue
+        if label < 0 or label >= vocab:
+            invalid = True
+        if mask[i] == 0:
+            on_padding = hidden_target = True
+        if i > 0:
+            targets += 1
+            eos_trained |= label == eos
+            stray_bos |= label == bos
+        same += label == token
+        if following is not None:
+            candidates += 1
+            nxt += label == following
+        if 0 <= label < vocab and label != token and label != following:
+            mismatch = True
+    hits["LL101"] += targets == 0
+    hits["LL105"] += 0 < targets < 2
+    hits["LL103"] += on_padding
+    hits["LL201"] += hidden_target
+    hits["LL104"] += invalid
+    hits["LL405"] += out_of_vocab
+    hits["LL301"] += nxt >= 2 and nxt >= 0.8 * candidates and nxt > same
+    hits["LL303"] += mismatch
+    hits["LL406"] += stray_bos
+    hits["LL501"] += packed
+    if real:
+        first, last = ids[real[0]], ids[real[-1]]
+        hits["LL401"] += len(real) > 1 and first == bos and ids[real[1]] == bos
+        hits["LL202"] += real[0] > 0
+        hits["LL404"] += last != eos
+        hits["LL403"] += eos in ids and targets > 0 and not eos_trained
 
 
-def check_table(table, *, pad: int = 0, bos: int = 1, eos: int = 2, vocab: int = 32_000,
+def check_table(table, *, bos: int = 1, eos: int = 2, vocab: int = 32_000,
                 batch_size: int = 1000) -> Counter:
     hits: Counter = Counter()
     for batch in table.to_batches(max_chunksize=batch_size):
         columns = batch.to_pydict()
         for ids, labels, mask in zip(columns["input_ids"], columns["labels"],
                                      columns["attention_mask"]):
-            check_row(ids, labels, mask, pad=pad, bos=bos, eos=eos, vocab=vocab, hits=hits)
+            check_row(ids, labels, mask, bos=bos, eos=eos, vocab=vocab, hits=hits)
     return hits

@@ -14,7 +14,6 @@ datasets, no token can be padding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -23,6 +22,29 @@ from .facts import Facts
 
 COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids")
 Ragged = tuple[np.ndarray, np.ndarray]  # (flat values, offsets of n_rows + 1)
+
+
+class cached_property:  # noqa: N801  (named for what it replaces)
+    """functools.cached_property without its lock.
+
+    Before Python 3.12 that lock is one per property for the whole class, so threads checking
+    different chunks would wait on each other for every derived view.
+    """
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
+
+
 # A mask holding at fewer than 1 in SPARSE tokens is reduced per row from its flat indices.
 SPARSE = 16
 

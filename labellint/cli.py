@@ -161,10 +161,34 @@ def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
     return settings, config
 
 
+def _keep_freed_memory() -> None:
+    """Let glibc reuse freed chunk-sized blocks instead of returning them to the system.
+
+    By default arrays over 128 KB are mmap-ed and unmapped when freed, so each chunk's scratch
+    arrays fault their pages in again: about 45% of a check's time on a fresh process. The
+    command owns its process, so it raises the thresholds (the Python API leaves a host
+    process's allocator alone). Freed memory kept is bounded by a few chunks' worth.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: its defaults stand
+
+
 def _check(args: argparse.Namespace, out: Console) -> int:
     from .api import check
     from .report import Report, render_github
     from .tokenizer import load_tokenizer
+
+    _keep_freed_memory()
 
     settings, config = _settings(args)
     tokenizer = load_tokenizer(settings["tokenizer"]) if settings["tokenizer"] else None
