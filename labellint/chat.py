@@ -108,7 +108,8 @@ class ChatFormat:
             parts.append(f"turn end {list(self.turn_end)}")
         if self.special:
             parts.append(f"{len(self.special)} special texts")
-        return f"{', '.join(parts) or 'no markers'} ({self.origin})"
+        return ", ".join(parts + [self.origin] if self.origin != "user" else parts) or \
+            "no markers"
 
     def __str__(self) -> str:
         return self.describe()

@@ -14,7 +14,7 @@ import numpy as np
 from .batch import COLUMNS, Batch, Ragged, concat_ragged, slice_ragged
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
-from .registry import REQUIREMENTS, Rule, Skip
+from .registry import NOT_APPLICABLE, REQUIREMENTS, Rule, Skip
 from .report import Finding, SourceResult, plural
 from .view import capture
 
@@ -231,6 +231,7 @@ def run(
             missing = [req for req in tally.rule.requires if _missing(b, req)]
             if missing:
                 tally.skip_reason = tally.skip_reason or REQUIREMENTS[missing[0]]
+                tally.skipped_by_design = missing[0] in NOT_APPLICABLE
                 continue
             view = _view_for(tally.rule, b)
             if view.n_rows == 0:

@@ -34,6 +34,9 @@ REQUIREMENTS = {
     "vocab_size": "the vocabulary size is unknown (give a tokenizer or model, or vocab_size)",
     "max_length": "the truncation length is unknown (give max_length / --max-length)",
 }
+# Data without these is not the data the rule is for (rows that are not packed have no
+# position_ids), so the text report does not list the skip as something to supply.
+NOT_APPLICABLE = frozenset({"position_ids"})
 
 
 @dataclass(frozen=True)
