@@ -7,19 +7,15 @@ Report: `ok`, `errors`, `failed()`, `raise_for_errors()`, `to_dict()`, text rend
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
 
-from .errors import LabelLintError
 from .forensics import Hypothesis, Verdict
-from .report import FAIL_ON, JSON_VERSION, SEVERITY_STYLE, Finding
+from .report import JSON_VERSION, SEVERITY_STYLE, WIDTH, Finding, Outcome, Printable
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ def _plain(x: float | None) -> float | None:
 
 
 @dataclass(frozen=True)
-class LossReport:
+class LossReport(Outcome, Printable):
     """The loss check of one optimizer step: the numbers, the findings, and what was skipped."""
 
     evidence: LossEvidence
@@ -117,31 +113,6 @@ class LossReport:
         v = self.evidence.verdict
         return tuple(h.name for h in v.matched) if v is not None else ()
 
-    # -- the verdict, as Report gives it -------------------------------------------------------
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == "warning"]
-
-    @property
-    def ok(self) -> bool:
-        """True when no finding has error severity."""
-        return not self.errors
-
-    def failed(self, fail_on: str = "warning") -> bool:
-        if fail_on not in FAIL_ON:
-            raise LabelLintError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
-        return bool(self.errors if fail_on == "error" else self.findings)
-
-    def raise_for_errors(self, fail_on: str = "error") -> None:
-        """Raise LabelLintError, carrying the text report, if a finding reaches `fail_on`."""
-        if self.failed(fail_on):
-            raise LabelLintError(self.render().plain)
-
     def to_dict(self) -> dict[str, Any]:
         e = self.evidence
         return {
@@ -170,7 +141,8 @@ class LossReport:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def render(self, *, details: bool = True) -> Text:
+    def render(self, *, details: bool = True, color: bool = False, width: int = WIDTH) -> Text:
+        """The text report; colour and width are the console's business here (no strips)."""
         e = self.evidence
         text = Text()
         for f in self.findings:
@@ -211,15 +183,3 @@ class LossReport:
             text.append(f"The reference loss is {number(e.reference)} over {window}.",
                         style="bold green")
         return text
-
-    def __str__(self) -> str:
-        if not (sys.stdout.isatty() and "NO_COLOR" not in os.environ):
-            return self.render().plain
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        Console(file=buffer, force_terminal=True, soft_wrap=True).print(self.render(), end="")
-        return buffer.getvalue()
-
-    def __rich__(self) -> Text:
-        return self.render()

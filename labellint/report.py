@@ -75,15 +75,10 @@ class SourceResult:
     notes: tuple[str, ...] = ()  # how the source was read, when a reader should know
 
 
-@dataclass(frozen=True)
-class Report:
-    """Every finding of one check, over one or more sources."""
+class Outcome:
+    """What a report's findings add up to; a report has `findings` and `render()`."""
 
-    sources: list[SourceResult] = field(default_factory=list)
-
-    @property
-    def findings(self) -> list[Finding]:
-        return [f for s in self.sources for f in s.findings]
+    findings: list[Finding]
 
     @property
     def errors(self) -> list[Finding]:
@@ -98,10 +93,6 @@ class Report:
         """True when no finding has error severity."""
         return not self.errors
 
-    @property
-    def facts(self) -> dict[str, Facts]:
-        return {s.source: s.facts for s in self.sources}
-
     def failed(self, fail_on: str = "warning") -> bool:
         """Whether a finding reaches `fail_on` severity ("warning": any finding)."""
         if fail_on not in FAIL_ON:
@@ -112,6 +103,46 @@ class Report:
         """Raise LabelLintError, carrying the text report, if a finding reaches `fail_on`."""
         if self.failed(fail_on):
             raise LabelLintError(self.render().plain)
+
+    def render(self) -> Text:
+        raise NotImplementedError
+
+
+class Printable:
+    """`print(x)` and rich printing of something drawn by `render(color=, width=)`: coloured on
+    a terminal (unless NO_COLOR), plain text otherwise."""
+
+    def render(self, *, color: bool = False, width: int = WIDTH) -> Text:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        if not (sys.stdout.isatty() and "NO_COLOR" not in os.environ):
+            return self.render().plain
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        console = Console(file=buffer, force_terminal=True, soft_wrap=True)
+        console.print(self.render(color=True, width=console.width), end="")
+        return buffer.getvalue()
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterable[Text]:
+        color = console.color_system is not None and not console.no_color
+        yield self.render(color=color, width=options.max_width if console.is_terminal else WIDTH)
+
+
+@dataclass(frozen=True)
+class Report(Outcome, Printable):
+    """Every finding of one check, over one or more sources."""
+
+    sources: list[SourceResult] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for s in self.sources for f in s.findings]
+
+    @property
+    def facts(self) -> dict[str, Facts]:
+        return {s.source: s.facts for s in self.sources}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,21 +173,6 @@ class Report:
         brackets, so that the plain text still tells them apart. width: where strips fold.
         """
         return render_text(self, details=details, color=color, width=width)
-
-    def __str__(self) -> str:
-        """Plain text; coloured when printed to a terminal (`print(report)`), unless NO_COLOR."""
-        if not (sys.stdout.isatty() and "NO_COLOR" not in os.environ):
-            return self.render().plain
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=True, soft_wrap=True)
-        console.print(self.render(color=True, width=console.width), end="")
-        return buffer.getvalue()
-
-    def __rich_console__(self, console: Any, options: Any) -> Iterable[Text]:
-        color = console.color_system is not None and not console.no_color
-        yield self.render(color=color, width=options.max_width if console.is_terminal else WIDTH)
 
 
 def _count(n: int) -> str:

@@ -12,8 +12,6 @@ dataset, not a row: `show` leaves them to `check` and says so.
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
@@ -25,7 +23,7 @@ from .batch import Batch, slice_ragged
 from .errors import LabelLintError
 from .facts import Facts, infer_facts, merge_facts
 from .registry import resolve_options, select_rules
-from .report import SEVERITY_STYLE, Finding, _ranges
+from .report import SEVERITY_STYLE, Finding, Printable, _ranges
 from .sources import open_sources
 from .tokenizer import load_tokenizer, model_facts, tokenizer_facts
 
@@ -33,7 +31,7 @@ WIDTH = 100  # where lines fold when the text is not for a terminal
 
 
 @dataclass(frozen=True)
-class RowView:
+class RowView(Printable):
     """One row: its tokens and their states, the facts it was read under, its findings."""
 
     source: str
@@ -127,22 +125,6 @@ class RowView:
         from .html_view import fragment
 
         return fragment(self)
-
-    def __str__(self) -> str:
-        if not (sys.stdout.isatty() and "NO_COLOR" not in os.environ):
-            return self.render().plain
-        import io
-
-        from rich.console import Console
-
-        buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=True, soft_wrap=True)
-        console.print(self.render(color=True, width=console.width), end="")
-        return buffer.getvalue()
-
-    def __rich_console__(self, console: Any, options: Any) -> Iterable[Text]:
-        color = console.color_system is not None and not console.no_color
-        yield self.render(color=color, width=options.max_width if console.is_terminal else WIDTH)
 
 
 def _row_of(chunks: Iterable[engine.Chunk], base: Facts, row: int,
