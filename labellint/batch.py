@@ -711,11 +711,11 @@ class Batch:
 
 def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
     """ids < 0 or >= vocab_size, in one pass: read as unsigned, a negative id is past any vocab."""
-    if vocab_size is None:
-        return ids < 0
+    if vocab_size is None or (ids.dtype.kind in "iu" and vocab_size > np.iinfo(ids.dtype).max):
+        return ids < 0  # no id of this dtype reaches the vocabulary's end
     if ids.dtype.kind == "i":
         return ids.view(ids.dtype.str.replace("i", "u")) >= vocab_size
-    return ids >= vocab_size
+    return (ids < 0) | (ids >= vocab_size)
 
 
 def union_sorted(*parts: np.ndarray) -> np.ndarray:

@@ -247,8 +247,23 @@ def _with_boundaries(chunk: Chunk, read: Callable[[str], Ragged], present: Itera
         if len(offsets) != len(chunk["input_ids"][1]) or values.dtype.kind not in "iu":
             continue
         chunk["position_ids"] = _positions_from(name, values.astype(np.int64), offsets)
+        if name == "seq_lengths" and "labels" in chunk:
+            chunk["labels"] = _mask_sequence_starts(chunk["labels"], chunk["position_ids"])
         break
     return chunk
+
+
+def _mask_sequence_starts(labels: Ragged, positions: Ragged) -> Ragged:
+    """Labels as TRL's collator leaves a packed dataset's: -100 where each sequence starts
+    (labels[position_ids == 0] = -100). A stored `seq_lengths` column means that collator is
+    still to run, so the stored labels are not yet what the model is trained on."""
+    values, offsets = labels
+    pos_values, pos_offsets = positions
+    if pos_values.size != values.size or not np.array_equal(pos_offsets, offsets):
+        return labels  # length-mismatch reports it; nothing to align
+    out = values.astype(np.promote_types(values.dtype, np.int16))
+    out[pos_values == 0] = -100
+    return out, offsets
 
 
 def _positions_from(name: str, values: np.ndarray, offsets: np.ndarray) -> Ragged:
@@ -369,6 +384,9 @@ PARQUET = (".parquet", ".pq")
 ARROW = (".arrow", ".feather", ".ipc")
 JSONL = (".jsonl", ".json", ".ndjson")
 COMPRESSED = (".gz", ".bz2")
+# JSON files a dataset folder holds that are not rows (Hugging Face snapshots, save_to_disk).
+METADATA = frozenset({"dataset_info.json", "dataset_infos.json", "state.json",
+                      "dataset_dict.json", "config.json"})
 JSON_BLOCK = 1 << 24  # bytes of JSON parsed at a time
 GLOB = re.compile(r"[*?\[]")
 
@@ -393,26 +411,36 @@ def _read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
 
     Decoding parquet or JSON releases the GIL, and so do the rules' numpy passes: the next
     chunk decodes on one core while this one is checked on the other. The producer's errors
-    are raised here, in the consumer, in order; memory stays bounded by `depth` chunks.
+    are raised here, in the consumer, in order; memory stays bounded by `depth` + 2 chunks (the
+    queue's, the one being read and the one being checked). When the consumer stops early the
+    producer stops too, and nothing is left waiting.
     """
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
+    def hand_over(item: tuple) -> bool:
+        """Queue `item` unless the consumer has stopped (then nobody would take it)."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        ready.put((chunk, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over((chunk, None)):
                     return
-            ready.put((done, None))
+            hand_over((done, None))
         except BaseException as e:  # handed to the consumer, which raises it
-            ready.put((done, e))
+            hand_over((done, e))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # the reader's files and maps, now rather than at collection
 
     thread = threading.Thread(target=produce, name="labellint-read-ahead", daemon=True)
     thread.start()
@@ -549,7 +577,18 @@ def _file_source(name: str, files: list[Path], names: Mapping[str, str],
 
 
 def _dataset_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and _format(p))
+    """The data files directly in `folder`. A `.json` file counts only where it is the only
+    kind there: beside shards it is metadata (dataset_infos.json, a config)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and _format(p))
+    data = [p for p in files if not _is_plain_json(p)]
+    return data or [p for p in files if p.name.lower() not in METADATA]
+
+
+def _is_plain_json(path: Path) -> bool:
+    name = path.name.lower()
+    for compressed in COMPRESSED:
+        name = name.removesuffix(compressed)
+    return name.endswith(".json")
 
 
 def open_path(path: Path, names: Mapping[str, str], size: int) -> list[Source]:

@@ -492,3 +492,22 @@ def test_the_command_line_checks_chat_data_with_a_tokenizer_folder(tmp_path):
             "--format", "json"]
     assert main(args) == 1
     assert main(args + ["--no-assistant-only-loss"]) == 0
+
+
+def test_whole_conversations_cut_at_max_length_are_truncated_not_packed():
+    """TRL's default for `messages` data trains every token; a row cut at max_length ends
+    mid-answer (truncated-target), and its <|im_end|> turn ends are no document boundaries."""
+    tok = chatml_tokenizer()
+    cut = 48
+    rows = []
+    for conv in CONVERSATIONS:
+        ids = tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"][:cut]
+        rows.append({"input_ids": ids, "labels": list(ids)})
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    # Cut rows, except one that happens to end on a turn end and the template's newline.
+    cut_rows = [i for i, r in enumerate(rows) if len(r["input_ids"]) == cut
+                and end not in r["input_ids"][-2:]]
+    assert cut_rows
+    report = labellint.check(rows, tokenizer=tok, max_length=cut)
+    assert "LL501" not in {f.code for f in report.findings}, str(report)
+    assert [f.rows for f in report.findings if f.code == "LL409"] == [tuple(cut_rows)]

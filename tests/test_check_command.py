@@ -158,6 +158,30 @@ def test_a_repository_of_split_folders_gives_a_source_per_folder(tmp_path):
         {str(tmp_path / "repo" / "data" / s) for s in ("test", "train")}
 
 
+def test_metadata_json_beside_shards_is_not_read_as_rows(tmp_path):
+    """A Hugging Face snapshot: dataset_infos.json at the top, parquet shards under data/."""
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    (tmp_path / "hub" / "dataset_infos.json").write_text(json.dumps({"default": {}}))
+    pq.write_table(table(), tmp_path / "hub" / "data" / "train-0.parquet")
+    (tmp_path / "hub" / "data" / "meta.json").write_text(json.dumps({"n": 3}))
+    data = check_json(tmp_path / "hub", *FACTS, cwd=tmp_path)
+    assert set(data["summary"]["sources"]) == {str(tmp_path / "hub" / "data")}
+    assert found(data) == EXPECTED
+
+
+def test_reading_ahead_stops_when_the_reader_stops(tmp_path):
+    import threading
+
+    path = tmp_path / "s.parquet"
+    pq.write_table(synthetic(400), path, row_group_size=20)
+    for _ in range(3):
+        labellint.show(path, row=0, eos_id=2)  # reads one chunk, then stops
+    alive = [t for t in threading.enumerate() if t.name == "labellint-read-ahead"]
+    for t in alive:
+        t.join(timeout=2)
+    assert not any(t.is_alive() for t in alive)
+
+
 def test_jsonl_rows_may_carry_other_fields_and_are_streamed(tmp_path, monkeypatch):
     path = tmp_path / "d.jsonl"
     with open(path, "w") as f:

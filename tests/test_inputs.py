@@ -224,3 +224,14 @@ def test_a_rule_of_your_own_runs_like_the_built_in_ones():
             ("LL950", "over 1 target in 2 rows", (0, 1))]
     finally:
         registry._REGISTRY.pop("LL950")
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32])
+def test_negative_ids_in_narrow_dtypes_are_found_whatever_the_vocabulary(dtype):
+    ids = np.array([[1, 5, -1, 2]], dtype=dtype)
+    labels = np.array([[-100, 5, -1, 2]], dtype=dtype)
+    for vocab_size in (100, 128_256):
+        report = labellint.check({"input_ids": ids, "labels": labels}, bos_id=1, eos_id=2,
+                                 vocab_size=vocab_size)
+        found = {f.code: f.rows for f in report.findings}
+        assert found.get("LL405") == (0,) and found.get("LL104") == (0,), (vocab_size, found)

@@ -419,3 +419,20 @@ def test_defect_planted_in_one_packed_row_is_found_at_exactly_that_row(rows, cod
     assert codes(report) == {code}, str(report)
     assert finding(report, code).rows == (target,)
     assert EOS in packed[target]["input_ids"]
+
+
+def test_trl_packed_dataset_trained_whole_is_judged_as_its_collator_leaves_it(tok):
+    """pack_dataset keeps labels = input_ids and `seq_lengths`; TRL's collator then masks each
+    sequence's first label. The stored dataset must not be flagged for what that collator fixes."""
+    trl = pytest.importorskip("trl")
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling as TRLCollator
+
+    texts = ["the quick brown fox jumps over the lazy dog", "what is the capital of france?",
+             "hello there", "numbers 0 1 2 3"]
+    rows = [{"input_ids": (ids := tok(t + tok.eos_token)["input_ids"]), "labels": list(ids)}
+            for t in texts]
+    packed = trl.pack_dataset(datasets.Dataset.from_list(rows), seq_length=48, strategy="bfd")
+    assert max(len(s) for s in packed["seq_lengths"]) > 1
+    batch = TRLCollator(pad_token_id=tok.pad_token_id, padding_free=True)(list(packed))
+    assert codes(labellint.check(dict(batch), tokenizer=tok)) == set()
+    assert codes(labellint.check(packed, tokenizer=tok)) == set()

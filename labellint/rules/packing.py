@@ -12,10 +12,17 @@ from ..registry import rule, skip
 
 
 def stream_blocks(b: Batch) -> np.ndarray:
-    """Rows cut at max_length from a token stream: nothing real is masked from the loss."""
+    """Rows cut at max_length from a token stream: nothing real is masked from the loss.
+
+    A chat row (role headers found in it) trained whole and cut at max_length is a cut
+    conversation, not a block of a stream: its cut answer is truncated-target's to report.
+    """
     if b.labels is None or not b.at_max_length.any():
         return b.at_max_length
-    return b.at_max_length & ~b.row_any(b.real & ~b.supervised)
+    blocks = b.at_max_length & ~b.row_any(b.real & ~b.supervised)
+    if blocks.any() and b.turns is not None and b.turns.n:
+        blocks[b.turns.row] = False
+    return blocks
 
 
 def in_leading_run(b: Batch, index: np.ndarray, bos_at: np.ndarray) -> np.ndarray:
@@ -69,7 +76,12 @@ def _document_starts(b: Batch) -> np.ndarray:
     in_stream = stream_blocks(b)[rows]
     if in_stream.any():
         leading = in_leading_run(b, index, bos_at) & is_bos
-        found |= in_stream & ((is_bos & ~leading) | prev_eos)
+        # A chat row trained whole and cut at max_length looks like a stream block, but an EOS
+        # that is the template's turn end (<|im_end|>, <|eot_id|>) closes a turn, not a document.
+        chat = f.chat
+        turn_end = bool(chat is not None and chat.headers and eos in tuple(chat.turn_end))
+        ends_document = np.zeros_like(prev_eos) if turn_end else prev_eos
+        found |= in_stream & ((is_bos & ~leading) | ends_document)
     return index[found]
 
 

@@ -14,12 +14,9 @@ def _stream_blocks(b: Batch) -> np.ndarray:
     the packing rules' to judge, and so are rows of documents packed without position_ids
     (packed-without-position-ids names the cause; a cut answer there is its consequence).
     """
-    from .packing import document_starts
+    from .packing import document_starts, stream_blocks
 
-    packed = b.packed | b.rows_hit(document_starts(b))
-    if b.labels is None:
-        return b.at_max_length | packed
-    return (b.at_max_length & ~b.row_any(b.real & ~b.supervised)) | packed
+    return stream_blocks(b) | b.packed | b.rows_hit(document_starts(b))
 
 
 @rule(
