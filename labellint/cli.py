@@ -158,6 +158,8 @@ def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
     )
     if settings["format"] not in ("text", "json", "github"):
         raise LabelLintError(f"format must be text, json or github, not {settings['format']!r}")
+    if settings["fail_on"] not in ("warning", "error"):
+        raise LabelLintError(f"fail-on must be warning or error, not {settings['fail_on']!r}")
     return settings, config
 
 
@@ -185,6 +187,7 @@ def _keep_freed_memory() -> None:
 
 def _check(args: argparse.Namespace, out: Console) -> int:
     from .api import check
+    from .registry import select_rules
     from .report import Report, render_github
     from .tokenizer import load_tokenizer
 
@@ -194,11 +197,17 @@ def _check(args: argparse.Namespace, out: Console) -> int:
     tokenizer = load_tokenizer(settings["tokenizer"]) if settings["tokenizer"] else None
     show_progress = not args.no_progress and sys.stderr.isatty()
     reports = []
+    select_rules(settings["select"], settings["ignore"])  # the selection's errors, up front
     with _progress(show_progress) as progress:
         for path in args.paths:
+            ignore = settings["ignore"] + config.ignores_for(path)
+            if not select_rules(settings["select"], ignore, allow_none=True):
+                print(f"labellint: {path}: every selected rule is ignored for it "
+                      "(per-path-ignores); not checked", file=sys.stderr)
+                continue
             reports.append(check(
                 path, tokenizer, model=settings["model"], select=settings["select"],
-                ignore=settings["ignore"] + config.ignores_for(path),
+                ignore=ignore,
                 options=settings["options"], columns=settings["columns"],
                 max_examples=settings["max_examples"],
                 missing_labels=settings["missing_labels"], progress=progress,

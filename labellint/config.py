@@ -42,6 +42,8 @@ SETTINGS: dict[str, Any] = {
     "columns": dict, "options": dict, "per-path-ignores": dict, **FACTS,
 }
 PATHS = ("tokenizer", "model")
+CHOICES = {"fail-on": ("warning", "error"), "format": ("text", "json", "github"),
+           "missing-labels": ("collator", "skip"), "label-shift": ("model", "dataset")}
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def _parse(table: Mapping[str, Any], file: Path) -> Config:
                                  f"(settings: {', '.join(sorted(SETTINGS))})")
         kind = SETTINGS[key]
         if kind is list:
-            value = _names(value, f"{where} {raw}")
+            value = _rule_names(value, f"{where} {raw}")
         elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise LabelLintError(f"{where} {raw} must be a {_type_name(kind)}, not {value!r}")
         if key in PATHS:
@@ -162,10 +164,14 @@ def _parse(table: Mapping[str, Any], file: Path) -> Config:
         elif key == "options":
             value = _options(value, f"{where}.options")
         elif key == "per-path-ignores":
-            per_path = tuple((pattern, tuple(_names(codes, f"{where}.per-path-ignores "
-                                                           f"{pattern!r}")))
+            per_path = tuple((pattern, tuple(_rule_names(codes, f"{where}.per-path-ignores "
+                                                                f"{pattern!r}")))
                              for pattern, codes in value.items())
             continue
+        elif key in ("fail-on", "format", "missing-labels", "label-shift") and \
+                value not in CHOICES[key]:
+            raise LabelLintError(f"{where} {raw} must be one of {', '.join(CHOICES[key])}, "
+                                 f"not {value!r}")
         settings[key.replace("-", "_")] = value
     return Config(file, settings, per_path)
 
@@ -180,6 +186,18 @@ def _names(value: Any, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise LabelLintError(f"{where} must be a list of rule codes or names, not {value!r}")
     return value
+
+
+def _rule_names(value: Any, where: str) -> list[str]:
+    """Rule selectors, each checked now: a misspelt one would leave a rule silently on."""
+    from .registry import check_selectors
+
+    names = _names(value, where)
+    try:
+        check_selectors(names)
+    except LabelLintError as e:
+        raise LabelLintError(f"{where}: {e}") from None
+    return names
 
 
 def _columns(value: Mapping[str, Any], where: str) -> dict[str, str]:

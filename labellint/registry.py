@@ -149,15 +149,21 @@ def rule_kind(r: Rule) -> str:
     return "loss" if r.per == "loss" else "data"
 
 
+def check_selectors(selectors: Iterable[str]) -> None:
+    """Raise LabelLintError for a selector that names no rule of any kind."""
+    _check_selectors(selectors, all_rules())
+
+
 def select_rules(
     select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
-    *, kind: str = "data",
+    *, kind: str = "data", allow_none: bool = False,
 ) -> list[Rule]:
     """Rules of `kind` matched by `select` (default: all) and by no `ignore` entry.
 
     A selector is a code (`LL103`), a code prefix (`LL1`), a name (`labels-on-padding`) or `ALL`.
     kind: "data" (what `check` runs) or "loss" (what `check_loss` runs); selectors naming only
-    rules of the other kind select nothing here.
+    rules of the other kind select nothing here. An empty selection is an error unless
+    `allow_none` (a per-path ignore may leave a path nothing to check).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
@@ -170,7 +176,7 @@ def select_rules(
         return any(s.upper() == "ALL" or r.matches(s) or r.matches(s.upper()) for s in selectors)
 
     selected = [r for r in rules if hit(r, chosen) and not hit(r, dropped)]
-    if not selected:
+    if not selected and not allow_none:
         other = [r.code for r in every if rule_kind(r) != kind and hit(r, chosen)]
         if other:
             judged, run = (("a training loop's loss, not data", "`labellint loss` or "
@@ -193,5 +199,26 @@ def resolve_options(
                 known = ", ".join(r.options) or "none"
                 raise LabelLintError(f"{r.code} has no option {opt!r} (options: {known})")
             if r.code in resolved:
-                resolved[r.code][opt] = value
+                resolved[r.code][opt] = _option_value(r, opt, value)
     return resolved
+
+
+def _option_value(r: Rule, name: str, value: Any) -> Any:
+    """`value` checked against the type of the option's default (a tuple may come as a list)."""
+    default = r.options[name]
+    if default is None:
+        return value
+    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, (int, float)):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            (isinstance(default, float) or float(value).is_integer())
+        value = type(default)(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise LabelLintError(f"{r.code} option {name} must be like its default {default!r}, "
+                             f"not {value!r}")
+    return value

@@ -384,3 +384,39 @@ def test_memory_is_bounded_by_the_chunk_not_the_dataset(tmp_path, monkeypatch):
         tracemalloc.stop()
         assert report.sources[0].tokens > 4 * (1 << 16) * (n_rows // 2_000)
     assert peaks[8_000] < 1.5 * peaks[2_000], peaks
+
+
+def test_a_path_whose_every_rule_is_ignored_is_skipped_and_the_others_checked(tmp_path):
+    for name in ("pretrain", "sft"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        pq.write_table(table(), tmp_path / "data" / name / "0.parquet")
+    pyproject(tmp_path, """
+        [tool.labellint]
+        select = ["LL404"]
+        [tool.labellint.per-path-ignores]
+        "data/pretrain" = ["missing-eos"]
+    """)
+    result = run("check", "data/pretrain", "data/sft", *FACTS, "--format", "json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert found(json.loads(result.stdout)) == [("LL404", [2])]
+    assert "data/pretrain: every selected rule is ignored" in result.stderr
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[tool.labellint.per-path-ignores]\n"nowhere/*" = ["missing-eso"]\n',
+     "unknown rule selector 'missing-eso'"),
+    ('[tool.labellint]\nfail-on = "errors"\n', "fail-on must be one of warning, error"),
+])
+def test_config_mistakes_are_caught_before_any_check(tmp_path, body, message):
+    WRITERS["parquet"](tmp_path)
+    (tmp_path / "pyproject.toml").write_text(body)
+    result = run("check", "d.parquet", *FACTS, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_an_option_of_the_wrong_type_is_one_line(tmp_path):
+    path = WRITERS["parquet"](tmp_path)
+    result = run("check", path, *FACTS, "--option", "LL105.min_tokens=four", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "LL105 option min_tokens must be like its default 2, not 'four'" in result.stderr
