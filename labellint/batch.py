@@ -141,11 +141,14 @@ class Batch:
         )
 
     def with_collator_labels(self) -> Batch:
-        """This batch with labels as a causal-LM collator builds them: input_ids, padding
-        masked (by attention, or as the trailing pad-id run when there is no mask)."""
+        """This batch with labels as transformers' DataCollatorForLanguageModeling(mlm=False)
+        builds them: input_ids, with every pad id masked (`labels[labels == pad_token_id] =
+        -100`: with pad == EOS, each EOS too), and padding masked when the pad id is unknown."""
         dtype = np.promote_types(self.input_ids.dtype, np.int32)
         labels = self.input_ids.astype(dtype)
-        if self.may_pad:
+        if self.facts.pad_id is not None:
+            labels[self.where_id(self.facts.pad_id)] = self.facts.ignore_index
+        elif self.may_pad:
             labels[self.is_pad] = self.facts.ignore_index
         b = self.with_facts(self.facts)
         b.labels = labels

@@ -42,8 +42,10 @@ def _parser() -> argparse.ArgumentParser:
                         "shards, or quoted globs")
     c.add_argument("--tokenizer", metavar="DIR", help="a local tokenizer folder")
     c.add_argument("--model", metavar="DIR", help="a local model folder (for its vocab size)")
-    c.add_argument("--select", type=_list, metavar="RULES", help="codes, prefixes or names")
-    c.add_argument("--ignore", type=_list, metavar="RULES", help="codes, prefixes or names")
+    c.add_argument("--select", type=_list, action="extend", metavar="RULES",
+                   help="codes, prefixes or names (comma-separated, repeatable)")
+    c.add_argument("--ignore", type=_list, action="extend", metavar="RULES",
+                   help="codes, prefixes or names (comma-separated, repeatable)")
     c.add_argument("--option", action="append", metavar="RULE.NAME=VALUE", default=[],
                    help="a rule option, e.g. LL105.min_tokens=4 (repeatable)")
     c.add_argument("--format", choices=("text", "json", "github"))
@@ -52,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="the lowest severity that makes the exit code 1 (default: warning)")
     c.add_argument("--max-examples", type=int, metavar="N", help="example rows per finding")
     c.add_argument("--missing-labels", choices=("collator", "skip"),
-                   help="a dataset without labels: check the labels a causal-LM collator "
-                        "builds (default), or skip the label rules")
+                   help="a dataset without labels: check the labels "
+                        "DataCollatorForLanguageModeling builds (default), or skip the label "
+                        "rules")
     c.add_argument("--config", metavar="FILE",
                    help="settings file (default: the nearest pyproject.toml with "
                         "[tool.labellint])")

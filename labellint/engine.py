@@ -22,9 +22,9 @@ SAMPLE_ROWS = 2048
 CHUNK_TOKENS = 1 << 20  # derived views cost ~50 bytes a token: ~50 MB, mostly in cache
 MAX_POSITIONS = 16
 MISSING_LABELS = ("collator", "skip")
-DERIVED_LABELS = ("no labels column: checked with the labels a causal-LM collator builds "
-                  "(labels = input_ids, padding masked), as DataCollatorForLanguageModeling "
-                  "and TRL's collator do")
+DERIVED_LABELS = ("no labels column: checked with the labels transformers' "
+                  "DataCollatorForLanguageModeling builds (labels = input_ids, every pad id "
+                  "masked)")
 Chunk = Mapping[str, Ragged]
 
 

@@ -132,8 +132,8 @@ def fragment(v: RowView) -> str:
     if v.skipped:
         notes.append("skipped: " + "; ".join(f"{c}: {why}" for c, why in v.skipped.items()))
     if v.not_judged:
-        notes.append(f"not judged on one row: {', '.join(v.not_judged)} (whole-batch rules: "
-                     "`labellint check` runs them)")
+        notes.append(f"not judged on one row: {', '.join(v.not_judged)} (they judge a whole "
+                     "batch or source: `labellint check` runs them)")
     return (f'<style>{CSS}</style><div class="ll"><h1>{escape(v.summary())}</h1>'
             f'<p class="facts">facts: {escape(", ".join(known))}</p>{_legend()}'
             f'<div class="row">{_tokens(v)}</div>{_findings(v)}'

@@ -183,6 +183,7 @@ def check_loss(
     reported_from = "given"
 
     if model is not None:
+        _check_ids_fit(model, given_tensors)
         dev = resolve_device(device, model)
         import torch
 
@@ -407,6 +408,20 @@ def _config_pad_id(folder: str) -> int | None:
     pad = config.get("pad_token_id")
     pad = pad if pad is not None else config.get("eos_token_id")
     return pad[0] if isinstance(pad, list) and pad else pad
+
+
+def _check_ids_fit(model: Any, tensors: Sequence[Mapping[str, Any]]) -> None:
+    """An id past the embedding table makes the forward pass fail with an IndexError deep in
+    torch (or a CUDA assert): say what is wrong first."""
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    rows = getattr(getattr(embeddings, "weight", None), "shape", (None,))[0]
+    if rows is None:
+        return
+    top = max((int(t["input_ids"].max()) for t in tensors if t["input_ids"].numel()), default=-1)
+    if top >= rows:
+        raise LabelLintError(f"input id {top} is past the model's embedding table ({rows} rows): "
+                             "`labellint check --model` shows where (token-out-of-vocab, "
+                             "tokenizer-model-mismatch)")
 
 
 def cli_check_loss(args: Any) -> LossReport:

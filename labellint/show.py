@@ -111,8 +111,8 @@ class RowView(Printable):
             text.append("skipped: " + "; ".join(f"{c}: {why}" for c, why in self.skipped.items())
                         + "\n", style=dim)
         if self.not_judged:
-            text.append(f"not judged on one row: {', '.join(self.not_judged)} (whole-batch "
-                        "rules: `labellint check` runs them)\n", style=dim)
+            text.append(f"not judged on one row: {', '.join(self.not_judged)} (they judge a "
+                        "whole batch or source: `labellint check` runs them)\n", style=dim)
         return text
 
     def to_html(self) -> str:

@@ -166,21 +166,32 @@ def to_ragged(value: Any, name: str) -> Ragged:
 BOUNDARY_COLUMNS = ("seq_lengths", "seq_idx")
 
 
-def column_names(columns: Mapping[str, str] | None) -> dict[str, str]:
+class Columns(dict):
+    """Our column name -> the source's; `given` holds the ones the user named, which must exist
+    (a misspelt --labels-column would otherwise check the data as if it had no labels)."""
+
+    given: frozenset = frozenset()
+
+
+def column_names(columns: Mapping[str, str] | None) -> Columns:
     """Our column name -> the source's column name."""
-    names = {c: c for c in COLUMNS}
+    names = Columns((c, c) for c in COLUMNS)
     for ours, theirs in (columns or {}).items():
         if ours not in names:
             raise LabelLintError(f"unknown column {ours!r}; labellint reads {', '.join(COLUMNS)}")
         names[ours] = theirs
+    names.given = frozenset(columns or ())
     return names
 
 
 def _require_input_ids(keys: Iterable[str], names: Mapping[str, str], what: str) -> None:
+    """input_ids, and every column the user named, must be there."""
     keys = list(keys)
-    if names["input_ids"] not in keys:
-        found = ", ".join(map(repr, keys)) or "none"
-        raise LabelLintError(f"{what} has no {names['input_ids']!r} column (found: {found})")
+    required = ["input_ids", *sorted(getattr(names, "given", ()))]
+    for ours in dict.fromkeys(required):
+        if names[ours] not in keys:
+            found = ", ".join(map(repr, keys)) or "none"
+            raise LabelLintError(f"{what} has no {names[ours]!r} column (found: {found})")
 
 
 def _check_rows(chunk: Chunk, names: Mapping[str, str]) -> Chunk:
@@ -454,6 +465,9 @@ def _read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
             yield chunk
     finally:
         stop.set()
+        # The producer notices within one put's timeout, or when its chunk is read: let it
+        # finish, so no reader thread outlives the check (a thread inside Arrow at exit aborts).
+        thread.join(timeout=10)
 
 
 def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:

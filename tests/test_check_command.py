@@ -158,6 +158,23 @@ def test_a_repository_of_split_folders_gives_a_source_per_folder(tmp_path):
         {str(tmp_path / "repo" / "data" / s) for s in ("test", "train")}
 
 
+def test_without_labels_and_with_pad_equal_to_eos_the_collator_masks_every_eos(tmp_path):
+    """DataCollatorForLanguageModeling masks labels by pad id: with pad == EOS no row keeps
+    its EOS label, and the model never learns to stop."""
+    padded = {"input_ids": [[1, 7, 8, 2, 2, 2], [1, 7, 8, 9, 2, 2]],
+              "attention_mask": [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0]]}
+    path = pq.write_table(table(padded), tmp_path / "p.parquet") or tmp_path / "p.parquet"
+    data = check_json(path, "--pad-id", "2", "--bos-id", "1", "--eos-id", "2", cwd=tmp_path)
+    assert {"LL403", "LL410"} <= {code for code, _ in found(data)}
+
+
+def test_a_column_named_on_the_command_line_must_exist(tmp_path):
+    path = WRITERS["parquet"](tmp_path)
+    result = run("check", path, *FACTS, "--labels-column", "targets", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "has no 'targets' column" in result.stderr and str(path) in result.stderr
+
+
 def test_metadata_json_beside_shards_is_not_read_as_rows(tmp_path):
     """A Hugging Face snapshot: dataset_infos.json at the top, parquet shards under data/."""
     (tmp_path / "hub" / "data").mkdir(parents=True)
@@ -209,7 +226,7 @@ def test_a_dataset_without_labels_is_checked_as_the_collator_builds_them(tmp_pat
     path = pq.write_table(table(no_labels), tmp_path / "n.parquet") or tmp_path / "n.parquet"
     data = check_json(path, *FACTS, cwd=tmp_path)
     assert found(data) == [("LL404", [1])]
-    assert "causal-LM collator" in data["summary"]["sources"][str(path)]["notes"][0]
+    assert "DataCollatorForLanguageModeling" in data["summary"]["sources"][str(path)]["notes"][0]
     text = run("check", path, *FACTS, cwd=tmp_path).stdout
     assert "note for" in text and "labels = input_ids" in text
     skipped = check_json(path, *FACTS, "--missing-labels", "skip", cwd=tmp_path)

@@ -534,3 +534,11 @@ def test_cli_loss_refuses_pickled_weights(saved, tmp_path, capsys):
     code, _, err = _cli(capsys, "loss", "--model", str(folder), "--data",
                         str(root / "sft.jsonl"), "--batch-size", "2")
     assert code == 2 and "cannot load" in err
+
+
+def test_ids_past_the_embedding_table_are_one_clear_error():
+    model = tiny_llama()
+    rows = model.get_input_embeddings().weight.shape[0]
+    batch = {"input_ids": [[1, 5, rows + 3]], "labels": [[-100, 5, rows + 3]]}
+    with pytest.raises(labellint.LabelLintError, match=f"input id {rows + 3} is past"):
+        labellint.check_loss(model, batch)
