@@ -22,6 +22,7 @@ SAMPLE_ROWS = 2048
 CHUNK_TOKENS = 1 << 20  # derived views cost ~50 bytes a token: ~50 MB, mostly in cache
 MAX_POSITIONS = 16
 MISSING_LABELS = ("collator", "skip")
+ABSENT = {"bos_id": "BOS token"}  # facts a tokenizer can answer with "none"
 DERIVED_LABELS = ("no labels column: checked with the labels transformers' "
                   "DataCollatorForLanguageModeling builds (labels = input_ids, every pad id "
                   "masked)")
@@ -230,8 +231,12 @@ def run(
         for tally in tallies:
             missing = [req for req in tally.rule.requires if _missing(b, req)]
             if missing:
-                tally.skip_reason = tally.skip_reason or REQUIREMENTS[missing[0]]
-                tally.skipped_by_design = missing[0] in NOT_APPLICABLE
+                known_absent = getattr(b.facts, missing[0], 0) is None and \
+                    missing[0] in b.facts.origin
+                tally.skip_reason = tally.skip_reason or (
+                    f"the {b.facts.origin[missing[0]]} has no {ABSENT[missing[0]]}"
+                    if known_absent else REQUIREMENTS[missing[0]])
+                tally.skipped_by_design = missing[0] in NOT_APPLICABLE or known_absent
                 continue
             view = _view_for(tally.rule, b)
             if view.n_rows == 0:

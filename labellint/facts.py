@@ -134,6 +134,10 @@ def merge_facts(*layers: tuple[str, Mapping[str, Any]]) -> Facts:
         for key, value in layer.items():
             if key not in FACT_NAMES:
                 raise LabelLintError(f"unknown fact {key!r}; known facts: {', '.join(FACT_NAMES)}")
+            if value is None and key == "bos_id" and name == "tokenizer" and key not in origin:
+                # A tokenizer without BOS (Qwen, GPT-NeoX) is an answer, not a gap: nothing is
+                # inferred in its place, and the BOS rules do not apply.
+                origin[key] = name
             if value is None or key in values:
                 continue
             values[key] = tuple(value) if key in TUPLE_FACTS else value
@@ -240,7 +244,7 @@ def infer_facts(sample: Batch) -> Facts:
         inferred["pad_id"] = infer_pad_id(sample)
         # Padding depends on the pad id, and the edge tokens below depend on padding.
         sample = sample.with_facts(replace(facts, pad_id=inferred["pad_id"]))
-    if facts.bos_id is None:
+    if facts.bos_id is None and "bos_id" not in facts.origin:
         inferred["bos_id"] = infer_bos_id(sample)
     if facts.eos_id is None:
         inferred["eos_id"] = infer_eos_id(sample)

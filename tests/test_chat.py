@@ -511,3 +511,15 @@ def test_whole_conversations_cut_at_max_length_are_truncated_not_packed():
     report = labellint.check(rows, tokenizer=tok, max_length=cut)
     assert "LL501" not in {f.code for f in report.findings}, str(report)
     assert [f.rows for f in report.findings if f.code == "LL409"] == [tuple(cut_rows)]
+
+
+def test_a_tokenizer_without_bos_turns_the_bos_rules_off_by_design():
+    """Qwen-style ChatML has no BOS: nothing to infer in its place, nothing to ask the user."""
+    tok = chatml_tokenizer()
+    assert tok.bos_token_id is None
+    report = labellint.check(masked_rows(tok), tokenizer=tok)
+    source = report.sources[0]
+    assert source.facts.bos_id is None
+    assert source.skipped["LL401"] == "the tokenizer has no BOS token"
+    assert {"LL401", "LL402", "LL406"} <= set(source.skipped_by_design)
+    assert "LL401" not in str(report)
