@@ -262,21 +262,26 @@ def _decoder(tok: Any) -> Callable[[list[int]], str]:
 # -- turns in a batch --------------------------------------------------------------------------
 
 
-def _find(ids: np.ndarray, seq: Ids, room: np.ndarray) -> np.ndarray:
-    """Flat indices where `seq` starts inside a row (`room`: tokens left in the row)."""
-    at = np.flatnonzero(ids == seq[0])
-    at = at[room[at] >= len(seq)]
+def _find(b: Batch, seq: Ids) -> np.ndarray:
+    """Flat indices where `seq` starts with all of it inside one row."""
+    at = b.where_id(seq[0])
+    at = at[_room(b, at) >= len(seq)]
     for k, token in enumerate(seq[1:], 1):  # one comparison per header token
-        at = at[ids[at + k] == token]
+        at = at[b.input_ids[at + k] == token]
     return at
 
 
-def _matches(ids: np.ndarray, seq: Ids, at: np.ndarray, room: np.ndarray) -> np.ndarray:
+def _matches(b: Batch, seq: Ids, at: np.ndarray) -> np.ndarray:
     """Whether `seq` starts at each index of `at`."""
-    ok = room[at] >= len(seq)
+    ok = _room(b, at) >= len(seq)
     for k, token in enumerate(seq):
-        ok[ok] &= ids[at[ok] + k] == token
+        ok[ok] &= b.input_ids[at[ok] + k] == token
     return ok
+
+
+def _room(b: Batch, at: np.ndarray) -> np.ndarray:
+    """Tokens left in the row from each flat index of `at` (itself included)."""
+    return b.ends[b.rows_of(at)] - at
 
 
 class Turns:
@@ -293,14 +298,13 @@ class Turns:
         fmt = b.facts.chat
         ids = b.input_ids
         self.cache: dict = {}
-        room = b.at_rows(b.ends) - b.token_index
         starts, roles, full_len, core_len = [], [], [], []
         for r, role in enumerate(fmt.roles):
             full, core = dict(fmt.headers)[role], fmt.core(role)
-            at = _find(ids, core, room)
+            at = _find(b, core)
             starts.append(at)
             roles.append(np.full(at.size, r))
-            full_len.append(np.where(_matches(ids, full, at, room), len(full), len(core)))
+            full_len.append(np.where(_matches(b, full, at), len(full), len(core)))
             core_len.append(np.full(at.size, len(core)))
         order = np.argsort(np.concatenate(starts), kind="stable")
         start = np.concatenate(starts)[order]
@@ -313,18 +317,24 @@ class Turns:
         core = np.concatenate(core_len)[order]
         self.assistant = self.role == (fmt.roles.index(ASSISTANT) if ASSISTANT in fmt.roles else -1)
         self.n = int(self.start.size)
-        self.row = b.row_of_token[self.start]
+        self.row = b.rows_of(self.start)
 
-        mark = np.zeros(b.n_tokens, dtype=np.int64)
-        mark[self.start] = 1
-        turn = np.cumsum(mark) - 1
-        inside = turn >= 0
-        inside[inside] = self.row[turn[inside]] == b.row_of_token[inside]
-        self.turn = np.where(inside, turn, -1)
-        offset = np.where(inside, b.token_index - self.start[np.maximum(self.turn, 0)], 0)
-        self.in_header = inside & (offset < header_len[np.maximum(self.turn, 0)])
-        self.in_core = inside & (offset < core[np.maximum(self.turn, 0)])
-        self.content = inside & ~self.in_header & b.real
+        # A turn runs to the next turn's start or its row's end: the flat indices of its tokens
+        # come from its extent, without a row index per token.
+        stop = b.ends[self.row]
+        stop[:-1] = np.minimum(stop[:-1], self.start[1:])
+        length = stop - self.start
+        before = np.cumsum(length) - length
+        owner = np.repeat(np.arange(self.n), length)
+        offset = np.arange(int(length.sum())) - np.repeat(before, length)
+        index = self.start[owner] + offset
+        self.turn = np.full(b.n_tokens, -1, dtype=np.int64)
+        self.turn[index] = owner
+        self.in_header = np.zeros(b.n_tokens, dtype=bool)
+        self.in_header[index] = offset < header_len[owner]
+        self.in_core = np.zeros(b.n_tokens, dtype=bool)
+        self.in_core[index] = offset < core[owner]
+        self.content = (self.turn >= 0) & ~self.in_header & b.real
 
         self.stop = np.full(self.n, -1, dtype=np.int64)
         # A turn end split into pieces (LL407) cannot be told apart from content: use EOS then.
