@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{flag}", type=int, metavar="N")
     s.add_argument("--label-shift", choices=("model", "dataset"))
     s.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None)
+    s.add_argument("--config", metavar="FILE", help="settings file (as for check)")
+    s.add_argument("--isolated", action="store_true", help="ignore every configuration file")
     return p
 
 
@@ -310,11 +312,15 @@ def _show(args: argparse.Namespace, out: Console) -> int:
 
     from .show import WIDTH, show
 
-    facts = {name: getattr(args, name) for name in
-             ("pad_id", "bos_id", "eos_id", "vocab_size", "max_length", "ignore_index",
-              "label_shift", "add_bos")}
-    row = show(args.path, row=args.row, tokenizer=args.tokenizer, model=args.model,
-               **{k: v for k, v in facts.items() if v is not None})
+    # The row is judged as `check` judges it: the same [tool.labellint] settings apply.
+    config = Config() if args.isolated else load_config(args.config)
+    facts = {k: config.get(k) for k in FACT_FLAGS if config.get(k) is not None}
+    facts |= {k: getattr(args, k) for k in FACT_FLAGS
+              if getattr(args, k, None) is not None}
+    row = show(args.path, row=args.row, tokenizer=args.tokenizer or config.get("tokenizer"),
+               model=args.model or config.get("model"), select=config.get("select"),
+               ignore=config.get("ignore"), options=config.get("options"),
+               columns=config.get("columns"), **facts)
     if args.output is None and args.format == "text":
         color = out.is_terminal and not out.no_color
         out.print(row.render(color=color, width=out.width if out.is_terminal else WIDTH))

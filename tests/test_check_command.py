@@ -437,3 +437,25 @@ def test_an_option_of_the_wrong_type_is_one_line(tmp_path):
     result = run("check", path, *FACTS, "--option", "LL105.min_tokens=four", cwd=tmp_path)
     assert result.returncode == 2
     assert "LL105 option min_tokens must be like its default 2, not 'four'" in result.stderr
+
+
+def test_show_judges_a_row_under_the_same_configuration_as_check(tmp_path):
+    renamed = {"tokens": ROWS["input_ids"], "mask": ROWS["attention_mask"],
+               "targets": ROWS["labels"]}
+    pq.write_table(table(renamed), tmp_path / "r.parquet")
+    pyproject(tmp_path, """
+        [tool.labellint]
+        pad-id = 0
+        bos-id = 1
+        eos-id = 2
+        ignore = ["missing-eos"]
+        [tool.labellint.columns]
+        input-ids = "tokens"
+        attention-mask = "mask"
+        labels = "targets"
+    """)
+    padded = run("show", "r.parquet", "--row", "1", cwd=tmp_path)
+    assert padded.returncode == 0, padded.stderr
+    assert "LL103" in padded.stdout
+    no_eos = run("show", "r.parquet", "--row", "2", cwd=tmp_path)
+    assert no_eos.returncode == 0 and "LL404" not in no_eos.stdout
