@@ -221,6 +221,11 @@ def infer_max_length(b: Batch) -> int | None:
     if lengths.size == 0 or lengths.max() == 0:
         return None
     longest = int(lengths.max())
+    width = b.lengths
+    if b.may_pad and (width == width[0]).all() and longest < width[0]:
+        # Padded to a fixed width (padding="max_length") that no row fills: nothing was cut,
+        # whatever lengths happen to repeat.
+        return None
     if lengths.size >= MIN_ROWS_FOR_BLOCKS and (lengths == longest).all():
         return longest
     counts = np.bincount(lengths)

@@ -105,3 +105,15 @@ def test_model_embedding_size_beats_tokenizer_length():
     assert finding.positions == ((ids.index(len(tok) - 1),),)
     tokenizer_only = labellint.check({"input_ids": [ids]}, tok, select=["LL405"])
     assert tokenizer_only.findings == []  # the tokenizer knows its added token
+
+
+def test_max_length_is_not_inferred_below_a_padded_width_no_row_fills():
+    """padding="max_length" to 8: a pile-up of repeated rows at 5 real tokens is no cut."""
+    rows = [[5, 6, 7, 8, 9]] * 4 + [[5, 6]] * 2
+    batch = {"input_ids": [r + [0] * (8 - len(r)) for r in rows],
+             "attention_mask": [[1] * len(r) + [0] * (8 - len(r)) for r in rows]}
+    report = labellint.check(batch, pad_id=0, select=["LL1"])
+    assert facts_of(report).max_length is None
+    filled = {k: v + [[5] * 8] * 5 for k, v in batch.items() if k == "input_ids"}
+    filled["attention_mask"] = batch["attention_mask"] + [[1] * 8] * 5
+    assert facts_of(labellint.check(filled, pad_id=0, select=["LL1"])).max_length == 8
