@@ -26,7 +26,7 @@ def check(
     max_examples: int = 5,
     chunk_rows: int = CHUNK_ROWS,
     name: str | None = None,
-    missing_labels: str = "collator",
+    missing_labels: str = "padding",
     progress: Callable[[str, int, int, int | None], None] | None = None,
     **facts: Any,
 ) -> Report:
@@ -40,8 +40,9 @@ def check(
     select, ignore: rule codes, code prefixes (`LL1`) or names.
     options: per-rule options, e.g. `{"LL105": {"min_tokens": 4}}`.
     columns: our column name -> yours, e.g. `{"input_ids": "tokens"}`.
-    missing_labels: for a dataset without labels, "collator" (check the labels a causal-LM
-        collator builds: input_ids, padding masked) or "skip" (skip the rules needing labels).
+    missing_labels: for a dataset without labels, the labels its collator will build:
+        "padding" (input_ids, padding masked: TRL's collator), "pad-id" (every pad id masked:
+        DataCollatorForLanguageModeling), or "skip" (skip the rules that need labels).
     progress: called as progress(source, rows, tokens, total_rows) after each chunk is checked.
     facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
         end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.

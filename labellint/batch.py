@@ -140,13 +140,14 @@ class Batch:
             length_mismatch=self.length_mismatch,
         )
 
-    def with_collator_labels(self) -> Batch:
-        """This batch with labels as transformers' DataCollatorForLanguageModeling(mlm=False)
-        builds them: input_ids, with every pad id masked (`labels[labels == pad_token_id] =
-        -100`: with pad == EOS, each EOS too), and padding masked when the pad id is unknown."""
+    def with_collator_labels(self, *, mask_pad_id: bool = False) -> Batch:
+        """This batch with the labels a causal-LM collator builds: input_ids with padding masked
+        (TRL's collator: `labels[attention_mask == 0] = -100`), or with every pad id masked
+        (`mask_pad_id`: transformers' DataCollatorForLanguageModeling, which with pad == EOS
+        masks each EOS too)."""
         dtype = np.promote_types(self.input_ids.dtype, np.int32)
         labels = self.input_ids.astype(dtype)
-        if self.facts.pad_id is not None:
+        if mask_pad_id and self.facts.pad_id is not None:
             labels[self.where_id(self.facts.pad_id)] = self.facts.ignore_index
         elif self.may_pad:
             labels[self.is_pad] = self.facts.ignore_index

@@ -53,10 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--fail-on", choices=("warning", "error"),
                    help="the lowest severity that makes the exit code 1 (default: warning)")
     c.add_argument("--max-examples", type=int, metavar="N", help="example rows per finding")
-    c.add_argument("--missing-labels", choices=("collator", "skip"),
-                   help="a dataset without labels: check the labels "
-                        "DataCollatorForLanguageModeling builds (default), or skip the label "
-                        "rules")
+    c.add_argument("--missing-labels", choices=("padding", "pad-id", "skip"),
+                   help="a dataset without labels: check input_ids as labels with padding "
+                        "masked (TRL's collator; the default), or every pad id masked "
+                        "(DataCollatorForLanguageModeling), or skip the label rules")
     c.add_argument("--config", metavar="FILE",
                    help="settings file (default: the nearest pyproject.toml with "
                         "[tool.labellint])")
@@ -158,7 +158,7 @@ def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
     settings = dict(
         tokenizer=pick("tokenizer"), model=pick("model"), select=pick("select"),
         ignore=pick("ignore") or [], options=options, columns=columns or None, facts=facts,
-        max_examples=pick("max_examples", 5), missing_labels=pick("missing_labels", "collator"),
+        max_examples=pick("max_examples", 5), missing_labels=pick("missing_labels", "padding"),
         format=pick("format", "text"), fail_on=pick("fail_on", "warning"),
     )
     if settings["format"] not in ("text", "json", "github"):

@@ -43,7 +43,7 @@ SETTINGS: dict[str, Any] = {
 }
 PATHS = ("tokenizer", "model")
 CHOICES = {"fail-on": ("warning", "error"), "format": ("text", "json", "github"),
-           "missing-labels": ("collator", "skip"), "label-shift": ("model", "dataset")}
+           "missing-labels": ("padding", "pad-id", "skip"), "label-shift": ("model", "dataset")}
 
 
 @dataclass(frozen=True)

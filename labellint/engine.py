@@ -21,11 +21,15 @@ from .view import capture
 SAMPLE_ROWS = 2048
 CHUNK_TOKENS = 1 << 20  # derived views cost ~50 bytes a token: ~50 MB, mostly in cache
 MAX_POSITIONS = 16
-MISSING_LABELS = ("collator", "skip")
+MISSING_LABELS = ("padding", "pad-id", "skip")
 ABSENT = {"bos_id": "BOS token"}  # facts a tokenizer can answer with "none"
-DERIVED_LABELS = ("no labels column: checked with the labels transformers' "
-                  "DataCollatorForLanguageModeling builds (labels = input_ids, every pad id "
-                  "masked)")
+DERIVED_LABELS = {
+    "padding": "no labels column: checked with labels = input_ids, padding masked, as TRL's "
+               "collator builds them (--missing-labels pad-id: as DataCollatorForLanguageModeling "
+               "does, masking every pad id)",
+    "pad-id": "no labels column: checked with labels = input_ids, every pad id masked, as "
+              "transformers' DataCollatorForLanguageModeling builds them",
+}
 Chunk = Mapping[str, Ragged]
 
 
@@ -193,14 +197,15 @@ def run(
     options: Mapping[str, Mapping[str, Any]],
     training_batches: bool = False,
     max_examples: int = 5,
-    missing_labels: str = "collator",
+    missing_labels: str = "padding",
     progress: Callable[[int, int], None] | None = None,
     infer: bool = True,
 ) -> SourceResult:
     """Check one source: infer the missing facts, run every rule on every chunk, merge.
 
-    missing_labels: for a dataset without labels, "collator" checks the labels a causal-LM
-    collator builds (input_ids, padding masked); "skip" skips the rules that need labels.
+    missing_labels: for a dataset without labels, the labels its collator will build:
+    "padding" (input_ids with padding masked: TRL's collator), "pad-id" (input_ids with every pad
+    id masked: transformers' DataCollatorForLanguageModeling), or "skip" the rules needing them.
     progress: called with the rows and tokens of each chunk once it is checked.
     infer=False takes `facts` as final (`show` checks one row under the whole source's facts).
     """
@@ -223,11 +228,11 @@ def run(
     # training batch stays whole, since whole-batch rules judge it as the model receives it.
     chunks_in = all_chunks() if training_batches else _bounded(all_chunks(), CHUNK_TOKENS)
     # A training batch is what the model receives: without labels it has none to check.
-    derived = missing_labels == "collator" and not training_batches and "labels" not in sample
+    derived = missing_labels != "skip" and not training_batches and "labels" not in sample
     for chunk in chunks_in:
         b = Batch.from_columns(chunk, facts, row_start=row_start)
         if derived:
-            b = b.with_collator_labels()
+            b = b.with_collator_labels(mask_pad_id=missing_labels == "pad-id")
         for tally in tallies:
             missing = [req for req in tally.rule.requires if _missing(b, req)]
             if missing:
@@ -266,7 +271,7 @@ def run(
     never_applied = [t for t in tallies if t.applied_chunks == 0 and t.skip_reason]
     skipped = {t.rule.code: t.skip_reason for t in never_applied}
     by_design = tuple(t.rule.code for t in never_applied if t.skipped_by_design)
-    notes = (DERIVED_LABELS,) if derived else ()
+    notes = (DERIVED_LABELS[missing_labels],) if derived else ()
     return SourceResult(source=source, facts=facts, findings=findings, skipped=skipped,
                         skipped_by_design=by_design, notes=notes,
                         rows=row_start, tokens=tokens,

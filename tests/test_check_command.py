@@ -158,14 +158,19 @@ def test_a_repository_of_split_folders_gives_a_source_per_folder(tmp_path):
         {str(tmp_path / "repo" / "data" / s) for s in ("test", "train")}
 
 
-def test_without_labels_and_with_pad_equal_to_eos_the_collator_masks_every_eos(tmp_path):
-    """DataCollatorForLanguageModeling masks labels by pad id: with pad == EOS no row keeps
-    its EOS label, and the model never learns to stop."""
+def test_without_labels_and_with_pad_equal_to_eos_which_collator_decides(tmp_path):
+    """TRL's collator masks padding by attention and keeps EOS (TRL makes pad = EOS when unset);
+    DataCollatorForLanguageModeling masks every pad id: with pad == EOS no row keeps its EOS
+    label, and the model never learns to stop."""
     padded = {"input_ids": [[1, 7, 8, 2, 2, 2], [1, 7, 8, 9, 2, 2]],
               "attention_mask": [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0]]}
     path = pq.write_table(table(padded), tmp_path / "p.parquet") or tmp_path / "p.parquet"
-    data = check_json(path, "--pad-id", "2", "--bos-id", "1", "--eos-id", "2", cwd=tmp_path)
-    assert {"LL403", "LL410"} <= {code for code, _ in found(data)}
+    facts = ["--pad-id", "2", "--bos-id", "1", "--eos-id", "2"]
+    assert found(check_json(path, *facts, cwd=tmp_path)) == []
+    by_id = check_json(path, *facts, "--missing-labels", "pad-id", cwd=tmp_path)
+    assert {"LL403", "LL410"} <= {code for code, _ in found(by_id)}
+    assert "DataCollatorForLanguageModeling" in \
+        by_id["summary"]["sources"][str(path)]["notes"][0]
 
 
 def test_a_column_named_on_the_command_line_must_exist(tmp_path):
@@ -226,7 +231,7 @@ def test_a_dataset_without_labels_is_checked_as_the_collator_builds_them(tmp_pat
     path = pq.write_table(table(no_labels), tmp_path / "n.parquet") or tmp_path / "n.parquet"
     data = check_json(path, *FACTS, cwd=tmp_path)
     assert found(data) == [("LL404", [1])]
-    assert "DataCollatorForLanguageModeling" in data["summary"]["sources"][str(path)]["notes"][0]
+    assert "padding masked, as TRL's collator" in data["summary"]["sources"][str(path)]["notes"][0]
     text = run("check", path, *FACTS, cwd=tmp_path).stdout
     assert "note for" in text and "labels = input_ids" in text
     skipped = check_json(path, *FACTS, "--missing-labels", "skip", cwd=tmp_path)
