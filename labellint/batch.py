@@ -199,21 +199,6 @@ class Batch:
     def position_in_row(self) -> np.ndarray:
         return self.token_index - np.repeat(self.starts, self.lengths)
 
-    @cached_property
-    def has_next(self) -> np.ndarray:
-        """True where the next token is in the same row."""
-        out = np.ones(self.n_tokens, dtype=bool)
-        out[self.ends[self.nonempty] - 1] = False
-        return out
-
-    @cached_property
-    def next_ids(self) -> np.ndarray:
-        """input_ids shifted left by one; meaningful only where `has_next`."""
-        out = np.empty_like(self.input_ids)
-        out[:-1] = self.input_ids[1:]
-        out[-1:] = self.input_ids[-1:]
-        return out
-
     # -- labels --------------------------------------------------------------------------------
 
     @cached_property
@@ -254,12 +239,6 @@ class Batch:
     def first_target_index(self) -> np.ndarray:
         """Flat index of each row's first target; -1 for rows with none."""
         return self.first_index(self.target_runs)
-
-    @cached_property
-    def first_target_position(self) -> np.ndarray:
-        """Per row, the position of the first target; the row's length if it has none."""
-        first = self.first_target_index
-        return np.where(first >= 0, first - self.starts, self.lengths)
 
     @cached_property
     def label_is_input(self) -> np.ndarray:
@@ -336,10 +315,10 @@ class Batch:
             padlike &= is_pad_id | (self.input_ids < 0)
         out = np.zeros(self.n_tokens, dtype=bool)
         if padlike.any():  # most saved datasets have no masked token at all
-            pos = self.position_in_row
             trailing = self._trailing_run(padlike)
-            first = self.first_where(~padlike, pos, empty=self.lengths)
-            leading = padlike & (pos < self.at_rows(first))
+            first = self.first_index(self.runs(~padlike))  # the first token not padding-like
+            first = np.where(first >= 0, first, self.ends)
+            leading = padlike & (self.token_index < self.at_rows(first))
             if pad_id is None:
                 leading &= self.at_rows(self._one_id_run(leading, self.starts))
                 trailing &= self.at_rows(self._one_id_run(trailing, self.ends - 1))
@@ -352,9 +331,9 @@ class Batch:
     def _trailing_run(self, mask: np.ndarray, *, keep_first: bool = False) -> np.ndarray:
         """Tokens of `mask` that only `mask` follows to the row's end; `keep_first` leaves the
         run's first token out (a real EOS when the pad id is also EOS)."""
-        pos = self.position_in_row
-        last_other = self.at_rows(self.last_where(~mask, pos))
-        return mask & (pos > last_other + keep_first)
+        last_other = self.last_index(self.runs(~mask))
+        last_other = np.where(last_other >= 0, last_other, self.starts - 1)
+        return mask & (self.token_index > self.at_rows(last_other) + keep_first)
 
     def _one_id_run(self, run: np.ndarray, edge: np.ndarray) -> np.ndarray:
         """Per row, whether every token of `run` repeats the id at the row's `edge` index."""
@@ -443,16 +422,6 @@ class Batch:
         return index[self.targets[index]]
 
     @cached_property
-    def is_stop(self) -> np.ndarray:
-        """input_ids that are EOS or an end-of-turn token."""
-        return _is_any(self.input_ids, self.facts.stop_ids)
-
-    @cached_property
-    def label_is_stop(self) -> np.ndarray:
-        """Targets that are EOS or an end-of-turn token: what teaches the model to stop."""
-        return self.targets & _is_any(self.labels, self.facts.stop_ids)
-
-    @cached_property
     def ends_with_stop(self) -> np.ndarray:
         """The last real token, or the one before it (a template's trailing newline), stops."""
         out = np.zeros(self.n_rows, dtype=bool)
@@ -532,16 +501,6 @@ class Batch:
         # reduceat over the starts of non-empty rows sums exactly each row: an empty row between
         # two others adds nothing, and reduceat cannot express an empty segment itself.
         return self.starts[self.nonempty]
-
-    def first_where(self, mask: np.ndarray, values: np.ndarray, *, empty=-1) -> np.ndarray:
-        """Per row, the smallest of `values` where `mask` holds; `empty` where it never does."""
-        big = np.iinfo(values.dtype).max
-        first = self.segment(np.minimum, np.where(mask, values, big), big)
-        return np.where(first == big, empty, first)
-
-    def last_where(self, mask: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Per row, the largest of `values` where `mask` holds; -1 where it never does."""
-        return self.segment(np.maximum, np.where(mask, values, -1), -1)
 
     def segment(self, ufunc: np.ufunc, values: np.ndarray, empty) -> np.ndarray:
         """`ufunc.reduceat` per row, with `empty` for rows of no tokens."""
@@ -653,7 +612,7 @@ class Batch:
                     **columns)
         # What belongs to the tokens, not to how they are grouped, is shared, not recomputed:
         # a row's padding stays padding in its last sequence. A sequence holds no other.
-        for name in ("is_pad", "real", "attended", "supervised", "is_stop"):
+        for name in ("is_pad", "real", "attended", "supervised"):
             seq.__dict__[name] = getattr(self, name)
         seq.__dict__["sequence_starts"] = np.zeros(0, dtype=np.int64)
         return seq
