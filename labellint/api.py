@@ -7,11 +7,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import engine
 from .errors import LabelLintError
-from .facts import merge_facts
 from .registry import resolve_options, select_rules
 from .report import Report
 from .sources import CHUNK_ROWS, open_sources
-from .tokenizer import load_tokenizer, model_facts, tokenizer_facts
+from .tokenizer import known_facts, load_tokenizer
 
 
 def check(
@@ -52,8 +51,7 @@ def check(
     rules = select_rules(select, ignore)
     resolved = resolve_options(rules, options)
     tokenizer = None if tokenizer is None else load_tokenizer(tokenizer)
-    base = merge_facts(("given", facts), ("model", model_facts(model)),
-                       ("tokenizer", tokenizer_facts(tokenizer)))
+    base = known_facts(facts, tokenizer, model)
     results = []
     for s in open_sources(source, columns=columns, chunk_rows=chunk_rows, name=name):
         report = None if progress is None else \

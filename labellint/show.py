@@ -21,11 +21,11 @@ from rich.text import Text
 from . import engine, view
 from .batch import Batch, slice_ragged
 from .errors import LabelLintError
-from .facts import Facts, infer_facts, merge_facts
+from .facts import Facts, infer_facts
 from .registry import resolve_options, select_rules
 from .report import SEVERITY_STYLE, Finding, Printable, _ranges
 from .sources import open_sources
-from .tokenizer import load_tokenizer, model_facts, tokenizer_facts
+from .tokenizer import known_facts, load_tokenizer
 
 WIDTH = 100  # where lines fold when the text is not for a terminal
 
@@ -171,8 +171,7 @@ def show(
     rules = select_rules(select, ignore)
     row_rules = [r for r in rules if r.per != "batch"]
     tok = None if tokenizer is None else load_tokenizer(tokenizer)
-    base = merge_facts(("given", facts), ("model", model_facts(model)),
-                       ("tokenizer", tokenizer_facts(tok)))
+    base = known_facts(facts, tok, model)
     sources = open_sources(source, columns=columns, name=name)
     if len(sources) != 1:
         names = ", ".join(s.name for s in sources)

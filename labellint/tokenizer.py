@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import LabelLintError
+from .facts import Facts, merge_facts
 
 # Special tokens that end an assistant turn in common chat templates. The model must learn to
 # emit them as it learns EOS.
@@ -141,3 +142,10 @@ def model_facts(model: Any) -> dict[str, Any]:
     else:
         size = getattr(config, "vocab_size", None)
     return {"vocab_size": size, "model_vocab_size": size, **_special_ids(config)}
+
+
+def known_facts(given: Mapping[str, Any], tokenizer: Any = None, model: Any = None) -> Facts:
+    """The facts known before any data is read: given beat the model's, which beat the
+    tokenizer's (a loaded tokenizer, or None)."""
+    return merge_facts(("given", given), ("model", model_facts(model)),
+                       ("tokenizer", tokenizer_facts(tokenizer)))
