@@ -15,7 +15,7 @@ from typing import Any
 from rich.text import Text
 
 from .forensics import Hypothesis, Verdict
-from .report import JSON_VERSION, SEVERITY_STYLE, WIDTH, Finding, Outcome, Printable
+from .report import JSON_VERSION, SEVERITY_STYLE, WIDTH, Finding, Outcome, Printable, _n
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,6 @@ def number(x: float | None) -> str:
 def given(x: float) -> str:
     """A reported number as the user wrote it (2.31 stays 2.31)."""
     return f"{x:.6g}" if math.isfinite(x) else str(x)
-
-
-def _n(count: int, word: str) -> str:
-    return f"{count:,} {word}{'s' * (count != 1)}"
 
 
 def _plain(x: float | None) -> float | None:
