@@ -10,7 +10,7 @@ from typing import Sequence
 
 from rich.console import Console
 
-from .config import Config, load_config, toml_value
+from .config import FACT_ARGUMENTS, Config, load_config, toml_value
 from .errors import LabelLintError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -124,8 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-FACT_FLAGS = ("pad_id", "bos_id", "eos_id", "vocab_size", "max_length", "ignore_index",
-              "label_shift", "add_bos", "assistant_only_loss")
+FACT_FLAGS = FACT_ARGUMENTS  # every fact has its flag
 
 
 def _option(text: str) -> tuple[str, str, object]:
@@ -140,7 +139,8 @@ def _option(text: str) -> tuple[str, str, object]:
 def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
     """Command-line flags over [tool.labellint] over defaults."""
     config = Config() if args.isolated else load_config(args.config)
-    get = config.get
+    table = config.check_arguments()
+    get = table.get
     options = {rule: dict(values) for rule, values in get("options", {}).items()}
     for rule, name, value in map(_option, args.option):
         options.setdefault(rule, {})[name] = value
@@ -159,7 +159,8 @@ def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
         tokenizer=pick("tokenizer"), model=pick("model"), select=pick("select"),
         ignore=pick("ignore") or [], options=options, columns=columns or None, facts=facts,
         max_examples=pick("max_examples", 5), missing_labels=pick("missing_labels", "padding"),
-        format=pick("format", "text"), fail_on=pick("fail_on", "warning"),
+        format=args.format or config.get("format", "text"),
+        fail_on=args.fail_on or config.get("fail_on", "warning"),
     )
     if settings["format"] not in ("text", "json", "github"):
         raise LabelLintError(f"format must be text, json or github, not {settings['format']!r}")

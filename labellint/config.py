@@ -44,6 +44,10 @@ SETTINGS: dict[str, Any] = {
 PATHS = ("tokenizer", "model")
 CHOICES = {"fail-on": ("warning", "error"), "format": ("text", "json", "github"),
            "missing-labels": ("padding", "pad-id", "skip"), "label-shift": ("model", "dataset")}
+# The settings that are `check()` keyword arguments, by their Python names; facts are too.
+CHECK_ARGUMENTS = ("tokenizer", "model", "select", "ignore", "options", "columns",
+                   "max_examples", "missing_labels")
+FACT_ARGUMENTS = tuple(k.replace("-", "_") for k in FACTS)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,15 @@ class Config:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
+
+    def check_arguments(self) -> dict[str, Any]:
+        """These settings as `check()` keyword arguments (facts by name), only those set.
+
+        The one translation from the table to `check()`: the command line and the pytest
+        fixture both lay their own arguments over this, so the two read a table alike.
+        """
+        return {k: self.settings[k] for k in (*CHECK_ARGUMENTS, *FACT_ARGUMENTS)
+                if self.settings.get(k) is not None}
 
     def ignores_for(self, source: str | os.PathLike) -> list[str]:
         """The per-path ignores whose glob matches `source` (relative to the config's folder)."""
