@@ -1,0 +1,192 @@
+"""The `labellint` pytest fixture: check a collator's batches in a training repo's own tests.
+
+Installed with labellint (a `pytest11` entry point), so any repo that has labellint installed
+gets the fixture with no configuration; it reads the repo's `[tool.labellint]` table:
+
+```python
+def test_collator(labellint, tokenizer):
+    batch = my_collator(rows)
+    labellint.assert_clean(batch, tokenizer=tokenizer)   # fails with the text report
+    report = labellint.check(batch, tokenizer=tokenizer)  # or inspect the Report
+```
+
+pytest loads this module in every run of every repo that has labellint installed, so it imports
+only pytest here; the checking code (numpy, and transformers for a tokenizer folder) is imported
+when a test first uses the fixture.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pytest
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .report import Report
+
+GUTTER = 4  # pytest prints an exception's message with "E   " before each line
+
+
+class DataCheckFailed(AssertionError):
+    """`assert_clean` found problems; the message is labellint's text report.
+
+    An AssertionError, so pytest counts the test as failed (not errored), whether or not
+    assertion rewriting applies to the test module.
+    """
+
+
+class LabelLint:
+    """The `labellint` fixture: `check` and `assert_clean` under the repo's [tool.labellint].
+
+    Arguments given to a call override the table: `select` replaces its selection, `ignore`
+    adds to its ignores, `options` and `columns` are merged over its own (per rule and per
+    column), facts and the other settings replace its values.
+    """
+
+    def __init__(self, config: Config, *, color: bool = False, width: int | None = None) -> None:
+        self.config = config
+        self.color = color
+        self.width = width
+        self._tokenizers: dict[str, Any] = {}
+
+    def check(self, source: Any, tokenizer: Any = None, *,
+              select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+              **kwargs: Any) -> Report:
+        """`labellint.check(source, ...)` under the repo's settings; returns the Report.
+
+        source: anything `labellint.check` takes: a collator's batch, a list of rows, a
+            Dataset, a DataLoader, a path.
+        tokenizer: a tokenizer or a local folder; default: the table's `tokenizer`.
+        select: rules to run, replacing the table's `select` (a test that names its rules
+            means those).
+        ignore: rules to leave out, in addition to the table's `ignore` (and its
+            per-path-ignores when `source` is a path).
+        kwargs: any other `check` argument (model, options, columns, max_examples,
+            missing_labels, name) and facts (pad_id, eos_id, max_length, ...).
+        """
+        __tracebackhide__ = True
+        from .api import check
+        from .errors import LabelLintError
+
+        try:
+            arguments = self._arguments(source, tokenizer, select, ignore, kwargs)
+            return check(source, **arguments)
+        except LabelLintError as e:
+            # One line from the test's own frame, not a traceback through labellint's modules.
+            raise LabelLintError(str(e)) from None
+
+    def assert_clean(self, source: Any, tokenizer: Any = None, *, fail_on: str | None = None,
+                     select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+                     **kwargs: Any) -> Report:
+        """Fail the test, with the text report as its message, if `source` has problems.
+
+        fail_on: "warning" (any finding fails) or "error" (only errors fail); default: the
+            table's `fail-on`, else "warning". Returns the Report when clean enough, so that a
+            test can go on to inspect warnings it allowed.
+        The other arguments are those of `check`: `select` replaces the table's selection,
+        `ignore` adds to the table's ignores.
+
+        A bad argument (an unknown rule, a bad fail_on) raises LabelLintError, not a failure
+        that would read as a finding in the data.
+        """
+        __tracebackhide__ = True
+        from .errors import LabelLintError
+        from .report import FAIL_ON
+
+        fail_on = self.config.get("fail_on", "warning") if fail_on is None else fail_on
+        if fail_on not in FAIL_ON:
+            raise LabelLintError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
+        report = self.check(source, tokenizer, select=select, ignore=ignore, **kwargs)
+        if report.failed(fail_on):
+            raise DataCheckFailed(f"{_headline(report)}\n{self._render(report)}")
+        return report
+
+    def _arguments(self, source: Any, tokenizer: Any, select: Iterable[str] | None,
+                   ignore: Iterable[str] | None, given: dict[str, Any]) -> dict[str, Any]:
+        """The table's check() arguments with the call's laid over them."""
+        from .errors import LabelLintError
+
+        for name, value in (("select", select), ("ignore", ignore)):
+            if isinstance(value, str):
+                raise LabelLintError(f"{name} must be a list of rule codes or names, "
+                                     f"not the string {value!r}")
+        arguments = self.config.check_arguments()
+        table_ignore = list(arguments.pop("ignore", []))
+        if isinstance(source, (str, os.PathLike)):
+            table_ignore += self.config.ignores_for(source)
+        if select is not None:
+            arguments["select"] = list(select)
+        arguments["ignore"] = table_ignore + list(ignore or [])
+        for merged in ("options", "columns"):  # merged a rule (a column) at a time
+            table, call = arguments.get(merged) or {}, given.get(merged)
+            if call and table:
+                given[merged] = {**table, **call} if merged == "columns" else {
+                    rule: {**table.get(rule, {}), **call.get(rule, {})}
+                    for rule in {**table, **call}}
+        arguments.update(given)
+        if tokenizer is not None:
+            arguments["tokenizer"] = tokenizer
+        if isinstance(arguments.get("tokenizer"), (str, os.PathLike)):
+            arguments["tokenizer"] = self._tokenizer(arguments["tokenizer"])
+        return arguments
+
+    def _tokenizer(self, path: str | os.PathLike) -> Any:
+        """A tokenizer folder loaded once per test session, not once per call."""
+        from .tokenizer import load_tokenizer
+
+        key = str(Path(path).resolve())
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(path)
+        return self._tokenizers[key]
+
+    def _render(self, report: Report) -> str:
+        if not self.color:
+            return report.render().plain
+        from rich.console import Console
+
+        from .report import WIDTH
+
+        width = max((self.width or WIDTH) - GUTTER, 40)
+        console = Console(width=width, force_terminal=True, soft_wrap=True, highlight=False)
+        with console.capture() as captured:
+            console.print(report.render(color=True, width=width), end="")
+        return captured.get()
+
+
+def _headline(report: Report) -> str:
+    """The message's first line, the one test summaries show: what was found."""
+    found = report.findings
+    names = ", ".join(dict.fromkeys(f"{f.code} {f.name}" for f in found))
+    return f"labellint found {len(found)} problem{'s' * (len(found) != 1)}: {names}"
+
+
+def _config(pytest_config: pytest.Config) -> Config:
+    """The nearest [tool.labellint] at or above pytest's rootdir, read once per session."""
+    from .config import load_config
+
+    return load_config(start=Path(pytest_config.rootpath))
+
+
+@pytest.fixture(scope="session")
+def labellint(request: pytest.FixtureRequest) -> LabelLint:
+    """labellint under this repo's [tool.labellint]: `labellint.assert_clean(batch,
+    tokenizer=tok)` fails the test with the text report; `labellint.check(...)` returns it.
+
+    Arguments override the table: `select` replaces its selection, `ignore` adds to its
+    ignores. Token strips are coloured when pytest's output has colour.
+    """
+    __tracebackhide__ = True
+    from .errors import LabelLintError
+
+    try:
+        config = _config(request.config)
+    except LabelLintError as e:
+        raise LabelLintError(str(e)) from None
+    try:
+        writer = request.config.get_terminal_writer()
+    except AssertionError:  # no terminal reporter (-p no:terminal): plain text
+        return LabelLint(config)
+    return LabelLint(config, color=writer.hasmarkup, width=writer.fullwidth)

@@ -1,0 +1,267 @@
+"""The `labellint` fixture, in real pytest runs of a small generated training repo.
+
+Each test writes a repo (a pyproject with [tool.labellint], a collator module built on
+transformers' collators, a conftest with a tokenizer from labellint.testing, tests that use the
+fixture) and runs pytest in a subprocess, where the fixture comes from the installed `pytest11`
+entry point and nothing else.
+"""
+
+import re
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+# A long question/answer row and two short ones: DataCollatorForSeq2Seq pads rows 1 and 2, so
+# any label put on padding is in those rows and not in row 0.
+COLLATE = '''
+from transformers import DataCollatorForLanguageModeling, DataCollatorForSeq2Seq
+
+PAIRS = [("what is the capital of france? tell me about it", "the capital of france is paris."),
+         ("hello", "hi!"), ("good morning", "good morning to you.")]
+
+
+def rows(tok):
+    """Prompt masked with -100, answer and EOS trained."""
+    out = []
+    for question, answer in PAIRS:
+        prompt = tok(f"question: {question} answer: ")["input_ids"]
+        target = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        out.append({"input_ids": prompt + target, "attention_mask": [1] * len(prompt + target),
+                    "labels": [-100] * len(prompt) + target})
+    return out
+
+
+def seq2seq_batch(tok, label_pad_token_id=-100):
+    # label_pad_token_id=tok.pad_token_id is the mistake: padding gets a label.
+    collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=label_pad_token_id)
+    return collator(rows(tok))
+
+
+def lm_batch(tok):
+    """Causal-LM labels from DataCollatorForLanguageModeling: every pad id masked."""
+    texts = [f"question: {q} answer: {a}" for q, a in PAIRS]
+    features = [{"input_ids": tok(t)["input_ids"] + [tok.eos_token_id]} for t in texts]
+    return DataCollatorForLanguageModeling(tok, mlm=False)(features)
+'''
+
+CONFTEST = '''
+import pytest
+
+from labellint.testing import tiny_tokenizer
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def eos_pad_tokenizer():
+    """pad_token == eos_token, as many fine-tuning recipes set it."""
+    return tiny_tokenizer(pad_is_eos=True)
+'''
+
+PYTEST_INI = '''
+[tool.pytest.ini_options]
+pythonpath = ["."]
+'''
+
+
+def make_repo(pytester, tests: str, labellint_table: str = "") -> None:
+    table = f"[tool.labellint]\n{textwrap.dedent(labellint_table)}\n" if labellint_table else ""
+    pytester.makefile(".toml", pyproject=table + PYTEST_INI)
+    pytester.makepyfile(collate=COLLATE, conftest=CONFTEST,
+                        test_data=textwrap.dedent(tests))
+
+
+def run(pytester, *args):
+    # A fresh process, with the fixture from the installed entry point alone. (pytester's
+    # in-process runs drop the modules a run imported, and torch does not survive a re-import.)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+CLEAN_AND_BROKEN = '''
+from collate import seq2seq_batch
+
+
+def test_clean_batch_passes(labellint, tokenizer):
+    report = labellint.assert_clean(seq2seq_batch(tokenizer), tokenizer=tokenizer)
+    assert not report.findings
+
+
+def test_labels_on_padding_fails(labellint, tokenizer):
+    batch = seq2seq_batch(tokenizer, label_pad_token_id=tokenizer.pad_token_id)
+    labellint.assert_clean(batch, tokenizer=tokenizer)
+
+
+def test_report_can_be_inspected(labellint, tokenizer):
+    batch = seq2seq_batch(tokenizer, label_pad_token_id=tokenizer.pad_token_id)
+    report = labellint.check(batch, tokenizer=tokenizer)
+    assert [(f.code, f.rows) for f in report.findings] == [("LL103", (1, 2))]
+'''
+
+
+@pytest.mark.parametrize("assertion", ["rewrite", "plain"])
+def test_failure_message_is_the_report_with_and_without_rewriting(pytester, assertion):
+    make_repo(pytester, CLEAN_AND_BROKEN)
+    result = run(pytester, f"--assert={assertion}", "--color=no")
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    failure = out[out.index("test_labels_on_padding_fails"):]
+    assert "DataCheckFailed" in failure
+    # The first line (what -rf and CI summaries show) names the rule.
+    assert re.search(r"DataCheckFailed: labellint found 1 problem: LL103 labels-on-padding",
+                     failure)
+    # Which rule, which rows (1 and 2 are padded), the token strip, and the fix.
+    assert "LL103 (error)" in failure and "[labels-on-padding]" in failure
+    assert re.search(r"rows: 1 \(positions [\d-]+\), 2 \(positions [\d-]+\)\n", failure)
+    assert "row 0" not in failure
+    assert re.search(r"row 1: .*\{\[<pad>", failure)  # the strip: padding with a label
+    assert "help: set labels to -100 wherever attention_mask == 0" in failure
+    # labellint's own frames are hidden: the traceback ends in the test's line.
+    assert "pytest_plugin.py" not in out and "api.py" not in out
+    assert "\x1b[" not in out
+
+
+def test_strip_is_coloured_only_when_pytest_has_colour(pytester):
+    make_repo(pytester, CLEAN_AND_BROKEN)
+    coloured = run(pytester, "--color=yes", "-k", "labels_on_padding").stdout.str()
+    # In colour the states are colours, not brackets.
+    assert "\x1b[" in coloured and "{[<pad>" not in coloured
+    assert "LL103" in coloured and "help:" in coloured
+
+
+def test_unknown_key_in_pyproject_is_one_clear_error(pytester):
+    make_repo(pytester, CLEAN_AND_BROKEN, 'ignor = ["LL103"]')
+    result = run(pytester, "--color=no")
+    result.assert_outcomes(errors=3)  # at the fixture's set-up, before any check
+    out = result.stdout.str()
+    assert "LabelLintError" in out and "has no setting 'ignor'" in out
+    assert "DataCheckFailed" not in out and "config.py" not in out
+
+
+FAIL_ON = '''
+import pytest
+
+from collate import lm_batch
+
+from labellint import LabelLintError
+
+
+# DataCollatorForLanguageModeling with pad == eos masks every EOS: LL403 (an error, the model
+# never learns to stop) and LL410 (a warning naming the cause).
+def test_error_fails_with_fail_on_error(labellint, eos_pad_tokenizer):
+    labellint.assert_clean(lm_batch(eos_pad_tokenizer), eos_pad_tokenizer, fail_on="error")
+
+
+def test_warning_passes_with_fail_on_error(labellint, eos_pad_tokenizer):
+    report = labellint.assert_clean(lm_batch(eos_pad_tokenizer), eos_pad_tokenizer,
+                                    fail_on="error", ignore=["eos-never-supervised"])
+    assert [f.code for f in report.findings] == ["LL410"]
+
+
+def test_warning_fails_by_default(labellint, eos_pad_tokenizer):
+    labellint.assert_clean(lm_batch(eos_pad_tokenizer), eos_pad_tokenizer, ignore=["LL403"])
+
+
+def test_select_replaces_the_selection(labellint, eos_pad_tokenizer):
+    report = labellint.assert_clean(lm_batch(eos_pad_tokenizer), eos_pad_tokenizer,
+                                    select=["LL1"])
+    assert not report.findings
+
+
+@pytest.mark.parametrize("bad", [{"ignore": ["LL999"]}, {"fail_on": "fatal"},
+                                 {"select": "LL403"}])
+def test_bad_argument_is_an_error_not_a_finding(labellint, eos_pad_tokenizer, bad):
+    with pytest.raises(LabelLintError) as e:
+        labellint.assert_clean(lm_batch(eos_pad_tokenizer), eos_pad_tokenizer, **bad)
+    assert "\\n" not in str(e.value) and "LL403" not in str(e.value).replace("'LL403'", "")
+
+
+def test_bad_argument_reads_as_one_line(labellint, eos_pad_tokenizer):
+    labellint.assert_clean(lm_batch(eos_pad_tokenizer), eos_pad_tokenizer, ignore=["LL999"])
+'''
+
+
+def test_fail_on_ignore_and_select_arguments(pytester, monkeypatch):
+    make_repo(pytester, FAIL_ON)
+    monkeypatch.setenv("COLUMNS", "250")  # summary lines in full
+    result = run(pytester, "--color=no", "-rf")
+    result.assert_outcomes(passed=5, failed=3)
+    result.stdout.fnmatch_lines([  # the summary line names what was found
+        "FAILED test_data.py::test_error_fails_with_fail_on_error - *DataCheckFailed: "
+        "labellint found 2 problems: LL403 eos-never-supervised, LL410 pad-is-eos",
+        "FAILED test_data.py::test_warning_fails_by_default - *DataCheckFailed: "
+        "labellint found 1 problem: LL410 pad-is-eos",
+        "FAILED test_data.py::test_bad_argument_reads_as_one_line - *LabelLintError: "
+        "unknown rule selector 'LL999': not a code, code prefix or name",
+    ])
+    out = result.stdout.str()
+    by_default = out[out.index("_ test_warning_fails_by_default _"):
+                     out.index("_ test_bad_argument_reads_as_one_line _")]
+    assert "LL410 (warning)" in by_default and "LL403 (error)" not in by_default
+
+
+CONFIGURED = '''
+from collate import lm_batch, seq2seq_batch
+
+
+def test_ignore_in_pyproject_turns_the_failure_into_a_pass(labellint, tokenizer):
+    batch = seq2seq_batch(tokenizer, label_pad_token_id=tokenizer.pad_token_id)
+    labellint.assert_clean(batch, tokenizer)       # ignore = ["labels-on-padding"]
+
+
+def test_ignore_argument_adds_to_the_table(labellint, tokenizer):
+    batch = seq2seq_batch(tokenizer, label_pad_token_id=tokenizer.pad_token_id)
+    report = labellint.check(batch, tokenizer, ignore=["LL4"])
+    assert report.findings == []                   # LL103 stays ignored
+
+
+def test_settings_come_from_pyproject(labellint, eos_pad_tokenizer):
+    report = labellint.check(lm_batch(eos_pad_tokenizer))  # no tokenizer given: the table's
+    facts = report.sources[0].facts.describe()
+    assert facts["eos_id"] == {"value": eos_pad_tokenizer.eos_token_id, "from": "tokenizer"}
+    assert facts["max_length"] == {"value": 64, "from": "given"}
+    assert [f.code for f in report.findings] == ["LL403"]   # select = ["LL1", "LL403"]
+    finding = report.findings[0]
+    assert (finding.rows, finding.count_rows) == ((0,), 3)  # max-examples = 1
+
+
+def test_call_arguments_override_the_table(labellint, eos_pad_tokenizer):
+    report = labellint.check(lm_batch(eos_pad_tokenizer), max_length=128, select=["LL4"],
+                             max_examples=2)
+    assert report.sources[0].facts.max_length == 128
+    assert {f.code for f in report.findings} == {"LL403", "LL410"}
+    assert all(len(f.rows) == 2 for f in report.findings)
+'''
+
+
+def test_settings_from_the_repos_pyproject(pytester):
+    from labellint.testing import tiny_tokenizer
+
+    tiny_tokenizer(pad_is_eos=True).save_pretrained(pytester.path / "artifacts" / "tok")
+    make_repo(pytester, CONFIGURED, '''
+        select = ["LL1", "LL403"]
+        ignore = ["labels-on-padding"]
+        tokenizer = "artifacts/tok"
+        max-length = 64
+        max-examples = 1
+    ''')
+    run(pytester).assert_outcomes(passed=4)
+
+
+def test_loading_the_plugin_imports_nothing_heavy():
+    # pytest loads the plugin in every run of every repo that has labellint installed.
+    import subprocess
+    import sys
+
+    code = ("import sys, labellint.pytest_plugin; "
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'tokenizers') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
