@@ -265,3 +265,55 @@ def test_loading_the_plugin_imports_nothing_heavy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def fixture_for(tmp_path, table: str):
+    """The fixture's object for a repo whose pyproject holds `table`, without a pytest run."""
+    from labellint.config import load_config
+    from labellint.pytest_plugin import LabelLint
+
+    (tmp_path / "pyproject.toml").write_text(f"[tool.labellint]\n{textwrap.dedent(table)}")
+    return LabelLint(load_config(start=tmp_path))
+
+
+def test_call_arguments_are_laid_over_the_table(tmp_path):
+    lint = fixture_for(tmp_path, '''
+        select = ["LL1"]
+        ignore = ["LL105"]
+        eos-id = 2
+        max-examples = 3
+        [columns]
+        input-ids = "tokens"
+        labels = "targets"
+        [options.LL105]
+        min-tokens = 4
+        [options.LL407]
+        sample_rows = 8
+    '''.replace("[columns]", "[tool.labellint.columns]")
+       .replace("[options.", "[tool.labellint.options."))
+    given = lint._arguments("batch", None, ["LL4"], ["LL404"], {
+        "eos_id": 7, "columns": {"labels": "y"}, "options": {"LL105": {"min_tokens": 8}}})
+    assert given["select"] == ["LL4"]                     # replaces
+    assert given["ignore"] == ["LL105", "LL404"]          # adds
+    assert given["eos_id"] == 7 and given["max_examples"] == 3
+    assert given["columns"] == {"input_ids": "tokens", "labels": "y"}
+    assert given["options"] == {"LL105": {"min_tokens": 8}, "LL407": {"sample_rows": 8}}
+    kept = lint._arguments("batch", None, None, None, {})
+    assert kept["select"] == ["LL1"] and kept["ignore"] == ["LL105"]
+
+
+def test_per_path_ignores_apply_to_paths_only(tmp_path):
+    import json
+
+    lint = fixture_for(tmp_path, '''
+        eos-id = 2
+        [tool.labellint.per-path-ignores]
+        "data/*" = ["fully-masked-row"]
+    ''')
+    rows = [{"input_ids": [1, 5, 6, 2], "labels": [-100, -100, -100, -100]},
+            {"input_ids": [1, 5, 6, 2], "labels": [-100, -100, 6, 2]}]
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "LL101" not in [f.code for f in lint.check(path).findings]
+    assert "LL101" in [f.code for f in lint.check(rows).findings]
