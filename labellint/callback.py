@@ -114,9 +114,10 @@ class LabelLintCallback(TrainerCallback):
         self.report = check(batches, name=f"the first {len(batches)} training batches",
                             **settings)
         self._log(state, _data_metrics(self.report))
-        if self.report.findings:
+        stop = bool(self.fail_on) and self.report.failed(self.fail_on)
+        if self.report.findings and not stop:
             logger.warning("labellint: %s", self.report.render().plain)
-        if self.fail_on and self.report.failed(self.fail_on):
+        if stop:
             raise LabelLintError(
                 f"training stopped before the first step: {_verdict(self.report)} in "
                 f"the first {len(batches)} batches the Trainer would train on\n\n"
@@ -152,9 +153,10 @@ class LabelLintCallback(TrainerCallback):
             return
         self.loss_report = report
         self._log(state, _loss_metrics(report))
-        if report.findings:
+        stop = bool(self.fail_on) and report.failed(self.fail_on)
+        if report.findings and not stop:
             logger.warning("labellint: %s", report.render().plain)
-        if self.fail_on and report.failed(self.fail_on):
+        if stop:
             raise LabelLintError(
                 f"training stopped at step {state.global_step}: the logged loss "
                 f"{logs['loss']:.6g} is not the reference {report.reference_loss:.6g}\n\n"
@@ -310,7 +312,7 @@ class _StepCapture:
         self.handle.remove()
 
     def _hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
-        if not module.training or self.problem or len(self.stats) == len(self.batches):
+        if not module.training:
             return
         ids = kwargs.get("input_ids", args[0] if args else None)
         batch = self.batches[len(self.stats)]
@@ -325,6 +327,8 @@ class _StepCapture:
                 self.stats.append(self._stats(output, batch, ids.device))
         except LabelLintError as e:
             self.problem = str(e)
+        if self.problem or len(self.stats) == len(self.batches):
+            self.close()  # nothing more to take: a step that then fails leaves no hook behind
 
     def _stats(self, output: Any, batch: Mapping[str, Any], device: Any) -> TokenStats:
         on_device = {k: v.to(device) for k, v in batch.items()}

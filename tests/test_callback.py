@@ -156,6 +156,7 @@ def test_a_clean_run_trains_on_the_same_batches_in_the_same_order(tmp_path, case
     assert len(seen.batches) == len(without.batches) > 0
     assert all(torch.equal(a, b) for a, b in zip(seen.batches, without.batches))
     assert torch.equal(seen.rng_at_start, without.rng_at_start)
+    assert not trainer.model._forward_hooks  # the capture hook is gone after the first step
     logged = {k for entry in trainer.state.log_history for k in entry}
     assert {"labellint/errors", "labellint/reference_loss"} <= logged
 
