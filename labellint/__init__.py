@@ -13,11 +13,24 @@ from .show import RowView, show
 from .view import TokenWindow
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The callback subclasses transformers.TrainerCallback: import transformers only when asked,
+    # so that `import labellint` (and the command line) stays light.
+    if name == "LabelLintCallback":
+        from .callback import LabelLintCallback
+
+        return LabelLintCallback
+    raise AttributeError(f"module 'labellint' has no attribute {name!r}")
+
+
 __all__ = [
     "Batch",
     "ChatFormat",
     "Facts",
     "Finding",
+    "LabelLintCallback",
     "LabelLintError",
     "LossReport",
     "Report",

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from rich.console import Console
 
-from .config import FACT_ARGUMENTS, Config, load_config, toml_value
+from .config import Config, load_config, toml_value
 from .errors import LabelLintError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -124,7 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-FACT_FLAGS = FACT_ARGUMENTS  # every fact has its flag
+FACT_FLAGS = ("pad_id", "bos_id", "eos_id", "vocab_size", "max_length", "ignore_index",
+              "label_shift", "add_bos", "assistant_only_loss")
 
 
 def _option(text: str) -> tuple[str, str, object]:
@@ -139,26 +140,21 @@ def _option(text: str) -> tuple[str, str, object]:
 def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
     """Command-line flags over [tool.labellint] over defaults."""
     config = Config() if args.isolated else load_config(args.config)
-    table = config.check_arguments()
-    get = table.get
-    options = {rule: dict(values) for rule, values in get("options", {}).items()}
+    settings = config.check_kwargs()
+    facts = {k: settings.pop(k) for k in FACT_FLAGS if k in settings}
+    facts |= {k: getattr(args, k) for k in FACT_FLAGS if getattr(args, k) is not None}
+    options = settings["options"]
     for rule, name, value in map(_option, args.option):
         options.setdefault(rule, {})[name] = value
-    columns = dict(get("columns", {}))
+    columns = dict(settings["columns"] or {})
     for column in ("input_ids", "labels", "attention_mask", "position_ids"):
         if getattr(args, f"{column}_column"):
             columns[column] = getattr(args, f"{column}_column")
-    facts = {k: get(k) for k in FACT_FLAGS if get(k) is not None}
-    facts |= {k: getattr(args, k) for k in FACT_FLAGS if getattr(args, k) is not None}
-
-    def pick(flag: str, default: object = None) -> object:
-        given = getattr(args, flag)
-        return given if given is not None else get(flag, default)
-
-    settings = dict(
-        tokenizer=pick("tokenizer"), model=pick("model"), select=pick("select"),
-        ignore=pick("ignore") or [], options=options, columns=columns or None, facts=facts,
-        max_examples=pick("max_examples", 5), missing_labels=pick("missing_labels", "padding"),
+    for flag in ("tokenizer", "model", "select", "ignore", "max_examples", "missing_labels"):
+        if getattr(args, flag) is not None:
+            settings[flag] = getattr(args, flag)
+    settings |= dict(
+        options=options, columns=columns or None, facts=facts,
         format=args.format or config.get("format", "text"),
         fail_on=args.fail_on or config.get("fail_on", "warning"),
     )

@@ -41,13 +41,10 @@ SETTINGS: dict[str, Any] = {
     "fail-on": str, "format": str, "missing-labels": str,
     "columns": dict, "options": dict, "per-path-ignores": dict, **FACTS,
 }
+FACT_KEYS = tuple(k.replace("-", "_") for k in FACTS)
 PATHS = ("tokenizer", "model")
 CHOICES = {"fail-on": ("warning", "error"), "format": ("text", "json", "github"),
            "missing-labels": ("padding", "pad-id", "skip"), "label-shift": ("model", "dataset")}
-# The settings that are `check()` keyword arguments, by their Python names; facts are too.
-CHECK_ARGUMENTS = ("tokenizer", "model", "select", "ignore", "options", "columns",
-                   "max_examples", "missing_labels")
-FACT_ARGUMENTS = tuple(k.replace("-", "_") for k in FACTS)
 
 
 @dataclass(frozen=True)
@@ -65,14 +62,21 @@ class Config:
     def get(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
 
-    def check_arguments(self) -> dict[str, Any]:
-        """These settings as `check()` keyword arguments (facts by name), only those set.
+    def check_kwargs(self) -> dict[str, Any]:
+        """These settings as `check()` keyword arguments (tokenizer and model are paths).
 
-        The one translation from the table to `check()`: the command line and the pytest
-        fixture both lay their own arguments over this, so the two read a table alike.
+        The one translation from a config to a check, shared by the command line (which lays
+        its flags over it), the pytest fixture and the Trainer callback.
         """
-        return {k: self.settings[k] for k in (*CHECK_ARGUMENTS, *FACT_ARGUMENTS)
-                if self.settings.get(k) is not None}
+        get = self.get
+        return dict(
+            tokenizer=get("tokenizer"), model=get("model"), select=get("select"),
+            ignore=list(get("ignore", [])),
+            options={rule: dict(values) for rule, values in get("options", {}).items()},
+            columns=dict(get("columns", {})) or None,
+            max_examples=get("max_examples", 5),
+            missing_labels=get("missing_labels", "padding"),
+            **{k: get(k) for k in FACT_KEYS if get(k) is not None})
 
     def ignores_for(self, source: str | os.PathLike) -> list[str]:
         """The per-path ignores whose glob matches `source` (relative to the config's folder)."""

@@ -242,7 +242,8 @@ def hypotheses(stats: Sequence[TokenStats]) -> list[Hypothesis]:
     out = []
     for name, code, what, says, f in _HYPOTHESES:
         value = f(w)
-        if value is not None:
+        # None: the mistake adds nothing here; NaN: the numbers it needs were not computed.
+        if value is not None and math.isfinite(value):
             out.append(Hypothesis(name, code, what, says, float(value)))
     return out
 

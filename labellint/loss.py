@@ -232,7 +232,7 @@ def check_loss(
             value = _float(reported, "reported")
     else:
         value = _combine(losses, how) if losses else None
-    return _report(stats, value, reported_from, at_init=at_init, rtol=rtol, atol=atol,
+    return report_from_stats(stats, value, reported_from, at_init=at_init, rtol=rtol, atol=atol,
                    ignore_index=ignore_index, select=select, ignore=ignore, options=options,
                    notes=notes, device=dev_name, name=name)
 
@@ -262,9 +262,13 @@ def _own_loss(model: Any, tensors: list[dict[str, Any]], n_window: int,
     return stats, losses, how
 
 
-def _report(stats: list[TokenStats], reported: float | None, reported_from: str, *,
-            at_init: bool, rtol: float | None, atol: float, ignore_index: int, select: Any,
-            ignore: Any, options: Any, notes: list[str], device: str, name: str) -> LossReport:
+def report_from_stats(stats: list[TokenStats], reported: float | None, reported_from: str, *,
+                      at_init: bool = False, rtol: float | None = None, atol: float = ATOL,
+                      ignore_index: int = -100, select: Any = None, ignore: Any = None,
+                      options: Any = None, notes: Sequence[str] = (), device: str = "cpu",
+                      name: str = "loss") -> LossReport:
+    """The verdict on a window whose per-position numbers are already computed (check_loss, or
+    a callback that captured them during the step)."""
     import numpy as np
 
     reference = reference_loss(stats)

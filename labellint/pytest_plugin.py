@@ -113,7 +113,7 @@ class LabelLint:
             if isinstance(value, str):
                 raise LabelLintError(f"{name} must be a list of rule codes or names, "
                                      f"not the string {value!r}")
-        arguments = self.config.check_arguments()
+        arguments = self.config.check_kwargs()
         table_ignore = list(arguments.pop("ignore", []))
         if isinstance(source, (str, os.PathLike)):
             table_ignore += self.config.ignores_for(source)

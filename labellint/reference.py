@@ -267,6 +267,47 @@ def stats_from_logits(logits: Any, batch: Mapping[str, Any], *, device: Any = No
                        **options)
 
 
+def stats_from_target_log_probs(log_probs: Any, batch: Mapping[str, Any], *,
+                                ignore_index: int = -100, pad_id: int | None = None,
+                                vocab_size: int = 0, **_: Any) -> TokenStats:
+    """TokenStats from per-target log-probabilities [rows, positions - 1], as TRL's fused LM head
+    returns them (`outputs.log_probs`: position t scores labels[t + 1], zero where ignored).
+
+    Only the reference target is scored, so the hypotheses about other targets (no shift,
+    padding counted, smoothing) have nothing to work with and stay out of the verdict; those
+    about averaging (LL903) need nothing more.
+    """
+    import torch
+
+    ids, labels = batch["input_ids"], batch["labels"].long()
+    rows, T = ids.shape
+    if tuple(log_probs.shape) != (rows, T - 1):
+        raise LabelLintError(f"log-probabilities of shape {tuple(log_probs.shape)} do not match "
+                             f"input_ids {tuple(ids.shape)} shifted by one")
+    nll = torch.zeros(rows, T, dtype=torch.float64, device=log_probs.device)
+    nll[:, :-1] = -log_probs.detach().double()
+    unknown = np.full((rows, T), np.nan)
+    never = np.zeros((rows, T), dtype=bool)
+    padding = _padding({k: v.to(log_probs.device) for k, v in batch.items()
+                        if isinstance(v, torch.Tensor)}, pad_id)
+    target = _ahead(labels.to(log_probs.device), 1, ignore_index)
+    nll_np = nll.cpu().numpy()
+    return TokenStats(
+        shift=1,
+        nll_ref=nll_np, ok_ref=(target != ignore_index).cpu().numpy(),
+        nll_noshift=unknown, ok_noshift=never,
+        nll_double=unknown, ok_double=never,
+        nll_next=unknown, ok_next=never,
+        smooth=unknown,
+        pad_next=_ahead(padding.long(), 1, 0).bool().cpu().numpy(),
+        attended_next=_ahead((~padding).long(), 1, 0).bool().cpu().numpy(),
+        labelled=(labels != ignore_index).cpu().numpy(),
+        nonfinite=~np.isfinite(nll_np),
+        vocab_size=vocab_size,
+        dtype=str(log_probs.dtype).removeprefix("torch."),
+    )
+
+
 # -- running a model ---------------------------------------------------------------------------
 
 

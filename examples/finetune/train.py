@@ -52,5 +52,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except LabelLintError as e:
-        sys.exit(f"training stopped before the first step:\n{e}")
+    except LabelLintError as e:  # the message is the whole report: what, where, the fix
+        sys.exit(f"labellint: {e}")

@@ -1,0 +1,379 @@
+"""LabelLintCallback: check a `transformers` Trainer's data and loss before GPU hours are spent.
+
+    trainer = Trainer(..., callbacks=[LabelLintCallback(batches=8, check_loss=True)])
+    trainer.train()   # raises LabelLintError before the first optimizer step on broken data
+
+Two checks, both on what the model really receives:
+
+- `on_train_begin`: the first `batches` batches of the Trainer's own dataloader and collator go
+  through the data rules. They are drawn from a single-process copy of the loader with every
+  random state saved and restored, so training then sees the same batches in the same order.
+- The first optimizer step: a forward hook turns the outputs of each of its micro-batches into
+  per-position numbers (reference.TokenStats) as they are made, the step is logged on its own,
+  and the logged loss is compared with the reference over the whole accumulation window
+  (loss forensics on a mismatch). Captured outputs, not a second forward pass: the optimizer
+  has stepped by the time the loss is logged, and dropout makes each forward different.
+
+Findings go to the Trainer's log (so to the user's tracker) as `labellint/...` numbers, and to
+the `labellint` logger as the text report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback
+
+from .api import check
+from .config import Config, load_config
+from .errors import LabelLintError
+from .loss import RTOL, report_from_stats
+from .loss_report import LossReport
+from .reference import TokenStats, stats_from_logits, stats_from_target_log_probs
+from .registry import select_rules
+from .report import FAIL_ON, Report
+
+logger = logging.getLogger("labellint")
+
+# The reference is computed from the very logits the Trainer's loss came from, not from a
+# second forward, so only the loss's own float32 accumulation separates them (the CE of bf16
+# logits is upcast too); half-precision log-probs summed in their own dtype keep RTOL's slack.
+CAPTURED_RTOL = {**RTOL, "float64": 1e-6, "float32": 1e-5}
+
+__all__ = ["LabelLintCallback"]
+
+
+class LabelLintCallback(TrainerCallback):
+    """Lint the first batches before training, and check the first optimizer step's loss.
+
+    batches: how many batches of the Trainer's dataloader to check (at least the
+        accumulation window's micro-batches when check_loss).
+    check_loss: compare the loss the Trainer logs for the first optimizer step with the
+        reference computed from that step's own outputs. The first step is logged on its own
+        for this, whatever logging_steps says.
+    fail_on: "error" (default) or "warning" raises LabelLintError; None only logs.
+    select, ignore, options, facts: as for `labellint.check`, laid over the `[tool.labellint]`
+        table of the nearest pyproject.toml (`config=False` ignores it; a path picks one).
+    rtol: the loss tolerance; by default it follows the logits' dtype (loss.RTOL).
+    """
+
+    def __init__(self, batches: int = 8, *, check_loss: bool = True,
+                 fail_on: str | None = "error", select: Sequence[str] | None = None,
+                 ignore: Sequence[str] = (), options: Mapping[str, Mapping[str, Any]] | None = None,
+                 config: str | Path | bool = True, rtol: float | None = None,
+                 **facts: Any) -> None:
+        if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
+            raise LabelLintError(f"batches must be a count of 1 or more, not {batches!r}")
+        if fail_on is not None and fail_on not in FAIL_ON:
+            raise LabelLintError(f"fail_on must be one of {', '.join(FAIL_ON)} or None, "
+                                 f"not {fail_on!r}")
+        self.batches = batches
+        self.check_loss = check_loss
+        self.fail_on = fail_on
+        self.rtol = rtol
+        cfg = Config() if config is False else load_config(None if config is True else config)
+        self.settings = cfg.check_kwargs()
+        self.settings["ignore"] = [*self.settings["ignore"], *ignore]
+        if select is not None:
+            self.settings["select"] = list(select)
+        if options:
+            self.settings["options"] = {**self.settings["options"], **options}
+        self.settings |= facts
+        select_rules(self.settings["select"], self.settings["ignore"])  # bad names: now
+        self.report: Report | None = None
+        self.loss_report: LossReport | None = None
+        self._capture: _StepCapture | None = None
+        self._trainer: Trainer | None = None
+
+    # -- before the first step --------------------------------------------------------------
+
+    def on_train_begin(self, args, state, control, model=None, processing_class=None,
+                       train_dataloader=None, **kwargs):
+        self._trainer = _calling_trainer()
+        if train_dataloader is None:
+            logger.warning("labellint: the Trainer passed no train dataloader; nothing checked")
+            return
+        accumulation = max(1, args.gradient_accumulation_steps)
+        wanted = max(self.batches, accumulation if self.check_loss else 0)
+        batches = first_batches(train_dataloader, wanted)
+        if not batches:
+            raise LabelLintError("the Trainer's train dataloader yields no batches")
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        settings = dict(self.settings)
+        if tokenizer is not None:
+            settings["tokenizer"] = tokenizer
+        if model is not None and settings.get("model") is None:
+            settings["model"] = model
+        self.report = check(batches, name=f"the first {len(batches)} training batches",
+                            **settings)
+        self._log(state, _data_metrics(self.report))
+        stop = bool(self.fail_on) and self.report.failed(self.fail_on)
+        if self.report.findings and not stop:
+            logger.warning("labellint: %s", self.report.render().plain)
+        if stop:
+            raise LabelLintError(
+                f"training stopped before the first step: {_verdict(self.report)} in "
+                f"the first {len(batches)} batches the Trainer would train on\n\n"
+                f"{self.report.render().plain}")
+        if self.check_loss and model is not None:
+            if args.world_size > 1 or getattr(args, "n_gpu", 1) > 1:
+                logger.warning("labellint: the loss check runs on one process only (the logged "
+                               "loss is a mean over %d); skipped", args.world_size)
+                return
+            self._capture = _StepCapture(model, batches[:accumulation], state.global_step + 1,
+                                         ignore_index=settings.get("ignore_index", -100),
+                                         pad_id=getattr(tokenizer, "pad_token_id", None))
+
+    # -- the first optimizer step -----------------------------------------------------------
+
+    def on_step_end(self, args, state, control, **kwargs):
+        capture = self._capture
+        if capture is not None and state.global_step == capture.step:
+            capture.close()
+            control.should_log = True  # the step's own loss, not a mean over logging_steps
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        capture = self._capture
+        if capture is None or not logs or "loss" not in logs or state.global_step != capture.step:
+            return
+        self._capture = None
+        report = capture.report(float(logs["loss"]), rtol=self.rtol or capture.rtol,
+                                select=self.settings.get("select"),
+                                ignore=self.settings["ignore"],
+                                options=self.settings["options"])
+        if report is None:
+            return
+        self.loss_report = report
+        self._log(state, _loss_metrics(report))
+        stop = bool(self.fail_on) and report.failed(self.fail_on)
+        if report.findings and not stop:
+            logger.warning("labellint: %s", report.render().plain)
+        if stop:
+            raise LabelLintError(
+                f"training stopped at step {state.global_step}: the logged loss "
+                f"{logs['loss']:.6g} is not the reference {report.reference_loss:.6g}\n\n"
+                f"{report.render().plain}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def _log(self, state: Any, metrics: dict[str, float]) -> None:
+        if self._trainer is not None:
+            self._trainer.log(dict(metrics))
+        else:
+            state.log_history.append({**metrics, "step": state.global_step})
+
+
+def _verdict(report: Report) -> str:
+    from .report import _n
+
+    parts = [_n(len(report.errors), "error")]
+    if report.warnings:
+        parts.append(_n(len(report.warnings), "warning"))
+    return " and ".join(parts)
+
+
+def _data_metrics(report: Report) -> dict[str, float]:
+    metrics = {"labellint/errors": float(len(report.errors)),
+               "labellint/warnings": float(len(report.warnings))}
+    for f in report.findings:
+        metrics[f"labellint/{f.code}_{f.name}_rows"] = float(f.count_rows)
+    return metrics
+
+
+def _loss_metrics(report: LossReport) -> dict[str, float]:
+    metrics = {"labellint/reference_loss": report.reference_loss,
+               "labellint/loss_errors": float(len(report.errors)),
+               "labellint/loss_warnings": float(len(report.warnings))}
+    for f in report.findings:
+        metrics[f"labellint/{f.code}_{f.name}"] = 1.0
+    return metrics
+
+
+def _calling_trainer() -> Trainer | None:
+    """The Trainer whose callback handler is calling us.
+
+    Callbacks are handed the model and the loaders but not the Trainer, and trackers hear only
+    what goes through `Trainer.log`; the handler's caller is a Trainer method, a few frames up.
+    """
+    frame = sys._getframe(1)
+    for _ in range(12):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, Trainer):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+# -- the first batches, without disturbing training -------------------------------------------
+
+
+def first_batches(loader: Any, n: int) -> list[dict[str, Any]]:
+    """The first `n` batches `loader` will yield, with no effect on what it yields afterwards.
+
+    They come from a single-process loader over the same dataset, sampler and collator
+    (accelerate's wrapper keeps the Trainer's loader as `base_dataloader`): iterating the
+    loader itself would start worker processes, and a persistent one would keep our epoch's
+    seeds. Every random state an iteration draws from is restored afterwards.
+    """
+    base = getattr(loader, "base_dataloader", loader)
+    if not isinstance(base, torch.utils.data.DataLoader):
+        with _random_state_kept(()):
+            return _take(iter(base), n)
+    common = dict(collate_fn=base.collate_fn, num_workers=0, generator=base.generator)
+    if isinstance(base.dataset, torch.utils.data.IterableDataset):
+        fresh = torch.utils.data.DataLoader(base.dataset, batch_size=base.batch_size,
+                                            drop_last=base.drop_last, **common)
+    elif base.batch_sampler is not None:
+        fresh = torch.utils.data.DataLoader(base.dataset, batch_sampler=base.batch_sampler,
+                                            **common)
+    else:
+        fresh = torch.utils.data.DataLoader(base.dataset, batch_size=None, sampler=base.sampler,
+                                            **common)
+    generators = [g for g in (base.generator, _sampler_generator(base)) if g is not None]
+    with _random_state_kept(generators):
+        return _take(iter(fresh), n)
+
+
+def _sampler_generator(loader: torch.utils.data.DataLoader) -> torch.Generator | None:
+    sampler = getattr(loader.batch_sampler, "sampler", None) or loader.sampler
+    generator = getattr(sampler, "generator", None)
+    return generator if isinstance(generator, torch.Generator) else None
+
+
+def _take(batches: Iterator[Any], n: int) -> list[dict[str, Any]]:
+    out = []
+    for batch in batches:
+        out.append(dict(batch))
+        if len(out) == n:
+            break
+    return out
+
+
+@contextlib.contextmanager
+def _random_state_kept(generators: Sequence[torch.Generator]) -> Iterator[None]:
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+              [g.get_state() for g in generators])
+    try:
+        yield
+    finally:
+        python, numpy_state, torch_state, cuda, own = states
+        random.setstate(python)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        for g, s in zip(generators, own):
+            g.set_state(s)
+
+
+# -- the first optimizer step's outputs -------------------------------------------------------
+
+
+class _StepCapture:
+    """Per-position numbers of each micro-batch of one optimizer step, taken from the model's
+    own forward as it runs.
+
+    A forward is matched to its micro-batch by its input_ids: TRL runs a second, gradient-free
+    forward of the same micro-batch for its metrics, and evaluation forwards are not training.
+    Labels come from the collated batch, since a custom compute_loss pops them before the
+    forward (and the Trainer's num_items_in_batch counted them there).
+    """
+
+    def __init__(self, model: Any, batches: Sequence[Mapping[str, Any]], step: int, *,
+                 ignore_index: int, pad_id: int | None) -> None:
+        self.batches = [{k: v for k, v in b.items() if isinstance(v, torch.Tensor)}
+                        for b in batches]
+        self.step = step
+        self.options = dict(ignore_index=ignore_index, label_shift="model", pad_id=pad_id)
+        self.vocab_size = _vocab_size(model)
+        self.stats: list[TokenStats] = []
+        self.notes: list[str] = []
+        self.problem: str | None = None
+        self.device = "cpu"
+        self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def close(self) -> None:
+        self.handle.remove()
+
+    def _hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        if not module.training:
+            return
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        batch = self.batches[len(self.stats)]
+        if not isinstance(ids, torch.Tensor) or not _same(ids, batch.get("input_ids")):
+            return  # another forward (a repeated one, a reference model's): not this micro-batch
+        if "labels" not in batch:
+            self.problem = "the collated batches have no labels"
+            return
+        self.device = str(ids.device)
+        try:
+            with torch.no_grad():
+                self.stats.append(self._stats(output, batch, ids.device))
+        except LabelLintError as e:
+            self.problem = str(e)
+        if self.problem or len(self.stats) == len(self.batches):
+            self.close()  # nothing more to take: a step that then fails leaves no hook behind
+
+    def _stats(self, output: Any, batch: Mapping[str, Any], device: Any) -> TokenStats:
+        on_device = {k: v.to(device) for k, v in batch.items()}
+        logits = output if isinstance(output, torch.Tensor) else _field(output, "logits")
+        if logits is not None:
+            return stats_from_logits(logits, on_device, **self.options)
+        log_probs = _field(output, "log_probs")
+        if log_probs is not None:
+            if not self.notes:
+                self.notes.append("the model returned the targets' log-probabilities (a fused "
+                                  "LM head), not logits: the forensics are limited to how the "
+                                  "loss is averaged")
+            return stats_from_target_log_probs(log_probs, on_device, vocab_size=self.vocab_size,
+                                               **self.options)
+        raise LabelLintError("the model's outputs hold neither logits nor log-probabilities")
+
+    def report(self, logged: float, **rules: Any) -> LossReport | None:
+        self.close()
+        if self.problem or len(self.stats) != len(self.batches):
+            why = self.problem or (f"{len(self.stats)} of the first step's {len(self.batches)} "
+                                   "micro-batches reached the model as collated")
+            logger.warning("labellint: the loss check is skipped: %s", why)
+            return None
+        return report_from_stats(self.stats, logged, "the Trainer's logged loss",
+                                 notes=self.notes, name=f"step {self.step}",
+                                 device=self.device, **rules)
+
+
+    @property
+    def rtol(self) -> float:
+        dtype = self.stats[0].dtype if self.stats else "bfloat16"
+        return CAPTURED_RTOL.get(dtype, RTOL["bfloat16"])
+
+
+def _field(output: Any, name: str) -> Any:
+    value = output.get(name) if isinstance(output, Mapping) else getattr(output, name, None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _same(ids: torch.Tensor, expected: Any) -> bool:
+    return isinstance(expected, torch.Tensor) and ids.shape == expected.shape and \
+        torch.equal(ids.detach().cpu(), expected.cpu())
+
+
+def _vocab_size(model: Any) -> int:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    return int(weight.shape[0]) if weight is not None else 0

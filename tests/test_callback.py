@@ -1,0 +1,355 @@
+"""LabelLintCallback in real Trainer and SFTTrainer runs: tiny Llama models on CPU, real
+collators, real training steps.
+
+Each broken run plants one mistake as it happens in real code and must stop with that rule,
+before the first optimizer step for data, at the first step for the loss; clean runs must train
+on exactly the batches, in exactly the order, they would have had without the callback.
+"""
+
+from __future__ import annotations
+
+import random
+
+import datasets
+import pytest
+import torch
+from transformers import (
+    DataCollatorForLanguageModeling,
+    DataCollatorForSeq2Seq,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from labellint import LabelLintError
+from labellint.callback import LabelLintCallback, first_batches
+from labellint.testing import tiny_llama, tiny_tokenizer
+
+trl = pytest.importorskip("trl")
+from trl import SFTConfig, SFTTrainer  # noqa: E402
+
+WORDS = ("the cat sat on a mat while rain fell over paris and a spider with eight legs said "
+         "guten morgen to the sea").split()
+
+
+def pairs(n: int = 24, seed: int = 0) -> list[tuple[str, str]]:
+    """Prompt/answer pairs of widely different lengths, so micro-batches differ in targets."""
+    rng = random.Random(seed)
+    return [(" ".join(rng.choices(WORDS, k=rng.randint(3, 12))) + " answer:",
+             " " + " ".join(rng.choices(WORDS, k=rng.choice([1, 2, 3, 20, 30]))))
+            for _ in range(n)]
+
+
+def tokenized(tok, *, labels: bool = True, max_length: int | None = None) -> datasets.Dataset:
+    """The usual SFT preprocessing: prompt masked with -100, answer and EOS trained."""
+    rows = []
+    for prompt, answer in pairs():
+        p = tok(prompt)["input_ids"]
+        ids = p + tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        row = {"input_ids": ids[:max_length], "attention_mask": [1] * len(ids[:max_length])}
+        if labels:
+            row["labels"] = ([-100] * len(p) + ids[len(p):])[:max_length]
+        rows.append(row)
+    return datasets.Dataset.from_list(rows)
+
+
+def prompt_completion() -> datasets.Dataset:
+    data = pairs()
+    return datasets.Dataset.from_dict({"prompt": [p for p, _ in data],
+                                       "completion": [a for _, a in data]})
+
+
+def label_clone_collator(tok):
+    """The collator of many blog posts: pad, then labels = input_ids (padding included)."""
+    def collate(rows):
+        batch = tok.pad({"input_ids": [r["input_ids"] for r in rows]}, return_tensors="pt")
+        batch["labels"] = batch["input_ids"].clone()
+        return batch
+    return collate
+
+
+def response_template_collator(tok, template: str):
+    """Old TRL's DataCollatorForCompletionOnlyLM: train what follows the response template's
+    token ids, and mask the whole row when they are not found."""
+    key = tok(template, add_special_tokens=False)["input_ids"]
+
+    def collate(rows):
+        batch = tok.pad({"input_ids": [r["input_ids"] for r in rows]}, return_tensors="pt")
+        labels = batch["input_ids"].clone()
+        labels[batch["attention_mask"] == 0] = -100
+        for i, ids in enumerate(batch["input_ids"].tolist()):  # a few rows of a test batch
+            at = next((j for j in range(len(ids)) if ids[j:j + len(key)] == key), None)
+            labels[i, : len(ids) if at is None else at + len(key)] = -100
+        batch["labels"] = labels
+        return batch
+    return collate
+
+
+class Seen(TrainerCallback):
+    """What the model is trained on, and the random state training starts from."""
+
+    def __init__(self):
+        self.batches: list[torch.Tensor] = []
+        self.rng_at_start = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.rng_at_start = torch.get_rng_state()
+        model.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, module, args, kwargs):
+        if module.training:
+            self.batches.append(kwargs["input_ids"].clone())
+
+
+def build(kind: str, tmp_path, tok, *, data=None, collator=None, callbacks=(), cls=None,
+          accumulation: int = 1, steps: int = 2, batch_size: int = 4, save: bool = False,
+          **extra):
+    model = tiny_llama(vocab_size=len(tok))
+    common = dict(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, bf16=False,
+                  per_device_train_batch_size=batch_size, max_steps=steps,
+                  gradient_accumulation_steps=accumulation, logging_steps=50,
+                  save_strategy="steps" if save else "no", save_steps=1, seed=0, **extra)
+    if kind == "trainer":
+        return (cls or Trainer)(
+            model=model, args=TrainingArguments(**common), processing_class=tok,
+            train_dataset=tokenized(tok) if data is None else data,
+            data_collator=collator or DataCollatorForSeq2Seq(tok), callbacks=list(callbacks))
+    return (cls or SFTTrainer)(
+        model=model, args=SFTConfig(**common), processing_class=tok,
+        train_dataset=prompt_completion() if data is None else data,
+        data_collator=collator, callbacks=list(callbacks))
+
+
+def checkpoints(tmp_path) -> list[str]:
+    out = tmp_path / "out"
+    return sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+
+# -- clean runs --------------------------------------------------------------------------------
+
+CLEAN = {
+    "trainer": ("trainer", {}),
+    "trainer-workers": ("trainer", {"dataloader_num_workers": 1,
+                                    "dataloader_persistent_workers": True}),
+    "trainer-accumulation": ("trainer", {"accumulation": 2}),
+    "sft": ("sft", {}),
+    "sft-accumulation": ("sft", {"accumulation": 2}),
+    "sft-padding-free": ("sft", {"padding_free": True, "max_length": None}),
+}
+
+
+@pytest.mark.parametrize("case", list(CLEAN))
+def test_a_clean_run_trains_on_the_same_batches_in_the_same_order(tmp_path, case):
+    kind, extra = CLEAN[case]
+    tok = tiny_tokenizer()
+    without = Seen()
+    build(kind, tmp_path / "a", tok, callbacks=[without], steps=3, **extra).train()
+    lint, seen = LabelLintCallback(batches=8, config=False), Seen()
+    trainer = build(kind, tmp_path / "b", tok, callbacks=[lint, seen], steps=3, **extra)
+
+    trainer.train()
+
+    assert lint.report is not None and lint.report.findings == [], str(lint.report)
+    assert lint.loss_report is not None and lint.loss_report.ok, str(lint.loss_report)
+    assert lint.loss_report.evidence.micro_batches == extra.get("accumulation", 1)
+    assert trainer.state.global_step == 3
+    assert len(seen.batches) == len(without.batches) > 0
+    assert all(torch.equal(a, b) for a, b in zip(seen.batches, without.batches))
+    assert torch.equal(seen.rng_at_start, without.rng_at_start)
+    assert not trainer.model._forward_hooks  # the capture hook is gone after the first step
+    logged = {k for entry in trainer.state.log_history for k in entry}
+    assert {"labellint/errors", "labellint/reference_loss"} <= logged
+
+
+def test_the_checked_batches_are_the_ones_the_model_gets(tmp_path):
+    tok = tiny_tokenizer()
+    seen = Seen()
+    trainer = build("trainer", tmp_path, tok, callbacks=[seen], steps=3)
+    expected = first_batches(trainer.get_train_dataloader(), 3)
+
+    trainer.train()
+
+    assert [b["input_ids"].tolist() for b in expected] == [b.tolist() for b in seen.batches]
+
+
+# -- broken data stops before the first step ---------------------------------------------------
+
+
+def broken(kind: str, defect: str):
+    """(tokenizer, build arguments) planting one data mistake the way real code makes it."""
+    if defect == "labels-on-padding":
+        tok = tiny_tokenizer()
+        if kind == "trainer":  # padding labels with the pad id instead of -100
+            pad = tok.pad_token_id
+            return tok, {"collator": DataCollatorForSeq2Seq(tok, label_pad_token_id=pad)}
+        return tok, {"collator": label_clone_collator(tok)}
+    if defect == "all-masked":
+        tok = tiny_tokenizer()
+        if kind == "trainer":  # answers truncated away: only prompt tokens are left
+            return tok, {"data": tokenized(tok, max_length=3)}
+        # TRL drops rows truncated to no answer; the completion-only collator people copy from
+        # old TRL masks every label when the response template is not found as tokenized alone
+        return tok, {"collator": response_template_collator(tok, "answer:")}
+    if defect == "pad-is-eos":  # the language-modelling collator masks every pad id: EOS too
+        tok = tiny_tokenizer(pad_is_eos=True)
+        lm = DataCollatorForLanguageModeling(tok, mlm=False)
+        if kind == "trainer":
+            return tok, {"data": tokenized(tok, labels=False), "collator": lm}
+        return tok, {"collator": lambda rows: lm([{"input_ids": r["input_ids"]} for r in rows])}
+    raise AssertionError(defect)
+
+
+DEFECTS = {"labels-on-padding": "LL103", "all-masked": "LL102", "pad-is-eos": "LL403"}
+
+
+@pytest.mark.parametrize("kind", ["trainer", "sft"])
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_broken_data_stops_training_before_the_first_step(tmp_path, kind, defect):
+    tok, plan = broken(kind, defect)
+    trainer = build(kind, tmp_path, tok, callbacks=[LabelLintCallback(config=False)], save=True,
+                    **plan)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+
+    with pytest.raises(LabelLintError) as stop:
+        trainer.train()
+
+    message = str(stop.value)
+    assert message.startswith("training stopped before the first step")
+    assert DEFECTS[defect] in message and "help:" in message
+    assert trainer.state.global_step == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    assert checkpoints(tmp_path) == []
+
+
+def test_fail_on_none_logs_the_findings_and_trains(tmp_path):
+    tok, plan = broken("trainer", "labels-on-padding")
+    lint = LabelLintCallback(fail_on=None, config=False)
+    trainer = build("trainer", tmp_path, tok, callbacks=[lint], **plan)
+
+    trainer.train()
+
+    assert trainer.state.global_step == 2
+    first = trainer.state.log_history[0]
+    assert first["labellint/errors"] >= 1
+    assert first["labellint/LL103_labels-on-padding_rows"] == \
+        next(f for f in lint.report.findings if f.code == "LL103").count_rows > 0
+
+
+def test_fail_on_warning_stops_on_a_warning(tmp_path):
+    tok = tiny_tokenizer()
+    data = tokenized(tok)
+    data = data.map(lambda r: {"input_ids": r["input_ids"][:-1], "labels": r["labels"][:-1],
+                               "attention_mask": r["attention_mask"][:-1]})  # EOS dropped
+    build("trainer", tmp_path / "a", tok, data=data,
+          callbacks=[LabelLintCallback(config=False)]).train()  # a warning: trains
+
+    with pytest.raises(LabelLintError, match="LL404"):
+        build("trainer", tmp_path / "b", tok, data=data,
+              callbacks=[LabelLintCallback(fail_on="warning", config=False)]).train()
+
+
+def test_pyproject_settings_apply(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.labellint]\nignore = ["labels-on-padding"]\n')
+    monkeypatch.chdir(tmp_path)
+    tok, plan = broken("trainer", "labels-on-padding")
+    lint = LabelLintCallback()
+    trainer = build("trainer", tmp_path, tok, callbacks=[lint], **plan)
+
+    trainer.train()
+
+    assert "LL103" not in {f.code for f in lint.report.findings}
+    assert trainer.state.global_step == 2
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"batches": 0}, "batches must be a count"),
+    ({"fail_on": "sometimes"}, "fail_on must be one of"),
+    ({"select": ["LL999"]}, "LL999"),
+])
+def test_bad_arguments_are_one_clear_error(bad, message):
+    with pytest.raises(LabelLintError, match=message):
+        LabelLintCallback(config=False, **bad)
+
+
+# -- the loss of the first step ---------------------------------------------------------------
+
+
+def no_shift_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    """The loss of many tutorials: cross-entropy of logits[t] against labels[t]."""
+    labels = inputs.pop("labels")
+    outputs = model(**inputs)
+    logits = outputs.logits
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             labels.reshape(-1), ignore_index=-100)
+    return (loss, outputs) if return_outputs else loss
+
+
+def per_micro_batch_mean(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    """Each micro-batch's own token mean, which the Trainer then averages over the window."""
+    outputs = model(**inputs)
+    return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+
+def fused_per_micro_batch_mean(self, model, inputs, return_outputs=False,
+                               num_items_in_batch=None):
+    """The same through TRL's fused LM head: per-target log-probs, no logits."""
+    outputs = model(**inputs, use_cache=False, fused_lm_head=True)
+    loss = -outputs.log_probs.sum() / outputs.label_mask.sum()
+    return (loss, outputs) if return_outputs else loss
+
+
+def trainer_with(kind, compute_loss, **attrs):
+    base = Trainer if kind == "trainer" else SFTTrainer
+    return type(f"Custom{base.__name__}", (base,), {"compute_loss": compute_loss, **attrs})
+
+
+@pytest.mark.parametrize("kind", ["trainer", "sft"])
+def test_a_compute_loss_without_a_shift_stops_at_the_first_step(tmp_path, kind):
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback(config=False)
+    trainer = build(kind, tmp_path, tok, cls=trainer_with(kind, no_shift_loss), callbacks=[lint],
+                    save=True)
+
+    with pytest.raises(LabelLintError, match="LL901") as stop:
+        trainer.train()
+
+    assert "training stopped at step 1" in str(stop.value)
+    assert lint.loss_report.matched == "no_shift"
+    assert trainer.state.global_step == 1
+    assert checkpoints(tmp_path) == []  # save_steps=1: the stop comes before the save
+
+
+@pytest.mark.parametrize("kind, compute_loss", [
+    ("trainer", per_micro_batch_mean),
+    ("sft", fused_per_micro_batch_mean),
+])
+def test_a_mean_of_micro_batch_means_under_accumulation_is_named(tmp_path, kind, compute_loss):
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback(config=False)
+    # loss_is_scaled_for_ga=False: the Trainer divides each micro-batch's mean by the steps.
+    cls = trainer_with(kind, compute_loss, loss_is_scaled_for_ga=False)
+    trainer = build(kind, tmp_path, tok, cls=cls, callbacks=[lint], accumulation=4,
+                    batch_size=2)
+
+    with pytest.raises(LabelLintError, match="LL903"):
+        trainer.train()
+
+    report = lint.loss_report
+    assert len(set(report.evidence.micro_supervised)) > 1  # the precondition of the mistake
+    assert report.matched == "mean_of_micro_batch_means"
+    assert report.reported_loss == pytest.approx(report.hypotheses["mean_of_micro_batch_means"],
+                                                 rel=1e-3)
+
+
+def test_a_loss_mismatch_is_logged_when_not_failing(tmp_path):
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback(fail_on=None, config=False)
+    trainer = build("trainer", tmp_path, tok, cls=trainer_with("trainer", no_shift_loss),
+                    callbacks=[lint])
+
+    trainer.train()
+
+    assert trainer.state.global_step == 2
+    entry = next(e for e in trainer.state.log_history if "labellint/reference_loss" in e)
+    assert entry["labellint/loss_errors"] == 1 and entry["labellint/LL901_loss-mismatch"] == 1
+    assert entry["labellint/reference_loss"] == pytest.approx(lint.loss_report.reference_loss)
