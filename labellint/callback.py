@@ -66,7 +66,8 @@ class LabelLintCallback(TrainerCallback):
 
     def __init__(self, batches: int = 8, *, check_loss: bool = True,
                  fail_on: str | None = "error", select: Sequence[str] | None = None,
-                 ignore: Sequence[str] = (), options: Mapping[str, Mapping[str, Any]] | None = None,
+                 ignore: Sequence[str] | None = None,
+                 options: Mapping[str, Mapping[str, Any]] | None = None,
                  config: str | Path | bool = True, rtol: float | None = None,
                  **facts: Any) -> None:
         if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
@@ -79,13 +80,7 @@ class LabelLintCallback(TrainerCallback):
         self.fail_on = fail_on
         self.rtol = rtol
         cfg = Config() if config is False else load_config(None if config is True else config)
-        self.settings = cfg.check_kwargs()
-        self.settings["ignore"] = [*self.settings["ignore"], *ignore]
-        if select is not None:
-            self.settings["select"] = list(select)
-        if options:
-            self.settings["options"] = {**self.settings["options"], **options}
-        self.settings |= facts
+        self.settings = cfg.check_kwargs(select=select, ignore=ignore, options=options, **facts)
         select_rules(self.settings["select"], self.settings["ignore"])  # bad names: now
         self.report: Report | None = None
         self.loss_report: LossReport | None = None
@@ -106,6 +101,8 @@ class LabelLintCallback(TrainerCallback):
         if not batches:
             raise LabelLintError("the Trainer's train dataloader yields no batches")
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        if tokenizer is None:  # Trainer(data_collator=DataCollatorForSeq2Seq(tok)) alone
+            tokenizer = getattr(getattr(self._trainer, "data_collator", None), "tokenizer", None)
         settings = dict(self.settings)
         if tokenizer is not None:
             settings["tokenizer"] = tokenizer

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from rich.console import Console
 
+from .batch import COLUMNS
 from .config import Config, load_config, toml_value
 from .errors import LabelLintError
 
@@ -140,24 +141,17 @@ def _option(text: str) -> tuple[str, str, object]:
 def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
     """Command-line flags over [tool.labellint] over defaults."""
     config = Config() if args.isolated else load_config(args.config)
-    settings = config.check_kwargs()
-    facts = {k: settings.pop(k) for k in FACT_FLAGS if k in settings}
-    facts |= {k: getattr(args, k) for k in FACT_FLAGS if getattr(args, k) is not None}
-    options = settings["options"]
+    options: dict[str, dict[str, object]] = {}
     for rule, name, value in map(_option, args.option):
         options.setdefault(rule, {})[name] = value
-    columns = dict(settings["columns"] or {})
-    for column in ("input_ids", "labels", "attention_mask", "position_ids"):
-        if getattr(args, f"{column}_column"):
-            columns[column] = getattr(args, f"{column}_column")
-    for flag in ("tokenizer", "model", "select", "ignore", "max_examples", "missing_labels"):
-        if getattr(args, flag) is not None:
-            settings[flag] = getattr(args, flag)
-    settings |= dict(
-        options=options, columns=columns or None, facts=facts,
-        format=args.format or config.get("format", "text"),
-        fail_on=args.fail_on or config.get("fail_on", "warning"),
-    )
+    columns = {c: getattr(args, f"{c}_column") for c in COLUMNS if getattr(args, f"{c}_column")}
+    given = {k: getattr(args, k) for k in (*FACT_FLAGS, "tokenizer", "model", "max_examples",
+                                           "missing_labels")}
+    settings = config.check_kwargs(select=args.select, ignore=args.ignore, options=options,
+                                   columns=columns, **given)
+    settings["facts"] = {k: settings.pop(k) for k in FACT_FLAGS if k in settings}
+    settings |= dict(format=args.format or config.get("format", "text"),
+                     fail_on=args.fail_on or config.get("fail_on", "warning"))
     if settings["format"] not in ("text", "json", "github"):
         raise LabelLintError(f"format must be text, json or github, not {settings['format']!r}")
     if settings["fail_on"] not in ("warning", "error"):

@@ -62,21 +62,35 @@ class Config:
     def get(self, key: str, default: Any = None) -> Any:
         return self.settings.get(key, default)
 
-    def check_kwargs(self) -> dict[str, Any]:
-        """These settings as `check()` keyword arguments (tokenizer and model are paths).
+    def check_kwargs(self, *, select: Any = None, ignore: Any = None,
+                     options: Mapping[str, Mapping[str, Any]] | None = None,
+                     columns: Mapping[str, str] | None = None, **given: Any) -> dict[str, Any]:
+        """These settings as `check()` keyword arguments, with a caller's laid over them.
 
-        The one translation from a config to a check, shared by the command line (which lays
-        its flags over it), the pytest fixture and the Trainer callback.
+        The one merge, shared by the command line, the pytest fixture and the Trainer callback
+        (as ruff lays flags over its table): `select` replaces the table's selection, `ignore`
+        adds to its ignores, `options` merge option by option within a rule and `columns`
+        column by column, and anything else given (facts, tokenizer, model, ...) replaces.
+        Tokenizer and model from the table are paths.
         """
+        for name, value in (("select", select), ("ignore", ignore)):
+            if isinstance(value, str):
+                raise LabelLintError(f"{name} must be a list of rule codes or names, "
+                                     f"not the string {value!r}")
         get = self.get
-        return dict(
-            tokenizer=get("tokenizer"), model=get("model"), select=get("select"),
-            ignore=list(get("ignore", [])),
-            options={rule: dict(values) for rule, values in get("options", {}).items()},
-            columns=dict(get("columns", {})) or None,
+        table_options = get("options", {})
+        merged_options = {rule: {**table_options.get(rule, {}), **(options or {}).get(rule, {})}
+                          for rule in {**table_options, **(options or {})}}
+        settings = dict(
+            tokenizer=get("tokenizer"), model=get("model"),
+            select=get("select") if select is None else list(select),
+            ignore=[*get("ignore", []), *(ignore or [])],
+            options=merged_options,
+            columns={**get("columns", {}), **(columns or {})} or None,
             max_examples=get("max_examples", 5),
             missing_labels=get("missing_labels", "padding"),
             **{k: get(k) for k in FACT_KEYS if get(k) is not None})
+        return settings | {k: v for k, v in given.items() if v is not None}
 
     def ignores_for(self, source: str | os.PathLike) -> list[str]:
         """The per-path ignores whose glob matches `source` (relative to the config's folder)."""

@@ -107,26 +107,9 @@ class LabelLint:
     def _arguments(self, source: Any, tokenizer: Any, select: Iterable[str] | None,
                    ignore: Iterable[str] | None, given: dict[str, Any]) -> dict[str, Any]:
         """The table's check() arguments with the call's laid over them."""
-        from .errors import LabelLintError
-
-        for name, value in (("select", select), ("ignore", ignore)):
-            if isinstance(value, str):
-                raise LabelLintError(f"{name} must be a list of rule codes or names, "
-                                     f"not the string {value!r}")
-        arguments = self.config.check_kwargs()
-        table_ignore = list(arguments.pop("ignore", []))
+        arguments = self.config.check_kwargs(select=select, ignore=ignore, **given)
         if isinstance(source, (str, os.PathLike)):
-            table_ignore += self.config.ignores_for(source)
-        if select is not None:
-            arguments["select"] = list(select)
-        arguments["ignore"] = table_ignore + list(ignore or [])
-        for merged in ("options", "columns"):  # merged a rule (a column) at a time
-            table, call = arguments.get(merged) or {}, given.get(merged)
-            if call and table:
-                given[merged] = {**table, **call} if merged == "columns" else {
-                    rule: {**table.get(rule, {}), **call.get(rule, {})}
-                    for rule in {**table, **call}}
-        arguments.update(given)
+            arguments["ignore"] += self.config.ignores_for(source)
         if tokenizer is not None:
             arguments["tokenizer"] = tokenizer
         if isinstance(arguments.get("tokenizer"), (str, os.PathLike)):

@@ -259,8 +259,11 @@ def test_config_from_the_nearest_pyproject_and_flags_override_it(tmp_path):
     sub = tmp_path / "sub"
     sub.mkdir()  # found from a folder below the pyproject too
     assert found(check_json("../d.parquet", cwd=sub)) == [("LL404", [2])]
-    overridden = check_json("../d.parquet", "--ignore", "LL404", cwd=sub)
-    assert found(overridden) == [("LL103", [1])]
+    # As in ruff: --ignore adds to the table's ignores, --select replaces its selection.
+    assert found(check_json("../d.parquet", "--ignore", "LL404", cwd=sub)) == []
+    assert found(check_json("../d.parquet", "--select", "LL1", cwd=sub)) == []
+    assert found(check_json("../d.parquet", "--eos-id", "7", "--select", "LL404",
+                            cwd=sub)) == [("LL404", [0, 1, 2])]
     assert found(check_json("d.parquet", "--isolated", *FACTS, cwd=tmp_path)) == EXPECTED
 
 
