@@ -120,9 +120,9 @@ class LabelLintCallback(TrainerCallback):
                 f"the first {len(batches)} batches the Trainer would train on\n\n"
                 f"{self.report.render().plain}")
         if self.check_loss and model is not None:
-            if args.world_size > 1 or getattr(args, "n_gpu", 1) > 1:
-                logger.warning("labellint: the loss check runs on one process only (the logged "
-                               "loss is a mean over %d); skipped", args.world_size)
+            why = _loss_not_comparable(args)
+            if why:
+                logger.warning("labellint: the loss check is skipped: %s", why)
                 return
             self._capture = _StepCapture(model, batches[:accumulation], state.global_step + 1,
                                          ignore_index=settings.get("ignore_index", -100),
@@ -171,6 +171,18 @@ class LabelLintCallback(TrainerCallback):
             self._trainer.log(dict(metrics))
         else:
             state.log_history.append({**metrics, "step": state.global_step})
+
+
+def _loss_not_comparable(args: Any) -> str | None:
+    """Why the logged loss is, by the user's choice, not the plain token-mean cross-entropy."""
+    if args.world_size > 1 or getattr(args, "n_gpu", 1) > 1:
+        return f"the logged loss is a mean over {max(args.world_size, args.n_gpu)} processes"
+    if getattr(args, "label_smoothing_factor", 0):
+        return f"label_smoothing_factor is {args.label_smoothing_factor}"
+    loss_type = getattr(args, "loss_type", "nll")  # TRL's SFTConfig
+    if loss_type not in (None, "nll"):
+        return f"the loss is TRL's loss_type={loss_type!r}, not cross-entropy"
+    return None
 
 
 def _verdict(report: Report) -> str:
@@ -329,6 +341,8 @@ class _StepCapture:
 
     def _stats(self, output: Any, batch: Mapping[str, Any], device: Any) -> TokenStats:
         on_device = {k: v.to(device) for k, v in batch.items()}
+        if _field(output, "aux_loss") is not None:
+            raise LabelLintError("the model adds a router auxiliary loss to the cross-entropy")
         logits = output if isinstance(output, torch.Tensor) else _field(output, "logits")
         if logits is not None:
             return stats_from_logits(logits, on_device, **self.options)

@@ -353,3 +353,18 @@ def test_a_loss_mismatch_is_logged_when_not_failing(tmp_path):
     entry = next(e for e in trainer.state.log_history if "labellint/reference_loss" in e)
     assert entry["labellint/loss_errors"] == 1 and entry["labellint/LL901_loss-mismatch"] == 1
     assert entry["labellint/reference_loss"] == pytest.approx(lint.loss_report.reference_loss)
+
+
+@pytest.mark.parametrize("kind, extra", [
+    ("trainer", {"label_smoothing_factor": 0.1}),
+    ("sft", {"loss_type": "dft"}),
+])
+def test_a_loss_other_than_cross_entropy_by_choice_is_not_a_mismatch(tmp_path, kind, extra):
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback(config=False)
+    trainer = build(kind, tmp_path, tok, callbacks=[lint], **extra)
+
+    trainer.train()
+
+    assert trainer.state.global_step == 2
+    assert lint.report.findings == [] and lint.loss_report is None
