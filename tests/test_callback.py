@@ -368,3 +368,23 @@ def test_a_loss_other_than_cross_entropy_by_choice_is_not_a_mismatch(tmp_path, k
 
     assert trainer.state.global_step == 2
     assert lint.report.findings == [] and lint.loss_report is None
+
+
+def test_a_router_auxiliary_loss_is_not_a_mismatch(tmp_path):
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = MixtralForCausalLM(MixtralConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, num_local_experts=4,
+        num_experts_per_tok=2, output_router_logits=True, router_aux_loss_coef=0.5))
+    lint = LabelLintCallback(config=False)
+    trainer = Trainer(model=model, processing_class=tok, train_dataset=tokenized(tok),
+                      data_collator=DataCollatorForSeq2Seq(tok), callbacks=[lint],
+                      args=TrainingArguments(output_dir=str(tmp_path), report_to=[],
+                                             use_cpu=True, max_steps=2, save_strategy="no"))
+
+    trainer.train()
+
+    assert trainer.state.global_step == 2 and lint.loss_report is None
