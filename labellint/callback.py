@@ -81,6 +81,8 @@ class LabelLintCallback(TrainerCallback):
         self.rtol = rtol
         cfg = Config() if config is False else load_config(None if config is True else config)
         self.settings = cfg.check_kwargs(select=select, ignore=ignore, options=options, **facts)
+        self._given = set(facts)
+        self._custom_loss = False
         select_rules(self.settings["select"], self.settings["ignore"])  # bad names: now
         self.report: Report | None = None
         self.loss_report: LossReport | None = None
@@ -91,24 +93,37 @@ class LabelLintCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None,
                        train_dataloader=None, **kwargs):
+        if self._capture is not None:  # a previous train() that raised mid-step
+            self._capture.close()
+            self._capture = None
         self._trainer = _calling_trainer()
         if train_dataloader is None:
             logger.warning("labellint: the Trainer passed no train dataloader; nothing checked")
             return
+        why = _not_a_causal_lm(model)
+        if why:
+            logger.warning("labellint: nothing checked: %s", why)
+            return
         accumulation = max(1, args.gradient_accumulation_steps)
         wanted = max(self.batches, accumulation if self.check_loss else 0)
-        batches = first_batches(train_dataloader, wanted)
+        try:
+            batches = first_batches(train_dataloader, wanted)
+        except LabelLintError as e:
+            logger.warning("labellint: nothing checked: %s", e)
+            return
         if not batches:
             raise LabelLintError("the Trainer's train dataloader yields no batches")
+        settings = dict(self.settings)
+        # The Trainer's own tokenizer and model beat paths in the table; the callback's own
+        # arguments beat both.
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         if tokenizer is None:  # Trainer(data_collator=DataCollatorForSeq2Seq(tok)) alone
             tokenizer = getattr(getattr(self._trainer, "data_collator", None), "tokenizer", None)
-        settings = dict(self.settings)
-        if tokenizer is not None:
-            settings["tokenizer"] = tokenizer
-        if model is not None and settings.get("model") is None:
-            settings["model"] = model
-        self.report = check(batches, name=f"the first {len(batches)} training batches",
+        for key, live in (("tokenizer", tokenizer), ("model", model)):
+            if live is not None and key not in self._given:
+                settings[key] = live
+        where = "the first" if state.global_step == 0 else "the epoch's first"
+        self.report = check(batches, name=f"{where} {len(batches)} training batches",
                             **settings)
         self._log(state, _data_metrics(self.report))
         stop = bool(self.fail_on) and self.report.failed(self.fail_on)
@@ -117,16 +132,19 @@ class LabelLintCallback(TrainerCallback):
         if stop:
             raise LabelLintError(
                 f"training stopped before the first step: {_verdict(self.report)} in "
-                f"the first {len(batches)} batches the Trainer would train on\n\n"
+                f"{where} {len(batches)} batches the Trainer would train on\n\n"
                 f"{self.report.render().plain}")
         if self.check_loss and model is not None:
-            why = _loss_not_comparable(args)
+            why = _loss_not_comparable(args, state)
             if why:
                 logger.warning("labellint: the loss check is skipped: %s", why)
                 return
+            self._custom_loss = _custom_loss(self._trainer)
+            tok = settings.get("tokenizer")
             self._capture = _StepCapture(model, batches[:accumulation], state.global_step + 1,
                                          ignore_index=settings.get("ignore_index", -100),
-                                         pad_id=getattr(tokenizer, "pad_token_id", None))
+                                         pad_id=settings.get("pad_id",
+                                                             getattr(tok, "pad_token_id", None)))
 
     # -- the first optimizer step -----------------------------------------------------------
 
@@ -142,7 +160,8 @@ class LabelLintCallback(TrainerCallback):
         if capture is None or not logs or "loss" not in logs or state.global_step != capture.step:
             return
         self._capture = None
-        report = capture.report(float(logs["loss"]), rtol=self.rtol or capture.rtol,
+        report = capture.report(float(logs["loss"]),
+                                rtol=capture.rtol if self.rtol is None else self.rtol,
                                 select=self.settings.get("select"),
                                 ignore=self.settings["ignore"],
                                 options=self.settings["options"])
@@ -151,6 +170,13 @@ class LabelLintCallback(TrainerCallback):
         self.loss_report = report
         self._log(state, _loss_metrics(report))
         stop = bool(self.fail_on) and report.failed(self.fail_on)
+        if stop and self._custom_loss and report.matched is None:
+            # A loss of the user's own (an extra term, distillation, token weights) that no
+            # common mistake explains may well be deliberate: a run is not stopped on a guess.
+            stop = False
+            logger.warning("labellint: the Trainer's loss is custom code and differs from the "
+                           "cross-entropy in a way no common mistake explains; if that is "
+                           "deliberate, pass check_loss=False or ignore LL901")
         if report.findings and not stop:
             logger.warning("labellint: %s", report.render().plain)
         if stop:
@@ -173,8 +199,50 @@ class LabelLintCallback(TrainerCallback):
             state.log_history.append({**metrics, "step": state.global_step})
 
 
-def _loss_not_comparable(args: Any) -> str | None:
+def _not_a_causal_lm(model: Any) -> str | None:
+    """Why the rules (written for next-token labels) do not apply to this model, if they don't.
+
+    Teams add callbacks to every Trainer of a shared framework: a seq2seq, token-classification
+    or masked-LM model must pass through, not be stopped on causal-LM rules.
+    """
+    if model is None:
+        return None
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT
+    config = getattr(base, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        return f"{type(base).__name__} is an encoder-decoder model, not a causal LM"
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    names = {c.__name__ for c in type(base).__mro__}
+    if config is not None and not (names & causal or any(n.endswith("ForCausalLM")
+                                                         for n in names)):
+        return f"{type(base).__name__} is not a causal language model"
+    return None
+
+
+def _custom_loss(trainer: Trainer | None) -> bool:
+    """Whether the loss is the user's code: a compute_loss_func or an overridden compute_loss."""
+    if trainer is None:
+        return False
+    if getattr(trainer, "compute_loss_func", None) is not None:
+        return True
+    own = type(trainer).compute_loss
+    library = {Trainer.compute_loss}
+    try:
+        from trl import SFTTrainer
+
+        library.add(SFTTrainer.compute_loss)
+    except ImportError:
+        pass
+    return own not in library
+
+
+def _loss_not_comparable(args: Any, state: Any) -> str | None:
     """Why the logged loss is, by the user's choice, not the plain token-mean cross-entropy."""
+    if state.global_step > 0:
+        return (f"the run resumes at step {state.global_step}, not at the batches checked "
+                "before training")
     if args.world_size > 1 or getattr(args, "n_gpu", 1) > 1:
         return f"the logged loss is a mean over {max(args.world_size, args.n_gpu)} processes"
     if getattr(args, "label_smoothing_factor", 0):
@@ -238,6 +306,10 @@ def first_batches(loader: Any, n: int) -> list[dict[str, Any]]:
     (accelerate's wrapper keeps the Trainer's loader as `base_dataloader`): iterating the
     loader itself would start worker processes, and a persistent one would keep our epoch's
     seeds. Every random state an iteration draws from is restored afterwards.
+
+    What a collator or dataset draws at random inside dataloader workers comes from the
+    workers' seeds, not ours: such batches are checked as the main process would make them.
+    A one-shot stream (iter() returning one shared iterator) cannot be read twice: LabelLintError.
     """
     base = getattr(loader, "base_dataloader", loader)
     if not isinstance(base, torch.utils.data.DataLoader):
@@ -245,6 +317,10 @@ def first_batches(loader: Any, n: int) -> list[dict[str, Any]]:
             return _take(iter(base), n)
     common = dict(collate_fn=base.collate_fn, num_workers=0, generator=base.generator)
     if isinstance(base.dataset, torch.utils.data.IterableDataset):
+        if iter(base.dataset) is iter(base.dataset):
+            raise LabelLintError("the training dataset is a one-shot stream (iter() returns the "
+                                 "same iterator): batches drawn for the check would be lost to "
+                                 "training")
         fresh = torch.utils.data.DataLoader(base.dataset, batch_size=base.batch_size,
                                             drop_last=base.drop_last, **common)
     elif base.batch_sampler is not None:
@@ -359,8 +435,10 @@ class _StepCapture:
     def report(self, logged: float, **rules: Any) -> LossReport | None:
         self.close()
         if self.problem or len(self.stats) != len(self.batches):
-            why = self.problem or (f"{len(self.stats)} of the first step's {len(self.batches)} "
-                                   "micro-batches reached the model as collated")
+            why = self.problem or (
+                f"{len(self.stats)} of the first step's {len(self.batches)} micro-batches reached "
+                "the model as the check drew them (a collator or dataset with its own randomness "
+                "in dataloader workers, or a training_step that changes the inputs)")
             logger.warning("labellint: the loss check is skipped: %s", why)
             return None
         return report_from_stats(self.stats, logged, "the Trainer's logged loss",

@@ -38,6 +38,11 @@ class DataCheckFailed(AssertionError):
     """
 
 
+# pytest's one-line summary starts with the exception's qualified name: keep it short, so the
+# finding's codes that follow still fit on the line.
+DataCheckFailed.__module__ = "labellint"
+
+
 class LabelLint:
     """The `labellint` fixture: `check` and `assert_clean` under the repo's [tool.labellint].
 
@@ -146,30 +151,36 @@ def _headline(report: Report) -> str:
     return f"labellint found {len(found)} problem{'s' * (len(found) != 1)}: {names}"
 
 
-def _config(pytest_config: pytest.Config) -> Config:
-    """The nearest [tool.labellint] at or above pytest's rootdir, read once per session."""
-    from .config import load_config
-
-    return load_config(start=Path(pytest_config.rootpath))
-
-
 @pytest.fixture(scope="session")
-def labellint(request: pytest.FixtureRequest) -> LabelLint:
-    """labellint under this repo's [tool.labellint]: `labellint.assert_clean(batch,
+def _labellint_by_folder() -> dict[Path, LabelLint]:
+    return {}
+
+
+@pytest.fixture
+def labellint(request: pytest.FixtureRequest,
+              _labellint_by_folder: dict[Path, LabelLint]) -> LabelLint:
+    """labellint under the [tool.labellint] nearest the test file: `labellint.assert_clean(batch,
     tokenizer=tok)` fails the test with the text report; `labellint.check(...)` returns it.
 
-    Arguments override the table: `select` replaces its selection, `ignore` adds to its
-    ignores. Token strips are coloured when pytest's output has colour.
+    The table is found from the test file's folder upwards, as `labellint check` finds it from
+    the working folder, so each project of a monorepo gets its own; it is read once per folder
+    and session. Arguments override the table: `select` replaces its selection, `ignore` adds
+    to its ignores. Token strips are coloured when pytest's output has colour.
     """
     __tracebackhide__ = True
+    from .config import load_config
     from .errors import LabelLintError
 
-    try:
-        config = _config(request.config)
-    except LabelLintError as e:
-        raise LabelLintError(str(e)) from None
-    try:
-        writer = request.config.get_terminal_writer()
-    except AssertionError:  # no terminal reporter (-p no:terminal): plain text
-        return LabelLint(config)
-    return LabelLint(config, color=writer.hasmarkup, width=writer.fullwidth)
+    folder = Path(request.path).parent
+    if folder not in _labellint_by_folder:
+        try:
+            config = load_config(start=folder)
+        except LabelLintError as e:
+            raise LabelLintError(str(e)) from None
+        try:
+            writer = request.config.get_terminal_writer()
+            style = dict(color=writer.hasmarkup, width=writer.fullwidth)
+        except AssertionError:  # no terminal reporter (-p no:terminal): plain text
+            style = {}
+        _labellint_by_folder[folder] = LabelLint(config, **style)
+    return _labellint_by_folder[folder]

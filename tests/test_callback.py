@@ -388,3 +388,123 @@ def test_a_router_auxiliary_loss_is_not_a_mismatch(tmp_path):
     trainer.train()
 
     assert trainer.state.global_step == 2 and lint.loss_report is None
+
+
+# -- what the callback must leave alone ----------------------------------------------------------
+
+
+def test_models_that_are_not_causal_lms_pass_through_unchecked(tmp_path):
+    from transformers import (
+        BertConfig,
+        BertForTokenClassification,
+        DataCollatorForTokenClassification,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(T5Config(
+        vocab_size=len(tok), d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2,
+        decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id))
+    seq2seq = datasets.Dataset.from_list([
+        {"input_ids": tok(p)["input_ids"], "labels": tok(a)["input_ids"]} for p, a in pairs()])
+    lint = LabelLintCallback(config=False)
+    Seq2SeqTrainer(model=t5, processing_class=tok, train_dataset=seq2seq,
+                   data_collator=DataCollatorForSeq2Seq(tok, model=t5), callbacks=[lint],
+                   args=Seq2SeqTrainingArguments(output_dir=str(tmp_path / "t5"), report_to=[],
+                                                 use_cpu=True, max_steps=2,
+                                                 save_strategy="no")).train()
+    assert lint.report is None and lint.loss_report is None
+
+    bert = BertForTokenClassification(BertConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_labels=3))
+    tagged = datasets.Dataset.from_list([
+        {"input_ids": (ids := tok(p)["input_ids"]), "labels": [i % 3 for i in range(len(ids))]}
+        for p, _ in pairs()])
+    lint = LabelLintCallback(config=False)
+    trainer = Trainer(model=bert, processing_class=tok, train_dataset=tagged,
+                      data_collator=DataCollatorForTokenClassification(tok), callbacks=[lint],
+                      args=TrainingArguments(output_dir=str(tmp_path / "bert"), report_to=[],
+                                             use_cpu=True, max_steps=2, save_strategy="no"))
+    trainer.train()
+    assert trainer.state.global_step == 2 and lint.report is None
+
+
+def test_a_deliberate_extra_loss_term_is_logged_not_stopped(tmp_path):
+    def loss_with_z_term(outputs, labels, num_items_in_batch=None):
+        logits = outputs.logits[:, :-1].float()
+        target = labels[:, 1:]
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                               target.reshape(-1), ignore_index=-100,
+                                               reduction="sum") / num_items_in_batch
+        z = torch.logsumexp(logits, dim=-1)[target != -100].pow(2).mean()
+        return ce + 1e-3 * z  # a z-loss, as PaLM trains with
+
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback(config=False)
+    trainer = build("trainer", tmp_path, tok, callbacks=[lint])
+    trainer.compute_loss_func = loss_with_z_term
+
+    trainer.train()
+
+    assert trainer.state.global_step == 2
+    assert [f.code for f in lint.loss_report.findings] == ["LL901"]
+    assert lint.loss_report.matched is None
+
+
+def test_the_trainers_model_beats_a_model_path_in_the_table(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.labellint]\nmodel = "no/such/model"\n')
+    monkeypatch.chdir(tmp_path)
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback()
+    trainer = build("trainer", tmp_path, tok, callbacks=[lint])
+
+    trainer.train()
+
+    assert trainer.state.global_step == 2
+    assert lint.report.sources[0].facts.model_vocab_size == len(tok)
+
+
+def test_a_one_shot_stream_is_left_alone(tmp_path):
+    tok = tiny_tokenizer()
+    rows = [dict(r) for r in tokenized(tok)]
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __init__(self):
+            self.rows = iter(rows * 10)
+
+        def __iter__(self):
+            return self.rows
+
+    lint, seen = LabelLintCallback(config=False), Seen()
+    trainer = build("trainer", tmp_path, tok, data=Stream(), callbacks=[lint, seen])
+
+    trainer.train()
+
+    assert lint.report is None
+    assert seen.batches[0][0].tolist()[: len(rows[0]["input_ids"])] == rows[0]["input_ids"]
+
+
+def test_a_step_that_fails_leaves_no_hook_on_the_model(tmp_path):
+    calls = []
+
+    def fails_on_the_second_micro_batch(self, model, inputs, return_outputs=False,
+                                        num_items_in_batch=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    tok = tiny_tokenizer()
+    trainer = build("trainer", tmp_path, tok, accumulation=3, callbacks=[LabelLintCallback(
+        config=False)], cls=trainer_with("trainer", fails_on_the_second_micro_batch))
+
+    with pytest.raises(RuntimeError, match="simulated"):
+        trainer.train()
+    trainer.train()  # the retry starts clean
+
+    assert not trainer.model._forward_hooks

@@ -317,3 +317,30 @@ def test_per_path_ignores_apply_to_paths_only(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert "LL101" not in [f.code for f in lint.check(path).findings]
     assert "LL101" in [f.code for f in lint.check(rows).findings]
+
+
+def test_each_project_of_a_monorepo_gets_its_own_table(pytester):
+    # The root pyproject holds pytest's settings; the project below holds its labellint table.
+    pytester.makefile(".toml", pyproject=PYTEST_INI)
+    pytester.makepyfile(collate=COLLATE, conftest=CONFTEST)
+    project = pytester.mkpydir("project")
+    (project / "pyproject.toml").write_text('[tool.labellint]\nignore = ["labels-on-padding"]\n')
+    (project / "test_project.py").write_text(textwrap.dedent('''
+        from collate import seq2seq_batch
+
+        def test_ignored_here(labellint, tokenizer):
+            batch = seq2seq_batch(tokenizer, label_pad_token_id=tokenizer.pad_token_id)
+            labellint.assert_clean(batch, tokenizer=tokenizer)
+    '''))
+    pytester.makepyfile(test_root=textwrap.dedent('''
+        from collate import seq2seq_batch
+
+        def test_not_ignored_here(labellint, tokenizer):
+            batch = seq2seq_batch(tokenizer, label_pad_token_id=tokenizer.pad_token_id)
+            labellint.assert_clean(batch, tokenizer=tokenizer)
+    '''))
+
+    result = run(pytester, "--color=no")
+
+    result.assert_outcomes(passed=1, failed=1)
+    assert "test_root.py::test_not_ignored_here" in result.stdout.str().split("short test")[-1]
