@@ -19,8 +19,11 @@ def __getattr__(name: str):
     # The callback subclasses transformers.TrainerCallback: import transformers only when asked,
     # so that `import labellint` (and the command line) stays light.
     if name == "LabelLintCallback":
-        from .callback import LabelLintCallback
-
+        try:
+            from .callback import LabelLintCallback
+        except ModuleNotFoundError as e:
+            raise ModuleNotFoundError(f"LabelLintCallback needs {e.name}: pip install "
+                                      "'labellint[hf]'", name=e.name) from None
         return LabelLintCallback
     raise AttributeError(f"module 'labellint' has no attribute {name!r}")
 

@@ -79,7 +79,9 @@ class LabelLintCallback(TrainerCallback):
         self.check_loss = check_loss
         self.fail_on = fail_on
         self.rtol = rtol
-        cfg = Config() if config is False else load_config(None if config is True else config)
+        cfg = Config() if config is False else _load_config(config)
+        if cfg.path is not None:
+            logger.info("labellint: settings from %s", cfg.path)
         self.settings = cfg.check_kwargs(select=select, ignore=ignore, options=options, **facts)
         self._given = set(facts)
         self._custom_loss = False
@@ -122,6 +124,8 @@ class LabelLintCallback(TrainerCallback):
         for key, live in (("tokenizer", tokenizer), ("model", model)):
             if live is not None and key not in self._given:
                 settings[key] = live
+        if settings.get("tokenizer") is None:
+            settings = _model_ids(model) | settings
         where = "the first" if state.global_step == 0 else "the epoch's first"
         self.report = check(batches, name=f"{where} {len(batches)} training batches",
                             **settings)
@@ -129,6 +133,9 @@ class LabelLintCallback(TrainerCallback):
         stop = bool(self.fail_on) and self.report.failed(self.fail_on)
         if self.report.findings and not stop:
             logger.warning("labellint: %s", self.report.render().plain)
+        elif not stop and _skipped(self.report):
+            logger.warning("labellint: no finding in %s, but rules were skipped: %s",
+                           self.report.sources[0].source, _skipped(self.report))
         if stop:
             raise LabelLintError(
                 f"training stopped before the first step: {_verdict(self.report)} in "
@@ -199,6 +206,31 @@ class LabelLintCallback(TrainerCallback):
             state.log_history.append({**metrics, "step": state.global_step})
 
 
+def _load_config(config: str | Path | bool) -> Config:
+    """The table named, or the nearest one to the working folder, else to the training script
+    (launchers and job schedulers often start scripts from elsewhere)."""
+    if config is not True:
+        return load_config(config)
+    found = load_config()
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if found.path is None and script:
+        found = load_config(start=Path(script).resolve().parent)
+    return found
+
+
+def _model_ids(model: Any) -> dict[str, int]:
+    """pad/bos/eos ids from the model's config, for a Trainer given no tokenizer."""
+    config = getattr(model, "config", None)
+    ids = {}
+    for fact, key in (("pad_id", "pad_token_id"), ("bos_id", "bos_token_id"),
+                      ("eos_id", "eos_token_id")):
+        value = getattr(config, key, None)
+        value = value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
+        if isinstance(value, int):
+            ids[fact] = value
+    return ids
+
+
 def _not_a_causal_lm(model: Any) -> str | None:
     """Why the rules (written for next-token labels) do not apply to this model, if they don't.
 
@@ -262,9 +294,18 @@ def _verdict(report: Report) -> str:
     return " and ".join(parts)
 
 
+def _skipped(report: Report) -> str:
+    """The rules skipped for want of a fact (not by design), with why: a clean report with
+    the key rules skipped must not read as clean."""
+    return "; ".join(f"{code}: {why}" for s in report.sources for code, why in s.skipped.items()
+                     if code not in s.skipped_by_design)
+
+
 def _data_metrics(report: Report) -> dict[str, float]:
     metrics = {"labellint/errors": float(len(report.errors)),
-               "labellint/warnings": float(len(report.warnings))}
+               "labellint/warnings": float(len(report.warnings)),
+               "labellint/skipped_rules": float(sum(
+                   len(set(s.skipped) - set(s.skipped_by_design)) for s in report.sources))}
     for f in report.findings:
         metrics[f"labellint/{f.code}_{f.name}_rows"] = float(f.count_rows)
     return metrics

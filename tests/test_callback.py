@@ -508,3 +508,29 @@ def test_a_step_that_fails_leaves_no_hook_on_the_model(tmp_path):
     trainer.train()  # the retry starts clean
 
     assert not trainer.model._forward_hooks
+
+
+def test_without_a_tokenizer_the_models_ids_are_used_and_skips_are_said(tmp_path, caplog):
+    tok = tiny_tokenizer()
+
+    def no_mask_collator(rows):  # pads, copies labels, and returns no attention_mask
+        batch = label_clone_collator(tok)(rows)
+        del batch["attention_mask"]
+        return batch
+
+    trainer = build("trainer", tmp_path / "a", tok, collator=no_mask_collator,
+                    callbacks=[LabelLintCallback(config=False)])
+    trainer.processing_class = trainer.callback_handler.processing_class = None
+    with pytest.raises(LabelLintError, match="LL103"):  # pad id 0 from the model's config
+        trainer.train()
+
+    lint = LabelLintCallback(config=False)
+    trainer = build("trainer", tmp_path / "b", tok, callbacks=[lint])
+    trainer.processing_class = trainer.callback_handler.processing_class = None
+    trainer.data_collator = no_mask_collator
+    trainer.model.config.pad_token_id = trainer.model.config.eos_token_id = None
+    with caplog.at_level("WARNING", logger="labellint"):
+        trainer.train()
+    assert "rules were skipped" in caplog.text and "LL404" in caplog.text
+    entry = trainer.state.log_history[0]
+    assert entry["labellint/skipped_rules"] >= 1

@@ -43,10 +43,12 @@ def main(argv: list[str] | None = None) -> None:
             train_dataset=build_dataset(tok),
             data_collator=make_collator(tok, args.bug),
             processing_class=tok,  # the callback reads pad, BOS and EOS ids from it
-            callbacks=[LabelLintCallback(batches=8, check_loss=True)],
+            callbacks=[lint := LabelLintCallback(batches=8, check_loss=True)],
         )
         trainer.train()  # raises LabelLintError before the first optimizer step on bad data
-    print(f"trained {args.steps} steps; labellint found nothing wrong")
+    found = len(lint.report.findings) + len(lint.loss_report.findings if lint.loss_report else [])
+    print(f"trained {args.steps} steps; labellint: "
+          + (f"{found} warnings, logged above" if found else "nothing wrong"))
 
 
 if __name__ == "__main__":
