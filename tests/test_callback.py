@@ -135,6 +135,7 @@ CLEAN = {
     "sft": ("sft", {}),
     "sft-accumulation": ("sft", {"accumulation": 2}),
     "sft-padding-free": ("sft", {"padding_free": True, "max_length": None}),
+    "sft-packing": ("sft", {"packing": True, "max_length": 128, "accumulation": 2}),
 }
 
 

@@ -23,7 +23,8 @@ def _stream_blocks(b: Batch) -> np.ndarray:
     "LL401", "duplicate-bos", severity="error", per="row", requires=("bos_id",),
     message="BOS twice at the start of {rows} rows",
     fix="tokenize chat-template text with add_special_tokens=False (the template already "
-        "writes BOS), or apply the template with tokenize=True",
+        "writes BOS), or apply the template with tokenize=True; with TRL's SFTTrainer, give "
+        "it the `messages` rather than text rendered by apply_chat_template",
 )
 def duplicate_bos(b: Batch):
     """A row starting with BOS twice: template text tokenized again with special tokens."""
