@@ -13,7 +13,7 @@ Codes: LL901 for what the loss scores (shift, targets, smoothing), LL903 for how
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -236,6 +236,13 @@ def token_sum(w: Window) -> float:
     return w.loss_sum
 
 
+# A loss written from scratch often makes two mistakes at once: it scores the wrong target and
+# averages per micro-batch. Each pair is the averaging mistake applied to the wrong targets.
+PAIRED_SCORING = {"no_shift": ("nll_noshift", "ok_noshift"),
+                  "double_shift": ("nll_double", "ok_double")}
+PAIRED_AVERAGING = ("sum_of_micro_batch_means", "mean_of_micro_batch_means")
+
+
 def hypotheses(stats: Sequence[TokenStats]) -> list[Hypothesis]:
     """Every applicable hypothesis's loss on this window, in order of priority."""
     w = Window(stats)
@@ -245,6 +252,19 @@ def hypotheses(stats: Sequence[TokenStats]) -> list[Hypothesis]:
         # None: the mistake adds nothing here; NaN: the numbers it needs were not computed.
         if value is not None and math.isfinite(value):
             out.append(Hypothesis(name, code, what, says, float(value)))
+    if w.k > 1 and w.shift == 1:
+        table = {name: (what, says, f) for name, _, what, says, f in _HYPOTHESES}
+        for scored, (nll, ok) in PAIRED_SCORING.items():
+            wrong = Window([replace(s, nll_ref=getattr(s, nll), ok_ref=getattr(s, ok))
+                            for s in stats])
+            for averaged in PAIRED_AVERAGING:
+                value = table[averaged][2](wrong)
+                if value is not None and math.isfinite(value):
+                    out.append(Hypothesis(
+                        f"{scored}+{averaged}", "LL901",
+                        f"{table[averaged][0]} of {table[scored][0]}",
+                        f"two mistakes: {table[scored][1]}; and {table[averaged][1]}",
+                        float(value)))
     return out
 
 

@@ -535,3 +535,19 @@ def test_without_a_tokenizer_the_models_ids_are_used_and_skips_are_said(tmp_path
     assert "rules were skipped" in caplog.text and "LL404" in caplog.text
     entry = trainer.state.log_history[0]
     assert entry["labellint/skipped_rules"] >= 1
+
+
+def test_two_mistakes_at_once_are_named_together(tmp_path):
+    def no_shift_per_micro_batch_mean(self, model, inputs, return_outputs=False,
+                                      num_items_in_batch=None):
+        return no_shift_loss(self, model, inputs, return_outputs)  # ignores num_items_in_batch
+
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback(config=False)
+    trainer = build("trainer", tmp_path, tok, accumulation=2, callbacks=[lint],
+                    cls=trainer_with("trainer", no_shift_per_micro_batch_mean))
+
+    with pytest.raises(LabelLintError, match="two mistakes"):
+        trainer.train()
+
+    assert lint.loss_report.matched == "no_shift+sum_of_micro_batch_means"
