@@ -99,25 +99,44 @@ class LabelLintCallback(TrainerCallback):
             self._capture.close()
             self._capture = None
         self._trainer = _calling_trainer()
-        if train_dataloader is None:
-            logger.warning("labellint: the Trainer passed no train dataloader; nothing checked")
-            return
-        why = _not_a_causal_lm(model)
+        why = "the Trainer passed no train dataloader" if train_dataloader is None else \
+            _not_a_causal_lm(model)
         if why:
             logger.warning("labellint: nothing checked: %s", why)
             return
         accumulation = max(1, args.gradient_accumulation_steps)
-        wanted = max(self.batches, accumulation if self.check_loss else 0)
         try:
-            batches = first_batches(train_dataloader, wanted)
+            batches = first_batches(train_dataloader, max(
+                self.batches, accumulation if self.check_loss else 0))
         except LabelLintError as e:
             logger.warning("labellint: nothing checked: %s", e)
             return
         if not batches:
             raise LabelLintError("the Trainer's train dataloader yields no batches")
+        settings = self._with_live_objects(processing_class, model)
+        where = "the first" if state.global_step == 0 else "the epoch's first"
+        self.report = check(batches, name=f"{where} {len(batches)} training batches",
+                            **settings)
+        self._log(state, _data_metrics(self.report))
+        self._stop_or_warn(self.report, f"training stopped before the first step: "
+                           f"{_verdict(self.report)} in {where} {len(batches)} batches the "
+                           "Trainer would train on")
+        if self.check_loss and model is not None:
+            why = _loss_not_comparable(args, state)
+            if why:
+                logger.warning("labellint: the loss check is skipped: %s", why)
+                return
+            self._custom_loss = _custom_loss(self._trainer)
+            pad_id = settings.get("pad_id", getattr(settings.get("tokenizer"), "pad_token_id",
+                                                    None))
+            self._capture = _StepCapture(model, batches[:accumulation], state.global_step + 1,
+                                         ignore_index=settings.get("ignore_index", -100),
+                                         pad_id=pad_id)
+
+    def _with_live_objects(self, processing_class: Any, model: Any) -> dict[str, Any]:
+        """The settings with the Trainer's own tokenizer and model, which beat paths in the
+        table; the callback's own arguments beat both."""
         settings = dict(self.settings)
-        # The Trainer's own tokenizer and model beat paths in the table; the callback's own
-        # arguments beat both.
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         if tokenizer is None:  # Trainer(data_collator=DataCollatorForSeq2Seq(tok)) alone
             tokenizer = getattr(getattr(self._trainer, "data_collator", None), "tokenizer", None)
@@ -126,32 +145,17 @@ class LabelLintCallback(TrainerCallback):
                 settings[key] = live
         if settings.get("tokenizer") is None:
             settings = _model_ids(model) | settings
-        where = "the first" if state.global_step == 0 else "the epoch's first"
-        self.report = check(batches, name=f"{where} {len(batches)} training batches",
-                            **settings)
-        self._log(state, _data_metrics(self.report))
-        stop = bool(self.fail_on) and self.report.failed(self.fail_on)
-        if self.report.findings and not stop:
-            logger.warning("labellint: %s", self.report.render().plain)
-        elif not stop and _skipped(self.report):
+        return settings
+
+    def _stop_or_warn(self, report: Report | LossReport, stopped: str) -> None:
+        """Raise with the report if it reaches fail_on; else log what it found or skipped."""
+        if self.fail_on and report.failed(self.fail_on):
+            raise LabelLintError(f"{stopped}\n\n{report.render().plain}")
+        if report.findings:
+            logger.warning("labellint: %s", report.render().plain)
+        elif isinstance(report, Report) and _skipped(report):
             logger.warning("labellint: no finding in %s, but rules were skipped: %s",
-                           self.report.sources[0].source, _skipped(self.report))
-        if stop:
-            raise LabelLintError(
-                f"training stopped before the first step: {_verdict(self.report)} in "
-                f"{where} {len(batches)} batches the Trainer would train on\n\n"
-                f"{self.report.render().plain}")
-        if self.check_loss and model is not None:
-            why = _loss_not_comparable(args, state)
-            if why:
-                logger.warning("labellint: the loss check is skipped: %s", why)
-                return
-            self._custom_loss = _custom_loss(self._trainer)
-            tok = settings.get("tokenizer")
-            self._capture = _StepCapture(model, batches[:accumulation], state.global_step + 1,
-                                         ignore_index=settings.get("ignore_index", -100),
-                                         pad_id=settings.get("pad_id",
-                                                             getattr(tok, "pad_token_id", None)))
+                           report.sources[0].source, _skipped(report))
 
     # -- the first optimizer step -----------------------------------------------------------
 
@@ -176,21 +180,19 @@ class LabelLintCallback(TrainerCallback):
             return
         self.loss_report = report
         self._log(state, _loss_metrics(report))
-        stop = bool(self.fail_on) and report.failed(self.fail_on)
-        if stop and self._custom_loss and report.matched is None:
+        verdict = report.evidence.verdict
+        if self._custom_loss and verdict is not None and not verdict.agrees \
+                and not verdict.matched:
             # A loss of the user's own (an extra term, distillation, token weights) that no
             # common mistake explains may well be deliberate: a run is not stopped on a guess.
-            stop = False
             logger.warning("labellint: the Trainer's loss is custom code and differs from the "
                            "cross-entropy in a way no common mistake explains; if that is "
-                           "deliberate, pass check_loss=False or ignore LL901")
-        if report.findings and not stop:
-            logger.warning("labellint: %s", report.render().plain)
-        if stop:
-            raise LabelLintError(
-                f"training stopped at step {state.global_step}: the logged loss "
-                f"{logs['loss']:.6g} is not the reference {report.reference_loss:.6g}\n\n"
-                f"{report.render().plain}")
+                           "deliberate, pass check_loss=False or ignore LL901: %s",
+                           report.render().plain)
+            return
+        self._stop_or_warn(report, f"training stopped at step {state.global_step}: the logged "
+                           f"loss {logs['loss']:.6g} is not the reference "
+                           f"{report.reference_loss:.6g}")
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._capture is not None:
