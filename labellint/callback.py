@@ -57,7 +57,7 @@ class LabelLintCallback(TrainerCallback):
         accumulation window's micro-batches when check_loss).
     check_loss: compare the loss the Trainer logs for the first optimizer step with the
         reference computed from that step's own outputs. The first step is logged on its own
-        for this, whatever logging_steps says.
+        for this, whatever logging_steps says (the next log then averages from step 2).
     fail_on: "error" (default) or "warning" raises LabelLintError; None only logs.
     select, ignore, options, facts: as for `labellint.check`, laid over the `[tool.labellint]`
         table of the nearest pyproject.toml (`config=False` ignores it; a path picks one).

@@ -121,9 +121,24 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / "pyproject.toml"
-        if candidate.is_file() and "labellint" in _read(candidate).get("tool", {}):
+        if candidate.is_file() and _names_labellint(candidate):
             return candidate
     return None
+
+
+def _names_labellint(file: Path) -> bool:
+    """Whether `file` holds a [tool.labellint] table. Another project's broken pyproject in a
+    folder above is none of our business; ours, broken, is an error that names it."""
+    try:
+        return "labellint" in _read(file).get("tool", {})
+    except LabelLintError:
+        try:
+            mentions = "tool.labellint" in file.read_text(errors="replace")
+        except OSError:
+            return False
+        if mentions:
+            raise
+        return False
 
 
 def load_config(path: str | os.PathLike | None = None, *, start: Path | None = None) -> Config:

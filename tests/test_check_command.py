@@ -467,3 +467,15 @@ def test_show_judges_a_row_under_the_same_configuration_as_check(tmp_path):
     assert "LL103" in padded.stdout
     no_eos = run("show", "r.parquet", "--row", "2", cwd=tmp_path)
     assert no_eos.returncode == 0 and "LL404" not in no_eos.stdout
+
+
+def test_a_broken_pyproject_of_another_project_above_is_passed_over(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("[project\nname = 'not ours'\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    WRITERS["parquet"](work)
+    assert found(check_json("d.parquet", *FACTS, cwd=work)) == EXPECTED
+
+    (tmp_path / "pyproject.toml").write_text("[tool.labellint]\nignore = [\n")
+    result = run("check", "d.parquet", cwd=work)
+    assert result.returncode == 2 and "not valid TOML" in result.stderr
