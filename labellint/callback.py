@@ -62,6 +62,8 @@ class LabelLintCallback(TrainerCallback):
     select, ignore, options, facts: as for `labellint.check`, laid over the `[tool.labellint]`
         table of the nearest pyproject.toml (`config=False` ignores it; a path picks one).
     rtol: the loss tolerance; by default it follows the logits' dtype (loss.RTOL).
+    causal_lm: the rules are for causal LMs, so other models pass through unchecked; True
+        checks a causal LM of your own that transformers' mapping does not name.
     """
 
     def __init__(self, batches: int = 8, *, check_loss: bool = True,
@@ -69,7 +71,7 @@ class LabelLintCallback(TrainerCallback):
                  ignore: Sequence[str] | None = None,
                  options: Mapping[str, Mapping[str, Any]] | None = None,
                  config: str | Path | bool = True, rtol: float | None = None,
-                 **facts: Any) -> None:
+                 causal_lm: bool | None = None, **facts: Any) -> None:
         if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
             raise LabelLintError(f"batches must be a count of 1 or more, not {batches!r}")
         if fail_on is not None and fail_on not in FAIL_ON:
@@ -79,6 +81,7 @@ class LabelLintCallback(TrainerCallback):
         self.check_loss = check_loss
         self.fail_on = fail_on
         self.rtol = rtol
+        self.causal_lm = causal_lm
         cfg = Config() if config is False else _load_config(config)
         if cfg.path is not None:
             logger.info("labellint: settings from %s", cfg.path)
@@ -100,7 +103,7 @@ class LabelLintCallback(TrainerCallback):
             self._capture = None
         self._trainer = _calling_trainer()
         why = "the Trainer passed no train dataloader" if train_dataloader is None else \
-            _not_a_causal_lm(model)
+            None if self.causal_lm else _not_a_causal_lm(model)
         if why:
             logger.warning("labellint: nothing checked: %s", why)
             return
@@ -251,7 +254,8 @@ def _not_a_causal_lm(model: Any) -> str | None:
     names = {c.__name__ for c in type(base).__mro__}
     if config is not None and not (names & causal or any(n.endswith("ForCausalLM")
                                                          for n in names)):
-        return f"{type(base).__name__} is not a causal language model"
+        return (f"{type(base).__name__} is not a causal language model as far as labellint can "
+                "tell (pass causal_lm=True if it is one)")
     return None
 
 

@@ -91,6 +91,10 @@ class Seen(TrainerCallback):
     def __init__(self):
         self.batches: list[torch.Tensor] = []
         self.rng_at_start = None
+        self.logged: set[str] = set()  # what a tracker's callback hears
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logged |= set(logs or {})
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.rng_at_start = torch.get_rng_state()
@@ -158,8 +162,7 @@ def test_a_clean_run_trains_on_the_same_batches_in_the_same_order(tmp_path, case
     assert all(torch.equal(a, b) for a, b in zip(seen.batches, without.batches))
     assert torch.equal(seen.rng_at_start, without.rng_at_start)
     assert not trainer.model._forward_hooks  # the capture hook is gone after the first step
-    logged = {k for entry in trainer.state.log_history for k in entry}
-    assert {"labellint/errors", "labellint/reference_loss"} <= logged
+    assert {"labellint/errors", "labellint/reference_loss"} <= seen.logged
 
 
 def test_the_checked_batches_are_the_ones_the_model_gets(tmp_path):
@@ -468,6 +471,26 @@ def test_the_trainers_model_beats_a_model_path_in_the_table(tmp_path, monkeypatc
 
     assert trainer.state.global_step == 2
     assert lint.report.sources[0].facts.model_vocab_size == len(tok)
+
+
+def test_a_causal_lm_labellint_does_not_know_is_checked_when_declared(tmp_path, monkeypatch):
+    import transformers.models.auto.modeling_auto as auto
+
+    from labellint.testing import tiny_gpt2
+
+    # GPT2LMHeadModel known only through transformers' mapping: as a custom model would be.
+    monkeypatch.setattr(auto, "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", {})
+    tok = tiny_tokenizer()
+    for declared in (False, True):
+        lint = LabelLintCallback(config=False, causal_lm=declared or None)
+        trainer = Trainer(model=tiny_gpt2(vocab_size=len(tok)), processing_class=tok,
+                          train_dataset=tokenized(tok), data_collator=DataCollatorForSeq2Seq(tok),
+                          callbacks=[lint], args=TrainingArguments(
+                              output_dir=str(tmp_path), report_to=[], use_cpu=True, max_steps=1,
+                              save_strategy="no"))
+        trainer.train()
+        assert (lint.report is not None) == declared
+    assert lint.loss_report is not None and lint.loss_report.ok
 
 
 def test_a_one_shot_stream_is_left_alone(tmp_path):
