@@ -14,22 +14,23 @@ from ..loss_report import LossEvidence, given, number
 from ..registry import Skip, rule, skip
 
 
-def _mismatch_message(v: Mapping[str, Any]) -> str:
-    rep, ref = v["reported"], v["reference"]
+def _equals(v: Mapping[str, Any], against: str) -> str:
+    """'the reported X equals <the matched mistake>, not <against>: <what to change>'."""
     matched = v["matched"]
-    if len(matched) == 1:
-        h = matched[0]
-        return (f"the reported {given(rep)} equals {h.what} ({number(h.loss)}), not the "
-                f"reference {number(ref)}: {h.says}")
-    if matched:
-        which = " or ".join(f"{h.what} ({number(h.loss)})" for h in matched)
-        return (f"the reported {given(rep)} equals {which}, not the reference {number(ref)}; "
-                "these coincide on this window, so labellint cannot tell which")
+    which = " or ".join(f"{h.what} ({number(h.loss)})" for h in matched)
+    says = matched[0].says if len(matched) == 1 else \
+        "these coincide on this window, so labellint cannot tell which"
+    return f"the reported {given(v['reported'])} equals {which}, not {against}: {says}"
+
+
+def _mismatch_message(v: Mapping[str, Any]) -> str:
+    if v["matched"]:
+        return _equals(v, f"the reference {number(v['reference'])}")
     closest = v["closest"]
     near = f" (closest: {closest.what}, {number(closest.loss)})" if closest else ""
-    return (f"the reported {given(rep)} differs from the reference {number(ref)} by "
-            f"{v['pct']:.2f}% (tolerance {100 * v['rtol']:g}% for {v['dtype']}); no common "
-            f"mistake reproduces it{near}")
+    return (f"the reported {given(v['reported'])} differs from the reference "
+            f"{number(v['reference'])} by {v['pct']:.2f}% (tolerance {100 * v['rtol']:g}% for "
+            f"{v['dtype']}); no common mistake reproduces it{near}")
 
 
 def _verdict(e: LossEvidence) -> Verdict | Skip | None:
@@ -110,13 +111,9 @@ def nan_loss(e: LossEvidence):
 
 
 def _accumulation_message(v: Mapping[str, Any]) -> str:
-    matched = v["matched"]
-    which = " or ".join(f"{h.what} ({number(h.loss)})" for h in matched)
     window = (f"the token mean across the {v['k']} micro-batches" if v["k"] > 1
               else "the token mean")
-    says = matched[0].says if len(matched) == 1 else "these coincide on this window"
-    return (f"the reported {given(v['reported'])} equals {which}, not {window} "
-            f"{number(v['reference'])}: {says}")
+    return _equals(v, f"{window} {number(v['reference'])}")
 
 
 @rule(
