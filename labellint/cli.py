@@ -305,13 +305,12 @@ def _show(args: argparse.Namespace, out: Console) -> int:
 
     # The row is judged as `check` judges it: the same [tool.labellint] settings apply.
     config = Config() if args.isolated else load_config(args.config)
-    facts = {k: config.get(k) for k in FACT_FLAGS if config.get(k) is not None}
-    facts |= {k: getattr(args, k) for k in FACT_FLAGS
-              if getattr(args, k, None) is not None}
-    row = show(args.path, row=args.row, tokenizer=args.tokenizer or config.get("tokenizer"),
-               model=args.model or config.get("model"), select=config.get("select"),
-               ignore=config.get("ignore"), options=config.get("options"),
-               columns=config.get("columns"), **facts)
+    settings = config.check_kwargs(**{k: getattr(args, k, None)
+                                      for k in (*FACT_FLAGS, "tokenizer", "model")})
+    for check_only in ("max_examples", "missing_labels"):  # show() takes neither
+        settings.pop(check_only)
+    settings["ignore"] += config.ignores_for(args.path)
+    row = show(args.path, row=args.row, **settings)
     if args.output is None and args.format == "text":
         color = out.is_terminal and not out.no_color
         out.print(row.render(color=color, width=out.width if out.is_terminal else WIDTH))
