@@ -38,7 +38,7 @@ from .loss import RTOL, report_from_stats
 from .loss_report import LossReport
 from .reference import TokenStats, stats_from_logits, stats_from_target_log_probs
 from .registry import select_rules
-from .report import FAIL_ON, Report
+from .report import FAIL_ON, Report, _n
 
 logger = logging.getLogger("labellint")
 
@@ -130,11 +130,9 @@ class LabelLintCallback(TrainerCallback):
                 logger.warning("labellint: the loss check is skipped: %s", why)
                 return
             self._custom_loss = _custom_loss(self._trainer)
-            pad_id = settings.get("pad_id", getattr(settings.get("tokenizer"), "pad_token_id",
-                                                    None))
+            facts = self.report.sources[0].facts  # as the data check resolved them
             self._capture = _StepCapture(model, batches[:accumulation], state.global_step + 1,
-                                         ignore_index=settings.get("ignore_index", -100),
-                                         pad_id=pad_id)
+                                         ignore_index=facts.ignore_index, pad_id=facts.pad_id)
 
     def _with_live_objects(self, processing_class: Any, model: Any) -> dict[str, Any]:
         """The settings with the Trainer's own tokenizer and model, which beat paths in the
@@ -146,8 +144,6 @@ class LabelLintCallback(TrainerCallback):
         for key, live in (("tokenizer", tokenizer), ("model", model)):
             if live is not None and key not in self._given:
                 settings[key] = live
-        if settings.get("tokenizer") is None:
-            settings = _model_ids(model) | settings
         return settings
 
     def _stop_or_warn(self, report: Report | LossReport, stopped: str) -> None:
@@ -223,19 +219,6 @@ def _load_config(config: str | Path | bool) -> Config:
     return found
 
 
-def _model_ids(model: Any) -> dict[str, int]:
-    """pad/bos/eos ids from the model's config, for a Trainer given no tokenizer."""
-    config = getattr(model, "config", None)
-    ids = {}
-    for fact, key in (("pad_id", "pad_token_id"), ("bos_id", "bos_token_id"),
-                      ("eos_id", "eos_token_id")):
-        value = getattr(config, key, None)
-        value = value[0] if isinstance(value, (list, tuple)) and len(value) == 1 else value
-        if isinstance(value, int):
-            ids[fact] = value
-    return ids
-
-
 def _not_a_causal_lm(model: Any) -> str | None:
     """Why the rules (written for next-token labels) do not apply to this model, if they don't.
 
@@ -292,8 +275,6 @@ def _loss_not_comparable(args: Any, state: Any) -> str | None:
 
 
 def _verdict(report: Report) -> str:
-    from .report import _n
-
     parts = [_n(len(report.errors), "error")]
     if report.warnings:
         parts.append(_n(len(report.warnings), "warning"))
@@ -303,15 +284,14 @@ def _verdict(report: Report) -> str:
 def _skipped(report: Report) -> str:
     """The rules skipped for want of a fact (not by design), with why: a clean report with
     the key rules skipped must not read as clean."""
-    return "; ".join(f"{code}: {why}" for s in report.sources for code, why in s.skipped.items()
-                     if code not in s.skipped_by_design)
+    return "; ".join(f"{code}: {why}" for s in report.sources
+                     for code, why in s.unjudged.items())
 
 
 def _data_metrics(report: Report) -> dict[str, float]:
     metrics = {"labellint/errors": float(len(report.errors)),
                "labellint/warnings": float(len(report.warnings)),
-               "labellint/skipped_rules": float(sum(
-                   len(set(s.skipped) - set(s.skipped_by_design)) for s in report.sources))}
+               "labellint/skipped_rules": float(sum(len(s.unjudged) for s in report.sources))}
     for f in report.findings:
         metrics[f"labellint/{f.code}_{f.name}_rows"] = float(f.count_rows)
     return metrics

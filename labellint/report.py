@@ -74,6 +74,12 @@ class SourceResult:
     skipped_by_design: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # how the source was read, when a reader should know
 
+    @property
+    def unjudged(self) -> dict[str, str]:
+        """Rules skipped for want of a fact, with why: what a clean report did not judge
+        (skips by design, such as position_ids rules on unpacked rows, are not listed)."""
+        return {c: why for c, why in self.skipped.items() if c not in self.skipped_by_design}
+
 
 class Outcome:
     """What a report's findings add up to; a report has `findings` and `render()`."""
@@ -278,9 +284,8 @@ def render_text(report: Report, *, details: bool = True, color: bool = False,
             text.append(f"facts for {s.source}: " + ", ".join(known) + "\n", style="dim")
             for note in s.notes:
                 text.append(f"note for {s.source}: {note}\n", style="dim")
-            shown = {c: why for c, why in s.skipped.items() if c not in s.skipped_by_design}
-            if shown:
-                skipped = "; ".join(f"{c}: {why}" for c, why in shown.items())
+            if s.unjudged:
+                skipped = "; ".join(f"{c}: {why}" for c, why in s.unjudged.items())
                 text.append(f"skipped for {s.source}: {skipped}\n", style="dim")
     rows = sum(s.rows for s in report.sources)
     tokens = sum(s.tokens for s in report.sources)

@@ -198,6 +198,5 @@ def show(
     if tok is not None:
         tokens = view.decode_window(tok, tokens)
     return RowView(source=src.name, row=row, tokens=tokens, facts=facts_, findings=findings,
-                   skipped={c: why for c, why in result.skipped.items()
-                            if c not in result.skipped_by_design},
+                   skipped=result.unjudged,
                    not_judged=tuple(r.code for r in rules if r.per == "batch"))

@@ -146,6 +146,16 @@ def model_facts(model: Any) -> dict[str, Any]:
 
 def known_facts(given: Mapping[str, Any], tokenizer: Any = None, model: Any = None) -> Facts:
     """The facts known before any data is read: given beat the model's, which beat the
-    tokenizer's (a loaded tokenizer, or None)."""
-    return merge_facts(("given", given), ("model", model_facts(model)),
+    tokenizer's (a loaded tokenizer, or None).
+
+    Without a tokenizer, the model config's special ids stand in for the tokenizer's (a
+    Trainer given only a model and a collator): they name the same tokens when both exist.
+    """
+    from_model = model_facts(model)
+    if tokenizer is None and from_model:
+        eos = from_model["model_eos_ids"]
+        stand_in = {"pad_id": from_model["model_pad_id"], "bos_id": from_model["model_bos_id"],
+                    "eos_id": eos[0] if len(eos) == 1 else None}
+        from_model |= {k: v for k, v in stand_in.items() if v is not None}
+    return merge_facts(("given", given), ("model", from_model),
                        ("tokenizer", tokenizer_facts(tokenizer)))

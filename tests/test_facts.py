@@ -117,3 +117,17 @@ def test_max_length_is_not_inferred_below_a_padded_width_no_row_fills():
     filled = {k: v + [[5] * 8] * 5 for k, v in batch.items() if k == "input_ids"}
     filled["attention_mask"] = batch["attention_mask"] + [[1] * 8] * 5
     assert facts_of(labellint.check(filled, pad_id=0, select=["LL1"])).max_length == 8
+
+
+def test_without_a_tokenizer_the_model_configs_special_ids_stand_in():
+    from labellint.testing import tiny_llama, tiny_tokenizer
+    from labellint.tokenizer import known_facts
+
+    model = tiny_llama()  # config: pad 0, bos 1, eos 2
+    alone = known_facts({}, None, model)
+    assert (alone.pad_id, alone.bos_id, alone.eos_id) == (0, 1, 2)
+    assert alone.origin["eos_id"] == "model"
+    model.config.eos_token_id = [2, 7]  # two end ids (Llama 3): none stands in for EOS
+    assert known_facts({}, None, model).eos_id is None
+    with_tokenizer = known_facts({}, tiny_tokenizer(pad_is_eos=True), model)
+    assert with_tokenizer.pad_id == 2 and with_tokenizer.origin["pad_id"] == "tokenizer"
