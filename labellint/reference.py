@@ -224,7 +224,6 @@ def token_stats(
         del x
     arr = {k: v.reshape(rows, T).cpu().numpy() for k, v in out.items()}
     oks = {k: v.cpu().numpy() for k, v in ok.items()}
-    attended = ~padding
     return TokenStats(
         shift=shift,
         nll_ref=arr["ref"], ok_ref=oks["ref"],
@@ -232,13 +231,19 @@ def token_stats(
         nll_double=arr["double"], ok_double=oks["double"],
         nll_next=arr["next"], ok_next=oks["next"],
         smooth=arr["smooth"],
-        pad_next=_ahead(padding.long(), 1, 0).bool().cpu().numpy(),
-        attended_next=_ahead(attended.long(), 1, 0).bool().cpu().numpy(),
-        labelled=(labels != ignore_index).cpu().numpy(),
+        **_mask_views(padding, labels, ignore_index),
         nonfinite=~np.isfinite(arr["lse"]),
         vocab_size=V,
         dtype=dtype,
     )
+
+
+def _mask_views(padding: torch.Tensor, labels: torch.Tensor,
+                ignore_index: int) -> dict[str, np.ndarray]:
+    """TokenStats' padding and label masks, however the log-probabilities were had."""
+    return {"pad_next": _ahead(padding.long(), 1, 0).bool().cpu().numpy(),
+            "attended_next": _ahead((~padding).long(), 1, 0).bool().cpu().numpy(),
+            "labelled": (labels != ignore_index).cpu().numpy()}
 
 
 def stats_from_logits(logits: Any, batch: Mapping[str, Any], *, device: Any = None,
@@ -299,9 +304,7 @@ def stats_from_target_log_probs(log_probs: Any, batch: Mapping[str, Any], *,
         nll_double=unknown, ok_double=never,
         nll_next=unknown, ok_next=never,
         smooth=unknown,
-        pad_next=_ahead(padding.long(), 1, 0).bool().cpu().numpy(),
-        attended_next=_ahead((~padding).long(), 1, 0).bool().cpu().numpy(),
-        labelled=(labels != ignore_index).cpu().numpy(),
+        **_mask_views(padding, labels, ignore_index),
         nonfinite=~np.isfinite(nll_np),
         vocab_size=vocab_size,
         dtype=str(log_probs.dtype).removeprefix("torch."),
