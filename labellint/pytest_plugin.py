@@ -133,15 +133,9 @@ class LabelLint:
     def _render(self, report: Report) -> str:
         if not self.color:
             return report.render().plain
-        from rich.console import Console
-
         from .report import WIDTH
 
-        width = max((self.width or WIDTH) - GUTTER, 40)
-        console = Console(width=width, force_terminal=True, soft_wrap=True, highlight=False)
-        with console.capture() as captured:
-            console.print(report.render(color=True, width=width), end="")
-        return captured.get()
+        return report.to_ansi(max((self.width or WIDTH) - GUTTER, 40))
 
 
 def _headline(report: Report) -> str:

@@ -124,10 +124,16 @@ class Printable:
     def __str__(self) -> str:
         if not (sys.stdout.isatty() and "NO_COLOR" not in os.environ):
             return self.render().plain
+        return self.to_ansi()
+
+    def to_ansi(self, width: int | None = None) -> str:
+        """The coloured drawing as text with ANSI codes, `width` columns wide (default: the
+        terminal's)."""
         from rich.console import Console
 
         buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=True, soft_wrap=True)
+        console = Console(file=buffer, width=width, force_terminal=True, soft_wrap=True,
+                          highlight=False)
         console.print(self.render(color=True, width=console.width), end="")
         return buffer.getvalue()
 
