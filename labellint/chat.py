@@ -351,6 +351,16 @@ class Turns:
         """Per turn, how many tokens of `mask` it holds."""
         return np.bincount(self.turn[mask & (self.turn >= 0)], minlength=self.n)
 
+    def spread(self, turn_mask: np.ndarray) -> np.ndarray:
+        """Per token, whether its turn is in `turn_mask` (False outside every turn).
+
+        A batch with no turn at all (pretraining text under a chat tokenizer) gives all False.
+        """
+        out = np.zeros(self.turn.size, dtype=bool)
+        inside = self.turn >= 0
+        out[inside] = turn_mask[self.turn[inside]]
+        return out
+
     def per_row(self, turn_mask: np.ndarray, n_rows: int) -> np.ndarray:
         """Per row, how many turns of `turn_mask` it holds."""
         return np.bincount(self.row[turn_mask], minlength=n_rows)

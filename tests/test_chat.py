@@ -523,3 +523,18 @@ def test_a_tokenizer_without_bos_turns_the_bos_rules_off_by_design():
     assert source.skipped["LL401"] == "the tokenizer has no BOS token"
     assert {"LL401", "LL402", "LL406"} <= set(source.skipped_by_design)
     assert "LL401" not in str(report)
+
+
+@pytest.mark.parametrize("rows", ["plain", "mixed"])
+def test_a_chat_tokenizer_checks_rows_without_chat_turns(family, rows):
+    """Pretraining text under a chat tokenizer: rows with no header at all check cleanly, alone
+    or beside chat rows (a batch with no turn used to crash LL601/LL602)."""
+    tok = FAMILIES[family]()
+    plain = [tok("the quick brown fox")["input_ids"] + [tok.eos_token_id],
+             tok("hello there")["input_ids"] + [tok.eos_token_id]]
+    batch = [{"input_ids": ids, "labels": list(ids)} for ids in plain]
+    if rows == "mixed":
+        batch += masked_rows(tok)
+    report = labellint.check(batch, tokenizer=tok)
+    assert report.ok, report
+    assert codes(report) == set()

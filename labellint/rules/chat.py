@@ -86,8 +86,7 @@ def supervised_prompt_turn(b: Batch):
     # given or inferred from most rows), or this row masks another turn of the same role.
     evidence = rows["mixed"] | bool(b.facts.assistant_only_loss)
     bad_turn = t.prompt & info["trained"] & evidence[t.row]
-    tokens = t.content & b.trained & (t.turn >= 0)
-    return tokens & bad_turn[np.maximum(t.turn, 0)]
+    return t.content & b.trained & t.spread(bad_turn)
 
 
 @rule(
@@ -108,7 +107,7 @@ def supervised_role_header(b: Batch):
     # (TRL's Qwen2.5 training template trains it) and not judged.
     masked = (rows["prompts"] > 0) & (rows["trained"] == 0)
     header_turn = t.assistant & masked[t.row]
-    return t.in_core & b.trained & header_turn[np.maximum(t.turn, 0)] & (t.turn >= 0)
+    return t.in_core & b.trained & t.spread(header_turn)
 
 
 @rule(
