@@ -64,6 +64,12 @@ def _document_starts(b: Batch) -> np.ndarray:
     if index.size == 0:
         return none
     index = index[b.inside_row(index) & ~b.packed[b.rows_of(index)]]
+    if f.bos_id is not None and f.bos_id == eos and index.size:
+        # One id both opening and closing rows (GPT-2's `<|endoftext|>`, Qwen's GGUF vocab) with
+        # a template writing `{{ bos_token }}`: the row's leading copies open it, and what
+        # follows them is the document's own start, not the next document's.
+        eos_at = b.where_id(eos)
+        index = index[~in_leading_run(b, index - 1, eos_at)]
     rows = b.rows_of(index)
     is_bos = np.zeros(index.size, dtype=bool) if bos is None else ids[index] == bos
     prev_eos = (np.zeros(index.size, dtype=bool) if eos is None
