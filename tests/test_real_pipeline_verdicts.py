@@ -72,3 +72,102 @@ def test_chat_documents_concatenated_with_bos_equal_to_eos_are_still_packed():
 
     assert codes(report) == {"LL501"}, str(report)
     assert finding(report, "LL501").rows == (0, 1)
+
+
+# -- truncation inferred from the data (LL409) -------------------------------------------------
+
+
+def alpaca_max_words(tok, max_words, pairs=PAIRS):
+    """llama-recipes' alpaca InstructionDataset (the `max_words` version): encode prompt and
+    prompt + answer + EOS, pad with -1 up to max_words or cut at it, label by hand, mask by
+    `ge(0)`."""
+    out = []
+    for prompt_text, answer in pairs:
+        prompt = torch.tensor(tok.encode(prompt_text), dtype=torch.int64)
+        example = tok.encode(prompt_text + answer)
+        example.append(tok.eos_token_id)
+        example = torch.tensor(example, dtype=torch.int64)
+        padding = max_words - example.shape[0]
+        if padding > 0:
+            example = torch.cat((example, torch.zeros(padding, dtype=torch.int64) - 1))
+        elif padding < 0:
+            example = example[:max_words]
+        labels = copy.deepcopy(example)
+        labels[: len(prompt)] = -1
+        example_mask = example.ge(0)
+        label_mask = labels.ge(0)
+        example[~example_mask] = 0
+        labels[~label_mask] = -100
+        out.append({"input_ids": example, "labels": labels,
+                    "attention_mask": example_mask.float()})
+    return out
+
+
+def test_llama_recipes_max_words_cut_is_inferred_and_reported(tok):
+    lengths = [len(tok.encode(p + a)) + 1 for p, a in PAIRS]
+    max_words = 30
+    cut = tuple(i for i, n in enumerate(lengths) if n > max_words)
+    assert len(cut) == 2  # too few to pile up above the lengths below: the endings tell
+
+    rows = alpaca_max_words(tok, max_words)
+    report = labellint.check(rows, tokenizer=tok)
+
+    assert codes(report) == {"LL409"}, str(report)
+    assert finding(report, "LL409").rows == cut
+    facts = report.sources[0].facts
+    assert facts.max_length == max_words
+    assert facts.origin["max_length"] == "inferred from data"
+    assert f"max_length {max_words} (inferred from data)" in str(report)
+
+
+def test_trl_max_length_cutting_two_answers_is_inferred_and_reported(tmp_path):
+    from test_real_pipelines import sft_trainer
+
+    from labellint.testing import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    trainer = sft_trainer(tmp_path, tok, max_length=30, shuffle_dataset=False)
+    rows = trainer.train_dataset
+    cut = tuple(i for i, r in enumerate(rows)
+                if len(r["input_ids"]) == 30 and r["input_ids"][-1] != tok.eos_token_id)
+    assert len(cut) == 2
+    batch = trainer.data_collator([rows[i] for i in range(len(rows))])
+
+    for data in (rows, batch):
+        report = labellint.check(data, tokenizer=tok)
+        assert codes(report) == {"LL409"}, str(report)
+        assert finding(report, "LL409").rows == cut
+        assert report.sources[0].facts.origin["max_length"] == "inferred from data"
+
+
+def test_a_padded_batch_whose_longest_rows_tie_is_not_truncation(tok):
+    """The collator pads to the longest row; two rows tying for longest, ending with EOS."""
+    pairs = PAIRS[:4] + [PAIRS[0]]
+    batch = DataCollatorForSeq2Seq(tok, padding=True)(sft_features(tok, pairs))
+
+    report = labellint.check(batch, tokenizer=tok)
+
+    assert codes(report) == set(), str(report)
+    assert report.sources[0].facts.max_length is None
+
+
+def test_clean_max_words_rows_where_nothing_is_cut_infer_no_max_length(tok):
+    rows = alpaca_max_words(tok, 40)
+
+    report = labellint.check(rows, tokenizer=tok)
+
+    assert codes(report) == set(), str(report)
+    assert report.sources[0].facts.max_length is None
+
+
+def test_two_longest_rows_missing_eos_among_rows_without_eos_are_missing_eos(tok):
+    """No row ends with EOS: nothing singles out the longest, so it is missing-eos, not a cut."""
+    features = sft_features(tok, PAIRS + [PAIRS[4]])
+    for f in features:
+        for k in f:
+            f[k] = f[k][:-1]
+
+    report = labellint.check(features, tokenizer=tok)
+
+    assert codes(report) == {"LL404"}, str(report)
+    assert report.sources[0].facts.max_length is None
