@@ -7,9 +7,7 @@ the exact codes and rows, so a rule that fires on correct data or misses the mis
 """
 
 import copy
-import math
 
-import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -171,3 +169,109 @@ def test_two_longest_rows_missing_eos_among_rows_without_eos_are_missing_eos(tok
 
     assert codes(report) == {"LL404"}, str(report)
     assert report.sources[0].facts.max_length is None
+
+
+# -- a trained assistant header in every row (LL602) -------------------------------------------
+
+
+def completion_masked_without_generation_prompt(tok, convs=CONVERSATIONS):
+    """The mask TRL once computed: the prompt rendered by apply_chat_template(messages[:-1])
+    without add_generation_prompt, and that many tokens masked, so the last assistant turn's
+    header is trained with its answer."""
+    rows = []
+    for conv in convs:
+        prompt = tok.apply_chat_template(conv[:-1], add_generation_prompt=False,
+                                         return_dict=True)["input_ids"]
+        full = tok.apply_chat_template(conv, return_dict=True)["input_ids"]
+        assert full[: len(prompt)] == prompt
+        n = len(prompt)
+        rows.append({"input_ids": full, "attention_mask": [1] * len(full),
+                     "labels": [-100] * n + full[n:]})
+    return rows
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_an_assistant_header_trained_in_every_row_is_supervised_role_header(family):
+    from test_chat import FAMILIES
+
+    from labellint.chat import chat_format
+
+    tok = FAMILIES[family]()
+    rows = completion_masked_without_generation_prompt(tok)
+    batch = DataCollatorForSeq2Seq(tok, padding=True)(rows)
+
+    report = labellint.check(batch, tokenizer=tok)
+
+    assert codes(report) == {"LL602"}, str(report)
+    assert rows_of(report, "LL602") == set(range(len(CONVERSATIONS)))
+    core = len(chat_format(tok).core("assistant"))
+    assert all(len(p) == core for p in finding(report, "LL602").positions)  # the last header
+    assert report.sources[0].facts.assistant_only_loss is True
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_the_same_rows_with_the_generation_prompt_in_the_prompt_are_clean(family):
+    from test_chat import FAMILIES
+
+    tok = FAMILIES[family]()
+    rows = []
+    for conv in CONVERSATIONS:
+        prompt = tok.apply_chat_template(conv[:-1], add_generation_prompt=True,
+                                         return_dict=True)["input_ids"]
+        full = tok.apply_chat_template(conv, return_dict=True)["input_ids"]
+        rows.append({"input_ids": full, "labels": [-100] * len(prompt) + full[len(prompt):]})
+
+    assert codes(labellint.check(rows, tokenizer=tok)) == set()
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_whole_conversations_trained_in_every_row_stay_a_choice(family):
+    """Every header trained, prompts too: full-sequence training, not a header slip."""
+    from test_chat import FAMILIES
+
+    tok = FAMILIES[family]()
+    rows = completion_masked_without_generation_prompt(tok)
+    for r in rows:
+        r["labels"] = list(r["input_ids"])
+
+    report = labellint.check(rows, tokenizer=tok)
+
+    assert codes(report) == set(), str(report)
+    assert report.sources[0].facts.assistant_only_loss is False
+
+
+# -- negative position_ids (LL503) -------------------------------------------------------------
+
+
+def left_padded_with_positions(tok, *, masked_fill: bool):
+    """A left-padded batch with position_ids from the attention mask, as generation code
+    makes them; `generate` then fills the padding's -1 with 1."""
+    from test_real_pipelines import TEXTS
+
+    batch = tok([t + tok.eos_token for t in TEXTS], padding=True, return_tensors="pt")
+    position_ids = batch["attention_mask"].long().cumsum(-1) - 1
+    if masked_fill:
+        position_ids.masked_fill_(batch["attention_mask"] == 0, 1)
+    return dict(batch, position_ids=position_ids)
+
+
+def test_cumsum_position_ids_on_left_padding_are_invalid_where_negative(left_tok):
+    batch = left_padded_with_positions(left_tok, masked_fill=False)
+    negative = tuple(i for i in range(len(batch["input_ids"]))
+                     if (batch["position_ids"][i] < 0).any())
+    assert negative == (1, 2, 3)  # row 0 is the longest: no padding
+
+    report = labellint.check(batch, tokenizer=left_tok)
+
+    assert codes(report) == {"LL503"}, str(report)
+    f = finding(report, "LL503")
+    assert f.rows == negative
+    assert f.count_tokens == int((batch["position_ids"] < 0).sum())
+
+
+def test_cumsum_position_ids_with_the_masked_fill_are_clean(left_tok):
+    batch = left_padded_with_positions(left_tok, masked_fill=True)
+
+    report = labellint.check(batch, tokenizer=left_tok)
+
+    assert codes(report) == set(), str(report)
