@@ -34,7 +34,8 @@ def bos_is_eos_tokenizer():
     return PreTrainedTokenizerFast(
         tokenizer_object=_with_tokens(["<|im_start|>", "<|im_end|>", "<|endoftext|>"]),
         bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-        unk_token="<unk>", chat_template="{{- bos_token }}" + _template(_CHATML, "<|im_end|>", True))
+        unk_token="<unk>",
+        chat_template="{{- bos_token }}" + _template(_CHATML, "<|im_end|>", True))
 
 
 def test_chat_rows_opened_by_a_bos_that_is_also_eos_are_not_packed():
