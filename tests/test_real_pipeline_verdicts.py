@@ -276,3 +276,70 @@ def test_cumsum_position_ids_with_the_masked_fill_are_clean(left_tok):
     report = labellint.check(batch, tokenizer=left_tok)
 
     assert codes(report) == set(), str(report)
+
+
+# -- shift_labels for sequence-parallel training (LL302) ---------------------------------------
+
+
+def with_shift_labels(batch, *, shifted: bool = True):
+    """The shift_labels that transformers' Trainer adds for context parallelism (and
+    accelerate's Ulysses adapter for DeepSpeed SP): labels padded with -100, then [:, 1:].
+    `shifted=False` is the slip: a copy of labels."""
+    labels = batch["labels"]
+    shift = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:].contiguous() \
+        if shifted else labels.clone()
+    return dict(batch, shift_labels=shift)
+
+
+def test_shift_labels_are_what_the_models_loss_reads(tok):
+    from labellint.testing import tiny_llama
+
+    batch = DataCollatorForSeq2Seq(tok, padding=True)(sft_features(tok))
+    sp = with_shift_labels(batch)
+    model = tiny_llama(vocab_size=len(tok))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        from_labels = model(**inputs, labels=batch["labels"]).loss
+        # labels all ignored: the loss comes from shift_labels alone, as they are
+        from_shift = model(**inputs, labels=torch.full_like(batch["labels"], -100),
+                           shift_labels=sp["shift_labels"]).loss
+    assert torch.allclose(from_labels, from_shift)
+
+
+def test_correct_shift_labels_are_clean(tok):
+    batch = with_shift_labels(DataCollatorForSeq2Seq(tok, padding=True)(sft_features(tok)))
+
+    report = labellint.check(batch, tokenizer=tok)
+
+    assert codes(report) == set(), str(report)
+    facts = report.sources[0].facts
+    assert facts.label_shift == "dataset"
+    assert facts.origin["label_shift"] == "shift_labels column"
+
+
+def test_shift_labels_copied_from_labels_without_shifting_are_unshifted(tok):
+    batch = with_shift_labels(DataCollatorForSeq2Seq(tok, padding=True)(sft_features(tok)),
+                              shifted=False)
+
+    report = labellint.check(batch, tokenizer=tok)
+
+    assert codes(report) == {"LL302"}, str(report)
+    assert finding(report, "LL302").count_rows == len(PAIRS)
+
+
+def test_a_shift_labels_column_of_another_name_is_mapped_by_columns(tok):
+    collated = DataCollatorForSeq2Seq(tok, padding=True)(sft_features(tok))
+    rows = []
+    for shifted in (True, False):
+        b = with_shift_labels(collated, shifted=shifted)
+        rows.append(datasets.Dataset.from_dict(
+            {"input_ids": b["input_ids"].tolist(), "attention_mask": b["attention_mask"].tolist(),
+             "labels": b["labels"].tolist(), "sp_labels": b["shift_labels"].tolist()}))
+
+    good, bad = (labellint.check(ds, tokenizer=tok, columns={"shift_labels": "sp_labels"})
+                 for ds in rows)
+
+    assert codes(good) == set(), str(good)
+    assert codes(bad) == {"LL302"}, str(bad)
+    # unmapped, the column is not read: labels alone, in the model's convention, are clean
+    assert codes(labellint.check(rows[1], tokenizer=tok)) == set()
