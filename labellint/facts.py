@@ -215,9 +215,8 @@ def infer_max_length(b: Batch) -> int | None:
 
     Either every row has the same real length (fixed-length blocks, as run_clm's group_texts
     makes), or several rows pile up at exactly the longest length, a spike above every length
-    just below it (truncation), or the rows at the longest length end mid-answer while the
-    shorter ones end with a stop token (`cut_at_longest`). Two rows tying for longest in a
-    small batch show nothing more.
+    just below it (truncation). A smaller spike (two rows) counts when those rows end mid-answer
+    while the shorter ones end with a stop token (`cut_at_longest`).
     """
     lengths = b.real_lengths
     if lengths.size == 0 or lengths.max() == 0:
@@ -235,7 +234,10 @@ def infer_max_length(b: Batch) -> int | None:
     below = counts[max(longest - SPIKE_WINDOW, 0) : longest]
     if at_max == lengths.size:  # every row alike, but too few rows to call them blocks
         return None
-    if at_max < max(MIN_PILE_UP, 0.01 * lengths.size) or at_max <= below.max(initial=0):
+    if at_max <= below.max(initial=0):
+        return None
+    if at_max < max(MIN_PILE_UP, 0.01 * lengths.size):
+        # Too few to call a spike on their own: the way they end must show the cut.
         return longest if cut_at_longest(b, longest) else None
     return longest
 
