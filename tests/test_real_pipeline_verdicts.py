@@ -7,6 +7,7 @@ the exact codes and rows, so a rule that fires on correct data or misses the mis
 """
 
 import copy
+import math
 
 import pytest
 
@@ -343,3 +344,118 @@ def test_a_shift_labels_column_of_another_name_is_mapped_by_columns(tok):
     assert codes(bad) == {"LL302"}, str(bad)
     # unmapped, the column is not read: labels alone, in the model's convention, are clean
     assert codes(labellint.check(rows[1], tokenizer=tok)) == set()
+
+
+# -- the loss: a mean over every padded position (LL901), a head initialised too large (LL904) -
+
+
+def masked_mean_over_every_position(model, inputs):
+    """A loss as users write it: per-token cross-entropy, zeroed by a mask, then `.mean()`,
+    which divides by every position of the padded batch."""
+    labels = inputs["labels"]
+    logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
+        reduction="none").view(labels.size(0), -1)
+    mask = (labels[:, 1:] != -100).float()
+    return (ce * mask).mean()
+
+
+def attention_masked_mean(model, inputs):
+    """The same with labels = input_ids and the attention mask as the mask."""
+    ids, attention = inputs["input_ids"], inputs["attention_mask"]
+    logits = model(input_ids=ids, attention_mask=attention).logits
+    ce = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.size(-1)), ids[:, 1:].reshape(-1),
+        reduction="none").view(ids.size(0), -1)
+    return (ce * attention[:, 1:]).mean()
+
+
+@pytest.mark.parametrize("loss_fn, matched", [
+    (masked_mean_over_every_position, "all_positions"),
+    (attention_masked_mean, "attended_over_all_positions"),
+])
+def test_a_mean_over_every_padded_position_is_a_loss_mismatch(tok, loss_fn, matched):
+    from labellint.testing import tiny_llama
+
+    batch = DataCollatorForSeq2Seq(tok, padding=True)(sft_features(tok))
+    assert (batch["attention_mask"] == 0).any()
+    model = tiny_llama(vocab_size=len(tok))
+
+    report = labellint.check_loss(model, batch, loss_fn=loss_fn)
+
+    assert [f.code for f in report.findings] == ["LL901"], str(report)
+    assert report.matched == matched
+    message = report.findings[0].message
+    assert "every position" in message and "padding" in message and ".mean()" in message
+    assert report.reported_loss == pytest.approx(report.hypotheses[matched], rel=1e-4)
+
+
+def head_fifty_times_too_large(vocab_size):
+    from labellint.testing import tiny_llama
+
+    model = tiny_llama(vocab_size=vocab_size, hidden_size=64, initializer_range=0.02)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)
+    return model
+
+
+def test_a_head_initialised_fifty_times_too_large_is_loss_at_init(tok):
+    batch = DataCollatorForSeq2Seq(tok, padding=True)(sft_features(tok))
+    model = head_fifty_times_too_large(len(tok))
+
+    for at_init in (True, None):  # said, and not said: no model belongs that far above ln V
+        report = labellint.check_loss(model, batch, at_init=at_init)
+        assert [f.code for f in report.findings] == ["LL904"], str(report)
+        assert report.reference_loss > 2 * math.log(len(tok))
+        assert "above ln(400)" in report.findings[0].message
+    assert not labellint.check_loss(model, batch, at_init=False).findings
+
+
+def test_a_fresh_model_with_the_configs_init_is_not_loss_at_init(tok):
+    from labellint.testing import tiny_llama
+
+    batch = DataCollatorForSeq2Seq(tok, padding=True)(sft_features(tok))
+    model = tiny_llama(vocab_size=len(tok), hidden_size=64, initializer_range=0.02)
+
+    for at_init in (True, None):
+        assert not labellint.check_loss(model, batch, at_init=at_init).findings
+
+
+def trainer(tmp_path, tok, model, **attrs):
+    from transformers import Trainer, TrainingArguments
+
+    from labellint.callback import LabelLintCallback
+
+    cls = type("CustomTrainer", (Trainer,), attrs) if attrs else Trainer
+    lint = LabelLintCallback(config=False)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True,
+                             per_device_train_batch_size=3, max_steps=1, logging_steps=50,
+                             save_strategy="no", seed=0)
+    data = datasets.Dataset.from_list(sft_features(tok))
+    return cls(model=model, args=args, processing_class=tok, train_dataset=data,
+               data_collator=DataCollatorForSeq2Seq(tok), callbacks=[lint]), lint
+
+
+def test_the_callback_stops_on_a_mean_over_every_padded_position(tmp_path, tok):
+    from labellint import LabelLintError
+    from labellint.testing import tiny_llama
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return masked_mean_over_every_position(model, inputs)
+
+    run, lint = trainer(tmp_path, tok, tiny_llama(vocab_size=len(tok)),
+                        compute_loss=compute_loss)
+
+    with pytest.raises(LabelLintError, match="LL901"):
+        run.train()
+    assert lint.loss_report.matched == "all_positions"
+
+
+def test_the_callback_warns_of_a_head_initialised_fifty_times_too_large(tmp_path, tok):
+    run, lint = trainer(tmp_path, tok, head_fifty_times_too_large(len(tok)))
+
+    run.train()  # a warning: logged, training goes on
+
+    assert [f.code for f in lint.loss_report.findings] == ["LL904"], \
+        lint.loss_report.render().plain
