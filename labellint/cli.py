@@ -10,7 +10,7 @@ from typing import Sequence
 
 from rich.console import Console
 
-from .batch import COLUMNS
+from .batch import SOURCE_COLUMNS
 from .config import Config, load_config, toml_value
 from .errors import LabelLintError
 
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it is shown only on a terminal)")
     cols = c.add_argument_group("columns (for datasets that name them otherwise)")
-    for column in ("input_ids", "labels", "attention_mask", "position_ids"):
+    for column in SOURCE_COLUMNS:
         cols.add_argument(f"--{column.replace('_', '-')}-column", metavar="NAME",
                           dest=f"{column}_column")
     facts = c.add_argument_group("facts (override the tokenizer and what the data suggests)")
@@ -144,7 +144,8 @@ def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
     options: dict[str, dict[str, object]] = {}
     for rule, name, value in map(_option, args.option):
         options.setdefault(rule, {})[name] = value
-    columns = {c: getattr(args, f"{c}_column") for c in COLUMNS if getattr(args, f"{c}_column")}
+    columns = {c: getattr(args, f"{c}_column") for c in SOURCE_COLUMNS
+               if getattr(args, f"{c}_column")}
     given = {k: getattr(args, k) for k in (*FACT_FLAGS, "tokenizer", "model", "max_examples",
                                            "missing_labels")}
     settings = config.check_kwargs(select=args.select, ignore=args.ignore, options=options,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .batch import COLUMNS
+from .batch import SOURCE_COLUMNS
 from .errors import LabelLintError
 
 FACTS = {"pad-id": int, "bos-id": int, "eos-id": int, "vocab-size": int, "max-length": int,
@@ -250,9 +250,10 @@ def _columns(value: Mapping[str, Any], where: str) -> dict[str, str]:
     out = {}
     for raw, theirs in value.items():
         ours = raw.replace("-", "_")
-        if ours not in COLUMNS:
+        if ours not in SOURCE_COLUMNS:
             raise LabelLintError(f"{where} has no column {raw!r} "
-                                 f"(columns: {', '.join(c.replace('_', '-') for c in COLUMNS)})")
+                                 "(columns: "
+                                 f"{', '.join(c.replace('_', '-') for c in SOURCE_COLUMNS)})")
         if not isinstance(theirs, str):
             raise LabelLintError(f"{where} {raw} must be a column name, not {theirs!r}")
         out[ours] = theirs

@@ -6,12 +6,20 @@ count and example row is global, so reading a dataset in different chunks gives 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .batch import COLUMNS, Batch, Ragged, concat_ragged, slice_ragged
+from .batch import (
+    COLUMNS,
+    SHIFT_LABELS,
+    SOURCE_COLUMNS,
+    Batch,
+    Ragged,
+    concat_ragged,
+    slice_ragged,
+)
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
 from .registry import NOT_APPLICABLE, REQUIREMENTS, Rule, Skip
@@ -48,10 +56,25 @@ def _sample(chunks: Iterator[Chunk]) -> tuple[list[Chunk], dict[str, Ragged]]:
             break
     if not buffered:
         raise LabelLintError("no rows to check: the source is empty")
-    names = [n for n in COLUMNS if all(n in c for c in buffered)]
+    names = [n for n in SOURCE_COLUMNS if all(n in c for c in buffered)]
     sample = {n: concat_ragged([c[n] for c in buffered]) for n in names}
     n = min(rows, SAMPLE_ROWS)
     return buffered, {k: slice_ragged(v, 0, n) for k, v in sample.items()}
+
+
+def _shift_labels_as_labels(chunk: Chunk) -> Chunk:
+    """A chunk whose shift_labels stand as its labels.
+
+    transformers' ForCausalLMLoss scores logits[t] against shift_labels[t] as they are, with no
+    shift, and leaves labels unread; the Trainer counts num_items_in_batch on them too. So
+    shift_labels are what is trained, in the dataset convention (labels[t] is the target of t):
+    a copy of labels that was never shifted is unshifted-labels'.
+    """
+    if SHIFT_LABELS not in chunk:
+        return chunk
+    out = {k: v for k, v in chunk.items() if k != SHIFT_LABELS}
+    out["labels"] = chunk[SHIFT_LABELS]
+    return out
 
 
 def _bounded(chunks: Iterable[Chunk], budget: int) -> Iterator[Chunk]:
@@ -214,6 +237,10 @@ def run(
                              f"not {missing_labels!r}")
     stream = iter(chunks)
     buffered, sample = _sample(stream)
+    if SHIFT_LABELS in sample:
+        facts = replace(facts, label_shift="dataset",
+                        origin={**facts.origin, "label_shift": "shift_labels column"})
+        sample = _shift_labels_as_labels(sample)
     if infer:
         facts = infer_facts(Batch.from_columns(sample, facts))
     tallies = [_Tally(r, options.get(r.code, r.options), training_batches) for r in rules]
@@ -230,7 +257,7 @@ def run(
     # A training batch is what the model receives: without labels it has none to check.
     derived = missing_labels != "skip" and not training_batches and "labels" not in sample
     for chunk in chunks_in:
-        b = Batch.from_columns(chunk, facts, row_start=row_start)
+        b = Batch.from_columns(_shift_labels_as_labels(chunk), facts, row_start=row_start)
         if derived:
             b = b.with_collator_labels(mask_pad_id=missing_labels == "pad-id")
         for tally in tallies:

@@ -215,7 +215,8 @@ def infer_max_length(b: Batch) -> int | None:
 
     Either every row has the same real length (fixed-length blocks, as run_clm's group_texts
     makes), or several rows pile up at exactly the longest length, a spike above every length
-    just below it (truncation). Two rows tying for longest in a small batch show nothing.
+    just below it (truncation). A smaller spike (two rows) counts when those rows end mid-answer
+    while the shorter ones end with a stop token (`cut_at_longest`).
     """
     lengths = b.real_lengths
     if lengths.size == 0 or lengths.max() == 0:
@@ -233,9 +234,42 @@ def infer_max_length(b: Batch) -> int | None:
     below = counts[max(longest - SPIKE_WINDOW, 0) : longest]
     if at_max == lengths.size:  # every row alike, but too few rows to call them blocks
         return None
-    if at_max < max(MIN_PILE_UP, 0.01 * lengths.size) or at_max <= below.max(initial=0):
+    if at_max <= below.max(initial=0):
         return None
+    if at_max < max(MIN_PILE_UP, 0.01 * lengths.size):
+        # Too few to call a spike on their own: the way they end must show the cut.
+        return longest if cut_at_longest(b, longest) else None
     return longest
+
+
+def cut_at_longest(b: Batch, longest: int) -> bool:
+    """Whether the rows at the longest real length were cut there: at least two of them, and
+    most, end with a supervised token and no stop token, while the shorter rows with a target
+    nearly all end with one.
+
+    That is what truncation leaves behind (TRL's max_length, the llama-recipes `max_words`
+    recipe), and what no collator's padding makes: padding to the longest row leaves that row
+    as it was, EOS and all, and a row missing its EOS for another reason is missing it at any
+    length (missing-eos), not only at the longest.
+    """
+    if b.labels is None or not b.facts.stop_ids:
+        return False
+    last = b.last_real_index
+    ok = last >= 0
+    ends_supervised = np.zeros(b.n_rows, dtype=bool)
+    ends_supervised[ok] = b.supervised[last[ok]]
+    if b.facts.label_shift == "dataset":  # the last position has no next token to label
+        prev = ok & (last - 1 >= b.starts)
+        ends_supervised[prev] |= b.supervised[last[prev] - 1]
+    lengths = b.real_lengths
+    at_longest = lengths == longest
+    cut = at_longest & ends_supervised & ~b.ends_with_stop
+    n_cut = int(np.count_nonzero(cut))
+    shorter = ~at_longest & (lengths > 0) & (b.targets_per_row > 0)
+    n_shorter = int(np.count_nonzero(shorter))
+    return (n_cut >= MIN_ROWS_TO_INFER and 2 * n_cut > np.count_nonzero(at_longest)
+            and n_shorter >= MIN_ROWS_TO_INFER
+            and np.count_nonzero(shorter & b.ends_with_stop) >= SHARE_OF_ROWS * n_shorter)
 
 
 def infer_facts(sample: Batch) -> Facts:
@@ -254,7 +288,10 @@ def infer_facts(sample: Batch) -> Facts:
     if facts.eos_id is None:
         inferred["eos_id"] = infer_eos_id(sample)
     if facts.max_length is None:
-        inferred["max_length"] = infer_max_length(sample)
+        # A cut shows as answers ending without EOS: the EOS just inferred says which that is.
+        eos = facts.eos_id if facts.eos_id is not None else inferred["eos_id"]
+        inferred["max_length"] = infer_max_length(sample.with_facts(replace(
+            sample.facts, eos_id=eos)))
     if facts.assistant_only_loss is None and facts.chat is not None:
         from .chat import infer_assistant_only_loss
 

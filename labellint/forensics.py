@@ -6,8 +6,9 @@ mismatch, the reported number is compared with each, and the one that reproduces
 A hypothesis that equals the reference on this window (no padding makes "padding included" the
 reference itself) cannot explain a mismatch and is never claimed.
 
-Codes: LL901 for what the loss scores (shift, targets, smoothing), LL903 for how it is averaged
-(denominators, micro-batch means under gradient accumulation).
+Codes: LL901 for what the loss scores or counts (shift, targets, smoothing, a mean over every
+position that counts padding), LL903 for how it is averaged (micro-batch means under gradient
+accumulation, per-row means, a wrong count of targets).
 """
 
 from __future__ import annotations
@@ -129,6 +130,36 @@ def labels_are_input_ids(w: Window) -> float | None:
     return w.mean_with("nll_next", lambda s: s.ok_next)
 
 
+def _every_position(s: TokenStats) -> int:
+    return s.rows * (s.positions - s.shift)
+
+
+# A mean over the whole [rows, positions] tensor counts what was meant to be left out (padding,
+# the prompt) in the denominator: what the loss counts, so LL901, though the numerator is right.
+@hypothesis("all_positions", "LL901",
+            "the loss averaged over every position (padding and ignored ones included)",
+            "your loss averages the per-token losses over every position, padding and ignored "
+            "positions included: (ce * mask).mean() (or CrossEntropyLoss(reduction='none')"
+            "(...).mean()) divides by all rows x positions; divide by mask.sum() instead")
+def all_positions(w: Window) -> float:
+    return _ratio(w.loss_sum, w.total(_every_position))
+
+
+@hypothesis("attended_over_all_positions", "LL901",
+            "the loss over every attended token (labels = input_ids), averaged over every "
+            "position",
+            "your loss scores every attended token (labels = input_ids, so the prompt too) and "
+            "averages over every position, padding included: (ce * attention_mask).mean(); "
+            "score the labels (-100 left out) and divide by the number of targets")
+def attended_over_all_positions(w: Window) -> float | None:
+    def scored(s: TokenStats) -> np.ndarray:
+        return s.ok_next & s.attended_next & ~s.pad_next
+
+    if w.shift == 0 or w.total(lambda s: np.count_nonzero(scored(s) & ~s.ok_ref)) == 0:
+        return None  # nothing but the targets is attended: it is all_positions
+    return _ratio(w.total(lambda s: s.nll_next[scored(s)].sum()), w.total(_every_position))
+
+
 def _smoothing(eps: float) -> Callable[[Window], float]:
     def f(w: Window) -> float:
         smooth = w.total(lambda s: s.smooth[s.ok_ref].sum())
@@ -206,13 +237,6 @@ def unshifted_label_count(w: Window) -> float | None:
     if w.shift == 0:
         return None
     return _ratio(w.loss_sum, w.total(lambda s: s.labelled.sum()))
-
-
-@hypothesis("all_positions", "LL903", "the summed loss divided by every position",
-            "the per-token losses (zero where ignored) are averaged over every position: "
-            "CrossEntropyLoss(reduction='none')(...).mean() counts ignored positions")
-def all_positions(w: Window) -> float:
-    return _ratio(w.loss_sum, w.total(lambda s: s.rows * (s.positions - s.shift)))
 
 
 @hypothesis("attended_positions", "LL903", "the summed loss divided by the attended positions",

@@ -120,7 +120,7 @@ def check_loss(
     device: str = "auto",
     *,
     outputs: Any = None,
-    at_init: bool = False,
+    at_init: bool | None = None,
     window: str = "auto",
     ignore_index: int = -100,
     label_shift: str = "model",
@@ -148,11 +148,15 @@ def check_loss(
     Neither: the model's own `.loss` is checked, combined over micro-batches as the Trainer does.
     outputs: the micro-batches' already-computed model outputs (or logits): the reference is
         computed from them with no forward pass, e.g. by a callback that captured a step.
-    at_init: the model is freshly initialised (turns on loss-at-init).
+    at_init: True for a freshly initialised model (loss-at-init judges its loss both ways);
+        None (unknown) judges only a loss far above ln(vocab size), which no model should
+        reach, fresh or trained; False judges neither.
     window: how per-micro-batch values combine into the window's loss: "sum", "mean", or "auto".
     rtol, atol: the tolerance; rtol defaults by the logits' dtype (RTOL).
     chunk: positions per chunk of the reference (default: CHUNK_BYTES of upcast logits).
     """
+    if at_init not in (None, True, False):
+        raise LabelLintError(f"at_init must be True, False or None, not {at_init!r}")
     if window not in WINDOWS:
         raise LabelLintError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
     if label_shift not in LABEL_SHIFTS:
@@ -263,7 +267,8 @@ def _own_loss(model: Any, tensors: list[dict[str, Any]], n_window: int,
 
 
 def report_from_stats(stats: list[TokenStats], reported: float | None, reported_from: str, *,
-                      at_init: bool = False, rtol: float | None = None, atol: float = ATOL,
+                      at_init: bool | None = None, rtol: float | None = None,
+                      atol: float = ATOL,
                       ignore_index: int = -100, select: Any = None, ignore: Any = None,
                       options: Any = None, notes: Sequence[str] = (), device: str = "cpu",
                       name: str = "loss") -> LossReport:
@@ -448,7 +453,7 @@ def cli_check_loss(args: Any) -> LossReport:
                                       ignore_index=args.ignore_index)
     model = load_model(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
     report = check_loss(model, batches, reported=args.reported, device=args.device,
-                        at_init=args.at_init, ignore_index=args.ignore_index,
+                        at_init=args.at_init or None, ignore_index=args.ignore_index,
                         label_shift=args.label_shift, pad_id=pad_id, select=args.select,
                         ignore=args.ignore, name=str(args.data))
     return replace(report, notes=report.notes + tuple(notes))

@@ -38,7 +38,7 @@ class LossEvidence:
     atol: float
     hypotheses: tuple[Hypothesis, ...]
     verdict: Verdict | None
-    at_init: bool = False
+    at_init: bool | None = None  # None: unknown, only a loss far above ln(V) is judged
     ignore_index: int = -100
 
     @property

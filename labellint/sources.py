@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 
-from .batch import COLUMNS, Ragged
+from .batch import SOURCE_COLUMNS, Ragged
 from .errors import LabelLintError
 
 CHUNK_ROWS = 8192
@@ -175,10 +175,11 @@ class Columns(dict):
 
 def column_names(columns: Mapping[str, str] | None) -> Columns:
     """Our column name -> the source's column name."""
-    names = Columns((c, c) for c in COLUMNS)
+    names = Columns((c, c) for c in SOURCE_COLUMNS)
     for ours, theirs in (columns or {}).items():
         if ours not in names:
-            raise LabelLintError(f"unknown column {ours!r}; labellint reads {', '.join(COLUMNS)}")
+            raise LabelLintError(f"unknown column {ours!r}; labellint reads "
+                                 f"{', '.join(SOURCE_COLUMNS)}")
         names[ours] = theirs
     names.given = frozenset(columns or ())
     return names

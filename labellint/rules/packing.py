@@ -64,6 +64,12 @@ def _document_starts(b: Batch) -> np.ndarray:
     if index.size == 0:
         return none
     index = index[b.inside_row(index) & ~b.packed[b.rows_of(index)]]
+    if f.bos_id is not None and f.bos_id == eos and index.size:
+        # One id both opening and closing rows (GPT-2's `<|endoftext|>`, Qwen's GGUF vocab) with
+        # a template writing `{{ bos_token }}`: the row's leading copies open it, and what
+        # follows them is the document's own start, not the next document's.
+        eos_at = b.where_id(eos)
+        index = index[~in_leading_run(b, index - 1, eos_at)]
     rows = b.rows_of(index)
     is_bos = np.zeros(index.size, dtype=bool) if bos is None else ids[index] == bos
     prev_eos = (np.zeros(index.size, dtype=bool) if eos is None
@@ -141,13 +147,14 @@ def packed_with_attention_mask(b: Batch):
 @rule(
     "LL503", "invalid-position-ids", severity="error", per="token",
     requires=("position_ids",),
-    message="position_ids that do not count up by one within a sequence, or start past "
-            "their row's length: {tokens} in {rows} rows",
+    message="position_ids that do not count up by one within a sequence, start past their "
+            "row's length, or are negative: {tokens} in {rows} rows",
     fix="give each sequence position_ids 0, 1, 2, ... (restarting at 0 for each packed "
-        "sequence), computed per row after cutting, not across the dataset",
+        "sequence), computed per row after cutting, not across the dataset; with left "
+        "padding, `attention_mask.cumsum(-1) - 1` then `masked_fill_(attention_mask == 0, 1)`",
 )
 def invalid_position_ids(b: Batch):
-    """position_ids that skip, repeat, go back, or start past the row's own length."""
+    """position_ids that skip, repeat, go back, start past the row's own length, or are < 0."""
     # A row may count from 1 or 2 (RoBERTa's position_ids_start=2): RoPE sees only
     # differences. Starting past the row's length means positions counted across rows.
     # Rows whose position_ids differ in length from input_ids are length-mismatch's.
@@ -156,7 +163,9 @@ def invalid_position_ids(b: Batch):
     bad = b.position_breaks[~np.isin(b.position_breaks, restarts)]
     first = b.first_real_index[b.first_real_index >= 0]
     start = pos[first]
-    negative = np.flatnonzero(pos < 0)
+    # A negative id is wrong on padding too: `attention_mask.cumsum(-1) - 1` on left padding
+    # without generate's `masked_fill_(attention_mask == 0, 1)` gives -1 there, an index error
+    # in a learned position table (GPT-2, OPT) however the attention mask hides the token.
     bad = np.concatenate([bad, first[(start < 0) | (start >= b.lengths[b.rows_of(first)])],
-                          negative[b.real[negative]]])
+                          np.flatnonzero(pos < 0)])
     return b.token_mask(bad)

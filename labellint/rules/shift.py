@@ -47,8 +47,9 @@ def double_shifted_labels(b: Batch):
     "LL302", "unshifted-labels", severity="error", per="row", requires=("labels",),
     message="labels equal to input_ids at the same position, for a loss that does not "
             "shift them (label_shift='dataset'), in {rows} rows",
-    fix="shift labels left by one (labels[t] = input_ids[t+1]) for a loss that does not "
-        "shift, or pass label_shift='model' (--label-shift model) if the model shifts them",
+    fix="shift labels left by one (labels[t] = input_ids[t+1]; for a shift_labels column, "
+        "F.pad(labels, (0, 1), value={ignore_index})[..., 1:]) for a loss that does not shift, "
+        "or pass label_shift='model' (--label-shift model) if the model shifts them",
 )
 def unshifted_labels(b: Batch):
     """With already-shifted labels expected, labels equal input_ids: the model learns to copy."""
