@@ -70,11 +70,11 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
             facts["add_bos"] = bool(ids) and ids[0] == facts["bos_id"]
         except Exception:  # a tokenizer that cannot encode plain text tells us nothing here
             pass
-    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    special = _special_token_ids(tok)
     # Qwen pads with <|endoftext|>: a pad id is never an end of turn, whatever its text.
     facts["end_of_turn_ids"] = tuple(
-        vocab[t] for t in END_OF_TURN
-        if t in vocab and vocab[t] not in (facts["eos_id"], facts["pad_id"])
+        i for i in (special.get(t) for t in END_OF_TURN)
+        if i is not None and i not in (facts["eos_id"], facts["pad_id"])
     )
     from .chat import chat_format
 
@@ -85,6 +85,22 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
         extra = [i for i in facts["chat"].turn_end if i not in (facts["eos_id"], facts["pad_id"])]
         facts["end_of_turn_ids"] = tuple(dict.fromkeys(facts["end_of_turn_ids"] + tuple(extra)))
     return facts
+
+
+def _special_token_ids(tok: Any) -> dict[str, int]:
+    """Text -> id of the tokenizer's special and added tokens.
+
+    Only these can be a template's markers: a byte-level vocabulary also holds `</s>` as an
+    ordinary merge (Qwen2's id 128247), which text containing "</s>" encodes to, and which ends
+    nothing.
+    """
+    out: dict[str, int] = {}
+    added = getattr(tok, "added_tokens_decoder", None) or {}
+    for i, t in added.items():
+        out[str(getattr(t, "content", t))] = int(i)
+    for t, i in zip(getattr(tok, "all_special_tokens", ()), getattr(tok, "all_special_ids", ())):
+        out.setdefault(str(t), int(i))
+    return out
 
 
 def _bos_every_turn(tok: Any, bos_id: int | None) -> bool | None:

@@ -148,3 +148,23 @@ def test_llava_image_placeholders_are_not_out_of_vocab():
     assert labellint.check(batch, **FACTS).findings == []
     report = labellint.check(batch, **FACTS, options={"LL405": {"placeholder_ids": ()}})
     assert [(f.code, f.positions) for f in report.findings] == [("LL405", ((2,),))]
+
+
+def test_marker_text_that_is_an_ordinary_token_ends_no_answer():
+    """A byte-level vocabulary holds `</s>` as an ordinary merge (Qwen2's id 128247): answers
+    ending in that token end with text, not a stop, so they are missing their EOS."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<|endoftext|>": 0, "<|im_end|>": 1, "</s>": 2, "hello": 3, "world": 4}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>",
+                                  pad_token="<|endoftext|>")
+    ids = tok("hello world </s>")["input_ids"]
+    assert ids == [3, 4, 2], "</s> is one ordinary token here"
+    rows = [{"input_ids": ids, "labels": [-100, 4, 2]}, {"input_ids": [3, 4, 1],
+                                                          "labels": [-100, 4, 1]}]
+    report = labellint.check(rows, tokenizer=tok)
+    (missing,) = [f for f in report.findings if f.code == "LL404"]
+    assert missing.rows == (0,)
