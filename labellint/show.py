@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from rich.text import Text
 
-from . import engine, view
+from . import arguments, engine, view
 from .batch import Batch, slice_ragged
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
@@ -168,8 +168,10 @@ def show(
     if not isinstance(row, (int, np.integer)) or isinstance(row, bool) or row < 0:
         raise LabelLintError(f"row must be a row index (0 or more), not {row!r}")
     row = int(row)
+    name = arguments.source_name(name)
     rules = select_rules(select, ignore)
     row_rules = [r for r in rules if r.per != "batch"]
+    resolved = resolve_options(row_rules, options)
     tok = None if tokenizer is None else load_tokenizer(tokenizer)
     base = known_facts(facts, tok, model)
     sources = open_sources(source, columns=columns, name=name)
@@ -179,7 +181,6 @@ def show(
                              "give one split")
     src = sources[0]
     facts_, chunk = _row_of(src.chunks, base, row, src.name)
-    resolved = resolve_options(row_rules, options)
     result = engine.run(iter([chunk]), source=src.name, facts=facts_, rules=row_rules,
                         options=resolved, max_examples=1, infer=False)
     one = Batch.from_columns(chunk, facts_, row_start=row)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 
+from .arguments import describe
 from .batch import COLUMNS, Ragged
 from .errors import LabelLintError
 
@@ -176,9 +177,16 @@ class Columns(dict):
 def column_names(columns: Mapping[str, str] | None) -> Columns:
     """Our column name -> the source's column name."""
     names = Columns((c, c) for c in COLUMNS)
+    if columns is not None and not isinstance(columns, Mapping):
+        raise LabelLintError("columns must map labellint's column names to yours, e.g. "
+                             f'{{"input_ids": "tokens"}}, not {describe(columns)}')
     for ours, theirs in (columns or {}).items():
         if ours not in names:
-            raise LabelLintError(f"unknown column {ours!r}; labellint reads {', '.join(COLUMNS)}")
+            raise LabelLintError(f"unknown column {describe(ours)} in columns; labellint reads "
+                                 f"{', '.join(COLUMNS)}")
+        if not isinstance(theirs, str) or not theirs:
+            raise LabelLintError(f"columns[{ours!r}] must be the name of one of your columns, "
+                                 f"not {describe(theirs)}")
         names[ours] = theirs
     names.given = frozenset(columns or ())
     return names
