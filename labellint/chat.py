@@ -253,7 +253,16 @@ def _special_texts(tok: Any, found) -> dict[str, int | None]:
 
 
 def _decoder(tok: Any) -> Callable[[list[int]], str]:
+    try:
+        size = len(tok)
+    except TypeError:
+        size = getattr(tok, "vocab_size", None)
+
     def decode(ids: list[int]) -> str:
+        # The tokenizer raises OverflowError on an id outside its vocabulary (a negative id, a
+        # corrupt one): such an id has no text, and the id rules report it.
+        if size is not None:
+            ids = [i for i in ids if 0 <= i < size]
         return tok.decode(ids, skip_special_tokens=False)
 
     return decode

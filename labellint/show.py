@@ -184,6 +184,8 @@ def show(
     result = engine.run(iter([chunk]), source=src.name, facts=facts_, rules=row_rules,
                         options=resolved, max_examples=1, infer=False)
     one = Batch.from_columns(chunk, facts_, row_start=row)
+    # Positions come from the batch the engine judged: without labels, the collator's labels.
+    judged = one if "labels" in chunk else one.with_collator_labels(mask_pad_id=False)
     by_code = {r.code: r for r in row_rules}
     findings = []
     for f in result.findings:
@@ -191,7 +193,7 @@ def show(
         rule = by_code[f.code]
         if rule.per == "token":
             # Every flagged position of the row, not the engine's first MAX_POSITIONS.
-            mask = np.asarray(rule.func(one, **resolved[f.code]), dtype=bool)
+            mask = np.asarray(rule.func(judged, **resolved[f.code]), dtype=bool)
             positions = (tuple(np.flatnonzero(mask).tolist()),)
         findings.append(replace(f, rows=(row,), positions=positions, windows=()))
     tokens = view.tokens_of(one, hits=sorted({p for f in findings for p in
