@@ -216,18 +216,8 @@ def resolve_options(
 ) -> dict[str, dict[str, Any]]:
     """Per-rule option values keyed by code, from a mapping keyed by code or name."""
     resolved = {r.code: dict(r.options) for r in rules}
-    if options is None:
-        return resolved
-    if not isinstance(options, Mapping):
-        raise LabelLintError("options must map rule codes or names to their options, e.g. "
-                             f'{{"LL105": {{"min_tokens": 4}}}}, not {_what(options)}')
-    for key, values in options.items():
-        if not isinstance(key, str):
-            raise LabelLintError(f"options must be keyed by rule codes or names, not {_what(key)}")
+    for key, values in options_mapping(options).items():
         r = get_rule(key)
-        if not isinstance(values, Mapping):
-            raise LabelLintError(f"options[{key!r}] must map option names to values, e.g. "
-                                 f'{{"min_tokens": 4}}, not {_what(values)}')
         for opt, value in values.items():
             if opt not in r.options:
                 known = ", ".join(r.options) or "none"
@@ -236,6 +226,22 @@ def resolve_options(
             if r.code in resolved:
                 resolved[r.code][opt] = checked
     return resolved
+
+
+def options_mapping(options: Any) -> Mapping[str, Mapping[str, Any]]:
+    """`options` checked for shape: rule code or name -> option name -> value."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise LabelLintError("options must map rule codes or names to their options, e.g. "
+                             f'{{"LL105": {{"min_tokens": 4}}}}, not {_what(options)}')
+    for key, values in options.items():
+        if not isinstance(key, str):
+            raise LabelLintError(f"options must be keyed by rule codes or names, not {_what(key)}")
+        if not isinstance(values, Mapping):
+            raise LabelLintError(f"options[{key!r}] must map option names to values, e.g. "
+                                 f'{{"min_tokens": 4}}, not {_what(values)}')
+    return options
 
 
 def option_value(r: Rule, name: str, value: Any) -> Any:
