@@ -157,6 +157,7 @@ def show(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     columns: Mapping[str, str] | None = None,
     name: str | None = None,
+    trust_remote_code: bool = False,
     **facts: Any,
 ) -> RowView:
     """One row of `source` (anything `check` reads) as tokens and states, with its findings.
@@ -172,7 +173,8 @@ def show(
     rules = select_rules(select, ignore)
     row_rules = [r for r in rules if r.per != "batch"]
     resolved = resolve_options(row_rules, options)
-    tok = None if tokenizer is None else load_tokenizer(tokenizer)
+    tok = None if tokenizer is None else \
+        load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
     base = known_facts(facts, tok, model)
     sources = open_sources(source, columns=columns, name=name)
     if len(sources) != 1:
