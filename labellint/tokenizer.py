@@ -120,12 +120,16 @@ def _bos_every_turn(tok: Any, bos_id: int | None) -> bool | None:
     """
     if bos_id is None or not getattr(tok, "chat_template", None):
         return None
+    from .chat import TemplateUnreadable, render
+
     turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 2
     try:
-        ids = tok.apply_chat_template(turns, tokenize=True)
-    except Exception:  # a template that rejects this conversation tells us nothing here
+        # Rendered bounded, then encoded as apply_chat_template(tokenize=True) encodes it.
+        ids = tok.encode(render(tok, turns), add_special_tokens=False)
+    except TemplateUnreadable:  # chat_format reports why
         return None
-    ids = ids.get("input_ids", ids) if hasattr(ids, "get") else ids
+    except Exception:  # a tokenizer that cannot encode the render tells us nothing here
+        return None
     return sum(1 for i in ids if i == bos_id) >= 2
 
 
