@@ -48,7 +48,7 @@ def _validated(values: np.ndarray, name: str) -> np.ndarray:
     """Integer token columns; a 0/1 attention_mask may also be bool or float."""
     kind = values.dtype.kind
     if values.size == 0 and kind not in "iu":
-        return values.astype(np.int64)
+        return np.zeros(0, dtype=np.int64)
     if kind == "u" and values.dtype.itemsize == 8:
         # Compared with signed ids, uint64 promotes to float64 and loses ids past 2**53.
         big = values >= ID_LIMIT
