@@ -51,7 +51,6 @@ def _int64(text: str) -> int:
 TOKEN_ID = _whole(0, "a token id")
 POSITIVE = _whole(1, "a positive count")
 COUNT = _whole(0, "a count")
-ROW = _whole(0, "a row index")
 FACT_TYPES = {"pad-id": TOKEN_ID, "bos-id": TOKEN_ID, "eos-id": TOKEN_ID,
               "vocab-size": POSITIVE, "max-length": POSITIVE, "ignore-index": _int64}
 
@@ -147,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("show", help="show one row: what is trained, masked, padding, hidden")
     s.add_argument("path", metavar="PATH", help="a parquet, arrow, jsonl file or dataset folder")
-    s.add_argument("--row", type=ROW, required=True, metavar="N", help="the row index (from 0)")
+    s.add_argument("--row", type=int, required=True, metavar="N", help="the row index (from 0)")
     s.add_argument("--tokenizer", metavar="DIR", help="a local tokenizer folder (decodes tokens)")
     s.add_argument("--model", metavar="DIR", help="a local model folder (for its vocab size)")
     s.add_argument("--format", choices=("text", "html"), default="text")
