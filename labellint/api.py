@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterable, Mapping
 
-from . import engine
-from .errors import LabelLintError
+from . import arguments, engine
 from .registry import resolve_options, select_rules
 from .report import Report
 from .sources import CHUNK_ROWS, open_sources
@@ -27,6 +26,7 @@ def check(
     name: str | None = None,
     missing_labels: str = "padding",
     progress: Callable[[str, int, int, int | None], None] | None = None,
+    trust_remote_code: bool = False,
     **facts: Any,
 ) -> Report:
     """Check training data for label, masking, shift and special-token mistakes.
@@ -43,14 +43,18 @@ def check(
         "padding" (input_ids, padding masked: TRL's collator), "pad-id" (every pad id masked:
         DataCollatorForLanguageModeling), or "skip" (skip the rules that need labels).
     progress: called as progress(source, rows, tokens, total_rows) after each chunk is checked.
+    trust_remote_code: let a tokenizer folder run its own code (`auto_map`); off by default.
     facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
         end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.
     """
-    if not isinstance(max_examples, int) or isinstance(max_examples, bool) or max_examples < 0:
-        raise LabelLintError(f"max_examples must be a count (0 or more), not {max_examples!r}")
+    max_examples = arguments.whole_number(max_examples, "max_examples")
+    chunk_rows = arguments.whole_number(chunk_rows, "chunk_rows", minimum=1)
+    name = arguments.source_name(name)
+    progress = arguments.callback(progress, "progress")
     rules = select_rules(select, ignore)
     resolved = resolve_options(rules, options)
-    tokenizer = None if tokenizer is None else load_tokenizer(tokenizer)
+    tokenizer = None if tokenizer is None else \
+        load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
     base = known_facts(facts, tokenizer, model)
     results = []
     for s in open_sources(source, columns=columns, chunk_rows=chunk_rows, name=name):

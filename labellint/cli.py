@@ -21,6 +21,40 @@ def _list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _whole(low: int, what: str):
+    """An argparse type: a whole number from `low` below 2**63 (what numpy compares ids as)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or not low <= value < 2**63:
+            raise argparse.ArgumentTypeError(f"must be {what}, a whole number from {low} up "
+                                             f"to 2**63 - 1, not {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def _int64(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = None
+    if value is None or not -2**63 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be a whole number that fits in 64 bits, "
+                                         f"not {text!r}")
+    return value
+
+
+TOKEN_ID = _whole(0, "a token id")
+POSITIVE = _whole(1, "a positive count")
+COUNT = _whole(0, "a count")
+FACT_TYPES = {"pad-id": TOKEN_ID, "bos-id": TOKEN_ID, "eos-id": TOKEN_ID,
+              "vocab-size": POSITIVE, "max-length": POSITIVE, "ignore-index": _int64}
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error, with exit code 2."""
 
@@ -53,7 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
     c.add_argument("--fail-on", choices=("warning", "error"),
                    help="the lowest severity that makes the exit code 1 (default: warning)")
-    c.add_argument("--max-examples", type=int, metavar="N", help="example rows per finding")
+    c.add_argument("--max-examples", type=COUNT, metavar="N", help="example rows per finding")
+    c.add_argument("--trust-remote-code", action="store_true",
+                   help="let a tokenizer folder run its own code (auto_map; off unless asked)")
     c.add_argument("--missing-labels", choices=("padding", "pad-id", "skip"),
                    help="a dataset without labels: check input_ids as labels with padding "
                         "masked (TRL's collator; the default), or every pad id masked "
@@ -69,9 +105,8 @@ def _parser() -> argparse.ArgumentParser:
         cols.add_argument(f"--{column.replace('_', '-')}-column", metavar="NAME",
                           dest=f"{column}_column")
     facts = c.add_argument_group("facts (override the tokenizer and what the data suggests)")
-    for flag in ("pad-id", "bos-id", "eos-id", "vocab-size", "max-length"):
-        facts.add_argument(f"--{flag}", type=int, metavar="N")
-    facts.add_argument("--ignore-index", type=int, metavar="N")
+    for flag in ("pad-id", "bos-id", "eos-id", "vocab-size", "max-length", "ignore-index"):
+        facts.add_argument(f"--{flag}", type=FACT_TYPES[flag], metavar="N")
     facts.add_argument("--label-shift", choices=("model", "dataset"))
     facts.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None,
                        help="whether the tokenizer adds BOS (turns on missing-bos)")
@@ -90,16 +125,16 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--data", required=True, metavar="PATH",
                     help="parquet, arrow, jsonl or a save_to_disk folder")
     lo.add_argument("--tokenizer", metavar="DIR", help="a local tokenizer folder (pad id)")
-    lo.add_argument("--batch-size", type=int, default=8, metavar="N")
-    lo.add_argument("--accumulation", type=int, default=1, metavar="K",
+    lo.add_argument("--batch-size", type=POSITIVE, default=8, metavar="N")
+    lo.add_argument("--accumulation", type=POSITIVE, default=1, metavar="K",
                     help="micro-batches per optimizer step")
     lo.add_argument("--reported", type=float, metavar="LOSS",
                     help="the loss your training logged for the first step "
                          "(default: check the model's own loss)")
     lo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     lo.add_argument("--at-init", action="store_true", help="the model is freshly initialised")
-    lo.add_argument("--pad-id", type=int, metavar="N")
-    lo.add_argument("--ignore-index", type=int, default=-100, metavar="N")
+    lo.add_argument("--pad-id", type=TOKEN_ID, metavar="N")
+    lo.add_argument("--ignore-index", type=_int64, default=-100, metavar="N")
     lo.add_argument("--label-shift", choices=("model", "dataset"), default="model")
     lo.add_argument("--trust-remote-code", action="store_true",
                     help="run the model folder's own code (off unless asked)")
@@ -117,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("text", "html"), default="text")
     s.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     for flag in ("pad-id", "bos-id", "eos-id", "vocab-size", "max-length", "ignore-index"):
-        s.add_argument(f"--{flag}", type=int, metavar="N")
+        s.add_argument(f"--{flag}", type=FACT_TYPES[flag], metavar="N")
+    s.add_argument("--trust-remote-code", action="store_true",
+                   help="let a tokenizer folder run its own code (auto_map; off unless asked)")
     s.add_argument("--label-shift", choices=("model", "dataset"))
     s.add_argument("--add-bos", action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--config", metavar="FILE", help="settings file (as for check)")
@@ -191,7 +228,8 @@ def _check(args: argparse.Namespace, out: Console) -> int:
     _keep_freed_memory()
 
     settings, config = _settings(args)
-    tokenizer = load_tokenizer(settings["tokenizer"]) if settings["tokenizer"] else None
+    tokenizer = load_tokenizer(settings["tokenizer"], trust_remote_code=args.trust_remote_code) \
+        if settings["tokenizer"] else None
     show_progress = not args.no_progress and sys.stderr.isatty()
     reports = []
     select_rules(settings["select"], settings["ignore"])  # the selection's errors, up front
@@ -311,7 +349,7 @@ def _show(args: argparse.Namespace, out: Console) -> int:
     for check_only in ("max_examples", "missing_labels"):  # show() takes neither
         settings.pop(check_only)
     settings["ignore"] += config.ignores_for(args.path)
-    row = show(args.path, row=args.row, **settings)
+    row = show(args.path, row=args.row, trust_remote_code=args.trust_remote_code, **settings)
     if args.output is None and args.format == "text":
         color = out.is_terminal and not out.no_color
         out.print(row.render(color=color, width=out.width if out.is_terminal else WIDTH))

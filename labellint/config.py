@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .arguments import describe
 from .batch import SOURCE_COLUMNS
 from .errors import LabelLintError
 
@@ -43,6 +44,10 @@ SETTINGS: dict[str, Any] = {
 }
 FACT_KEYS = tuple(k.replace("-", "_") for k in FACTS)
 PATHS = ("tokenizer", "model")
+# Token ids and lengths are compared as int64; counts and lengths start where they make sense.
+RANGES = {"pad-id": (0, 2**63), "bos-id": (0, 2**63), "eos-id": (0, 2**63),
+          "vocab-size": (1, 2**63), "max-length": (1, 2**63), "max-examples": (0, 2**63),
+          "ignore-index": (-2**63, 2**63)}
 CHOICES = {"fail-on": ("warning", "error"), "format": ("text", "json", "github"),
            "missing-labels": ("padding", "pad-id", "skip"), "label-shift": ("model", "dataset")}
 
@@ -73,10 +78,14 @@ class Config:
         column by column, and anything else given (facts, tokenizer, model, ...) replaces.
         Tokenizer and model from the table are paths.
         """
-        for name, value in (("select", select), ("ignore", ignore)):
-            if isinstance(value, str):
-                raise LabelLintError(f"{name} must be a list of rule codes or names, "
-                                     f"not the string {value!r}")
+        from .registry import options_mapping, selector_list
+
+        select = None if select is None else selector_list(select, "select")
+        ignore = None if ignore is None else selector_list(ignore, "ignore")
+        options = options_mapping(options)
+        if columns is not None and not isinstance(columns, Mapping):
+            raise LabelLintError("columns must map labellint's column names to yours, e.g. "
+                                 f'{{"input_ids": "tokens"}}, not {describe(columns)}')
         get = self.get
         table_options = get("options", {})
         merged_options = {rule: {**table_options.get(rule, {}), **(options or {}).get(rule, {})}
@@ -128,12 +137,16 @@ def find_pyproject(start: Path | None = None) -> Path | None:
 
 def _names_labellint(file: Path) -> bool:
     """Whether `file` holds a [tool.labellint] table. Another project's broken pyproject in a
-    folder above is none of our business; ours, broken, is an error that names it."""
+    folder above is none of our business; ours, broken, is an error that names it (a file that
+    mentions labellint, as its table or a dependency, is taken to be ours)."""
     try:
-        return "labellint" in _read(file).get("tool", {})
+        tool = _read(file).get("tool", {})
+        if not isinstance(tool, dict):
+            raise LabelLintError(f"{file}: [tool] must be a table, not {describe(tool)}")
+        return "labellint" in tool
     except LabelLintError:
         try:
-            mentions = "tool.labellint" in file.read_text(errors="replace")
+            mentions = "labellint" in file.read_text(errors="replace")
         except OSError:
             return False
         if mentions:
@@ -149,8 +162,11 @@ def load_config(path: str | os.PathLike | None = None, *, start: Path | None = N
         if not file.is_file():
             raise LabelLintError(f"{file}: no such config file")
         data = _read(file)
-        table = data.get("tool", {}).get("labellint") if file.name == "pyproject.toml" else \
-            data.get("tool", {}).get("labellint", data)
+        tool = data.get("tool", {})
+        if not isinstance(tool, dict):
+            raise LabelLintError(f"{file}: [tool] must be a table, not {describe(tool)}")
+        table = tool.get("labellint") if file.name == "pyproject.toml" else \
+            tool.get("labellint", data)
         if table is None:
             raise LabelLintError(f"{file}: no [tool.labellint] table")
     else:
@@ -158,6 +174,8 @@ def load_config(path: str | os.PathLike | None = None, *, start: Path | None = N
         if file is None:
             return Config()
         table = _read(file)["tool"]["labellint"]
+    if not isinstance(table, dict):
+        raise LabelLintError(f"{file}: [tool.labellint] must be a table, not {describe(table)}")
     return _parse(table, file)
 
 
@@ -177,11 +195,17 @@ def toml_value(text: str) -> Any:
 
 def _read(file: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(file.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise LabelLintError(f"{file}: cannot read it ({e})") from None
+        return tomllib.loads(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise LabelLintError(f"{file}: not UTF-8 text, as TOML must be ({e.reason} at byte "
+                             f"{e.start})") from None
+    except OSError as e:
+        raise LabelLintError(f"{file}: cannot read it ({e.strerror or e})") from None
     except tomllib.TOMLDecodeError as e:
         raise LabelLintError(f"{file}: not valid TOML ({e})") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise LabelLintError(f"{file}: not valid TOML here (arrays or tables nested too "
+                             "deeply to read)") from None
 
 
 def _key(key: str) -> str:
@@ -203,8 +227,15 @@ def _parse(table: Mapping[str, Any], file: Path) -> Config:
         elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise LabelLintError(f"{where} {raw} must be a {_type_name(kind)}, not {value!r}")
         if key in PATHS:
+            if not value.strip():
+                raise LabelLintError(f"{where} {raw} must be a folder path, not an empty string")
             value = str((file.parent / value).resolve()) if not Path(value).is_absolute() \
                 else value
+        elif key in RANGES and not RANGES[key][0] <= value < RANGES[key][1]:
+            low, high = RANGES[key]
+            raise LabelLintError(f"{where} {raw} must be a whole number from {low} up to "
+                                 f"2**63 - 1, not {value!r}" if low >= 0 else
+                                 f"{where} {raw} must fit in 64 bits, not {value!r}")
         elif key == "columns":
             value = _columns(value, f"{where}.columns")
         elif key == "options":
@@ -227,10 +258,14 @@ def _type_name(kind: type) -> str:
 
 
 def _names(value: Any, where: str) -> list[str]:
+    # A string is refused, not taken as one selector: `select = "LL1"` reads as a list to
+    # nobody, and the command line's `--select LL1,LL4` has no TOML counterpart to mimic.
     if isinstance(value, str):
-        value = [value]
+        raise LabelLintError(f"{where} must be a list of rule codes or names, not the string "
+                             f'{value!r} (write ["{value}"])')
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise LabelLintError(f"{where} must be a list of rule codes or names, not {value!r}")
+        raise LabelLintError(f"{where} must be a list of rule codes or names, not "
+                             f"{describe(value)}")
     return value
 
 
@@ -251,19 +286,26 @@ def _columns(value: Mapping[str, Any], where: str) -> dict[str, str]:
     for raw, theirs in value.items():
         ours = raw.replace("-", "_")
         if ours not in SOURCE_COLUMNS:
-            raise LabelLintError(f"{where} has no column {raw!r} "
-                                 "(columns: "
-                                 f"{', '.join(c.replace('_', '-') for c in SOURCE_COLUMNS)})")
-        if not isinstance(theirs, str):
-            raise LabelLintError(f"{where} {raw} must be a column name, not {theirs!r}")
+            known = ", ".join(c.replace("_", "-") for c in SOURCE_COLUMNS)
+            raise LabelLintError(f"{where} has no column {raw!r} (columns: {known})")
+        if not isinstance(theirs, str) or not theirs:
+            raise LabelLintError(f"{where} {raw} must be a column name, not {describe(theirs)}")
         out[ours] = theirs
     return out
 
 
 def _options(value: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Options by rule, each checked against the rule now, so that the error names the file."""
+    from .registry import resolve_options
+
     out = {}
     for rule, opts in value.items():
         if not isinstance(opts, dict):
-            raise LabelLintError(f"{where}.{rule} must be a table of options, not {opts!r}")
+            raise LabelLintError(f"{where}.{rule} must be a table of options, not "
+                                 f"{describe(opts)}")
         out[rule] = {k.replace("-", "_"): v for k, v in opts.items()}
+    try:
+        resolve_options([], out)
+    except LabelLintError as e:
+        raise LabelLintError(f"{where}: {e}") from None
     return out

@@ -8,10 +8,11 @@ reader should know which findings rest on it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
+from .arguments import describe
 from .errors import LabelLintError
 
 if TYPE_CHECKING:
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from .chat import ChatFormat
 
 LABEL_SHIFTS = ("model", "dataset")
+# Token ids are compared as int64: a fact past that range could never match a token, and numpy
+# would compare it as a float.
+ID_LIMIT = 2**63
 
 # How sure inference must be before it names a token. A fact inferred from too little or too
 # mixed evidence is left unknown, and the rules that need it are skipped, never guessed at.
@@ -69,22 +73,32 @@ class Facts:
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if self.label_shift not in LABEL_SHIFTS:
-            raise LabelLintError(
-                f"label_shift must be one of {', '.join(LABEL_SHIFTS)}, not {self.label_shift!r}"
-            )
-        for name in ("vocab_size", "max_length"):
+        if not isinstance(self.label_shift, str) or self.label_shift not in LABEL_SHIFTS:
+            raise LabelLintError(f"label_shift must be one of {', '.join(LABEL_SHIFTS)}, "
+                                 f"not {describe(self.label_shift)}")
+        for name in ("vocab_size", "max_length", "tokenizer_size", "model_vocab_size"):
             value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
-                raise LabelLintError(f"{name} must be a positive whole number, not {value!r}")
-        if not _is_int(self.ignore_index):
-            raise LabelLintError(f"ignore_index must be a whole number, not {self.ignore_index!r}")
+            if value is not None and (not _is_int(value) or not 1 <= value < ID_LIMIT):
+                raise LabelLintError(f"{name} must be a positive whole number, "
+                                     f"not {describe(value)}")
+        if not _is_int(self.ignore_index) or not -ID_LIMIT <= self.ignore_index < ID_LIMIT:
+            raise LabelLintError("ignore_index must be a whole number, "
+                                 f"not {describe(self.ignore_index)}")
+        for name in ("add_bos", "bos_every_turn", "assistant_only_loss"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (bool, np.bool_)):
+                raise LabelLintError(f"{name} must be True, False or None, not {describe(value)}")
+        for name in ("model_bos_id", "model_pad_id"):
+            if getattr(self, name) is not None:
+                _token_id(getattr(self, name), name)
+        for name in TUPLE_FACTS:
+            for value in getattr(self, name):
+                _token_id(value, f"{name} entry")
         for name in ("pad_id", "bos_id", "eos_id"):
             value = getattr(self, name)
             if value is None:
                 continue
-            if not _is_int(value) or value < 0:
-                raise LabelLintError(f"{name} must be a token id (0 or more), not {value!r}")
+            _token_id(value, name)
             # A tokenizer id past a model's embedding table is tokenizer-model-mismatch's finding.
             from_model = self.origin.get("vocab_size") == "model" != self.origin.get(name)
             if self.vocab_size is not None and value >= self.vocab_size and not from_model:
@@ -93,9 +107,6 @@ class Facts:
         if self.chat is not None and not hasattr(self.chat, "headers"):
             raise LabelLintError("chat must be a labellint.chat.ChatFormat, not "
                                  f"{type(self.chat).__name__}")
-        if self.assistant_only_loss not in (None, True, False):
-            raise LabelLintError("assistant_only_loss must be True, False or None, not "
-                                 f"{self.assistant_only_loss!r}")
 
     @property
     def stop_ids(self) -> tuple[int, ...]:
@@ -122,6 +133,11 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def _token_id(value: Any, name: str) -> None:
+    if not _is_int(value) or not 0 <= value < ID_LIMIT:
+        raise LabelLintError(f"{name} must be a token id (0 or more), not {describe(value)}")
+
+
 FACT_NAMES = tuple(f.name for f in fields(Facts) if f.name != "origin")
 TUPLE_FACTS = ("end_of_turn_ids", "model_eos_ids")
 
@@ -140,7 +156,12 @@ def merge_facts(*layers: tuple[str, Mapping[str, Any]]) -> Facts:
                 origin[key] = name
             if value is None or key in values:
                 continue
-            values[key] = tuple(value) if key in TUPLE_FACTS else value
+            if key in TUPLE_FACTS:
+                if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+                    raise LabelLintError(f"{key} must be a list of token ids, not "
+                                         f"{describe(value)}")
+                value = tuple(value)
+            values[key] = value
             origin[key] = name
     return Facts(**values, origin=origin)
 

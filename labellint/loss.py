@@ -444,7 +444,8 @@ def cli_check_loss(args: Any) -> LossReport:
     if pad_id is None and args.tokenizer:
         from .tokenizer import load_tokenizer
 
-        pad_id = load_tokenizer(args.tokenizer).pad_token_id
+        pad_id = load_tokenizer(args.tokenizer,
+                                trust_remote_code=args.trust_remote_code).pad_token_id
     if pad_id is None:
         pad_id = _config_pad_id(args.model)
     select_rules(args.select, args.ignore, kind="loss")  # bad selectors fail before any work

@@ -9,10 +9,12 @@ rule with the reason instead of calling it.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from .arguments import describe as _what
 from .errors import LabelLintError
 
 SEVERITIES = ("error", "warning")
@@ -134,8 +136,28 @@ def get_rule(code_or_name: str) -> Rule:
     raise LabelLintError(f"no rule {code_or_name!r}; `labellint rules` lists them")
 
 
-def _check_selectors(selectors: Iterable[str], rules: list[Rule]) -> list[str]:
-    selectors = [s.strip() for s in selectors if s.strip()]
+def selector_list(value: Any, what: str) -> list[str]:
+    """`value` as a list of selector strings, or LabelLintError naming the argument `what`.
+
+    A bare string is refused, not read as one selector: ruff's API takes lists, and a string
+    iterated would select rules by its letters.
+    """
+    if isinstance(value, (str, bytes)):
+        raise LabelLintError(f"{what} must be a list of rule codes or names, not the string "
+                             f"{value!r} (write [{value!r}])")
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise LabelLintError(f"{what} must be a list of rule codes or names, not "
+                             f"{_what(value)}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise LabelLintError(f"{what} must hold rule codes or names (strings), not "
+                                 f"{_what(item)}")
+    return items
+
+
+def _check_selectors(selectors: Iterable[str], rules: list[Rule], what: str) -> list[str]:
+    selectors = [s.strip() for s in selector_list(selectors, what) if s.strip()]
     for s in selectors:
         if s.upper() == "ALL":
             continue
@@ -149,9 +171,9 @@ def rule_kind(r: Rule) -> str:
     return "loss" if r.per == "loss" else "data"
 
 
-def check_selectors(selectors: Iterable[str]) -> None:
+def check_selectors(selectors: Iterable[str], what: str = "select") -> None:
     """Raise LabelLintError for a selector that names no rule of any kind."""
-    _check_selectors(selectors, all_rules())
+    _check_selectors(selectors, all_rules(), what)
 
 
 def select_rules(
@@ -169,8 +191,10 @@ def select_rules(
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     every = all_rules()
     rules = [r for r in every if rule_kind(r) == kind]
-    chosen = _check_selectors(select if select is not None else ["ALL"], every)
-    dropped = _check_selectors(ignore or [], every)
+    chosen = _check_selectors(select if select is not None else ["ALL"], every, "select")
+    dropped = _check_selectors([] if ignore is None else ignore, every, "ignore")
+    if not chosen and not allow_none:
+        raise LabelLintError("select is empty: it names no rule (leave it out to run them all)")
 
     def hit(r: Rule, selectors: list[str]) -> bool:
         return any(s.upper() == "ALL" or r.matches(s) or r.matches(s.upper()) for s in selectors)
@@ -192,33 +216,67 @@ def resolve_options(
 ) -> dict[str, dict[str, Any]]:
     """Per-rule option values keyed by code, from a mapping keyed by code or name."""
     resolved = {r.code: dict(r.options) for r in rules}
-    for key, values in (options or {}).items():
+    for key, values in options_mapping(options).items():
         r = get_rule(key)
         for opt, value in values.items():
             if opt not in r.options:
                 known = ", ".join(r.options) or "none"
-                raise LabelLintError(f"{r.code} has no option {opt!r} (options: {known})")
+                raise LabelLintError(f"{r.code} has no option {_what(opt)} (options: {known})")
+            checked = option_value(r, opt, value)  # checked even for a rule not run here
             if r.code in resolved:
-                resolved[r.code][opt] = _option_value(r, opt, value)
+                resolved[r.code][opt] = checked
     return resolved
 
 
-def _option_value(r: Rule, name: str, value: Any) -> Any:
-    """`value` checked against the type of the option's default (a tuple may come as a list)."""
+def options_mapping(options: Any) -> Mapping[str, Mapping[str, Any]]:
+    """`options` checked for shape: rule code or name -> option name -> value."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise LabelLintError("options must map rule codes or names to their options, e.g. "
+                             f'{{"LL105": {{"min_tokens": 4}}}}, not {_what(options)}')
+    for key, values in options.items():
+        if not isinstance(key, str):
+            raise LabelLintError(f"options must be keyed by rule codes or names, not {_what(key)}")
+        if not isinstance(values, Mapping):
+            raise LabelLintError(f"options[{key!r}] must map option names to values, e.g. "
+                                 f'{{"min_tokens": 4}}, not {_what(values)}')
+    return options
+
+
+def option_value(r: Rule, name: str, value: Any) -> Any:
+    """`value` checked against the option's default: the same kind (a tuple may come as a
+    list, of the same kind of items), finite, and not negative where the default is not."""
     default = r.options[name]
     if default is None:
         return value
-    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
-        return tuple(value)
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-            (isinstance(default, float) or float(value).is_integer())
-        value = type(default)(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
+    checked = _like(default, value)
+    if checked is None:
         raise LabelLintError(f"{r.code} option {name} must be like its default {default!r}, "
-                             f"not {value!r}")
-    return value
+                             f"not {_what(value)}")
+    return checked
+
+
+def _like(default: Any, value: Any) -> Any:
+    """`value` as the kind of `default`, or None when it is not of that kind."""
+    if isinstance(default, tuple):
+        if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+            return None
+        items = list(value)
+        if default:
+            items = [_like(default[0], v) for v in items]
+            if any(v is None for v in items):
+                return None
+        return tuple(items)
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else None
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(float(value) if abs(value) < 1e300 else math.inf):
+            return None
+        if default >= 0 > value:
+            return None
+        if isinstance(default, int):
+            return int(value) if float(value).is_integer() and abs(value) < 2**63 else None
+        return float(value)
+    return value if isinstance(value, type(default)) else None

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from rich.text import Text
 
-from . import engine, view
+from . import arguments, engine, view
 from .batch import Batch, slice_ragged
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
@@ -157,6 +157,7 @@ def show(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     columns: Mapping[str, str] | None = None,
     name: str | None = None,
+    trust_remote_code: bool = False,
     **facts: Any,
 ) -> RowView:
     """One row of `source` (anything `check` reads) as tokens and states, with its findings.
@@ -168,9 +169,12 @@ def show(
     if not isinstance(row, (int, np.integer)) or isinstance(row, bool) or row < 0:
         raise LabelLintError(f"row must be a row index (0 or more), not {row!r}")
     row = int(row)
+    name = arguments.source_name(name)
     rules = select_rules(select, ignore)
     row_rules = [r for r in rules if r.per != "batch"]
-    tok = None if tokenizer is None else load_tokenizer(tokenizer)
+    resolved = resolve_options(row_rules, options)
+    tok = None if tokenizer is None else \
+        load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
     base = known_facts(facts, tok, model)
     sources = open_sources(source, columns=columns, name=name)
     if len(sources) != 1:
@@ -179,10 +183,11 @@ def show(
                              "give one split")
     src = sources[0]
     facts_, chunk = _row_of(src.chunks, base, row, src.name)
-    resolved = resolve_options(row_rules, options)
     result = engine.run(iter([chunk]), source=src.name, facts=facts_, rules=row_rules,
                         options=resolved, max_examples=1, infer=False)
     one = Batch.from_columns(chunk, facts_, row_start=row)
+    # Positions come from the batch the engine judged: without labels, the collator's labels.
+    judged = one if "labels" in chunk else one.with_collator_labels(mask_pad_id=False)
     by_code = {r.code: r for r in row_rules}
     findings = []
     for f in result.findings:
@@ -190,7 +195,7 @@ def show(
         rule = by_code[f.code]
         if rule.per == "token":
             # Every flagged position of the row, not the engine's first MAX_POSITIONS.
-            mask = np.asarray(rule.func(one, **resolved[f.code]), dtype=bool)
+            mask = np.asarray(rule.func(judged, **resolved[f.code]), dtype=bool)
             positions = (tuple(np.flatnonzero(mask).tolist()),)
         findings.append(replace(f, rows=(row,), positions=positions, windows=()))
     tokens = view.tokens_of(one, hits=sorted({p for f in findings for p in

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 
+from .arguments import describe
 from .batch import SOURCE_COLUMNS, Ragged
 from .errors import LabelLintError
 
@@ -47,6 +48,13 @@ def _validated(values: np.ndarray, name: str) -> np.ndarray:
     """Integer token columns; a 0/1 attention_mask may also be bool or float."""
     kind = values.dtype.kind
     if values.size == 0 and kind not in "iu":
+        return np.zeros(0, dtype=np.int64)
+    if kind == "u" and values.dtype.itemsize == 8:
+        # Compared with signed ids, uint64 promotes to float64 and loses ids past 2**53.
+        big = values >= ID_LIMIT
+        if big.any():
+            raise LabelLintError(f"{name} holds {int(values[np.argmax(big)])}, past the "
+                                 "int64 range no tokenizer's ids reach")
         return values.astype(np.int64)
     if kind in "iu":
         return values.astype(np.int64) if kind == "u" and name == "labels" else values
@@ -54,17 +62,55 @@ def _validated(values: np.ndarray, name: str) -> np.ndarray:
         return values
     if name == "attention_mask" and kind == "f" and np.isin(values, (0.0, 1.0)).all():
         return values != 0
+    if kind == "O":
+        raise LabelLintError(_object_values(values, name))
     raise LabelLintError(f"{name} holds {_kind(values)} values; it must hold integer token ids"
                          if name != "attention_mask" else
                          f"attention_mask holds {_kind(values)} values; it must hold 0 and 1")
 
 
+ID_LIMIT = 2**63
+
+
+def _object_values(values: np.ndarray, name: str) -> str:
+    """What is wrong with a column numpy could only hold as objects: the first odd value."""
+    wanted = "0 and 1" if name == "attention_mask" else "integer token ids"
+    for value in values.reshape(-1):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            if not -ID_LIMIT <= value < ID_LIMIT:
+                return f"{name} holds {value}, past the int64 range no tokenizer's ids reach"
+            continue
+        return f"{name} holds {describe(value)} among its values; it must hold {wanted}"
+    return f"{name} holds values of mixed types; it must hold {wanted}"
+
+
 def _plain(value: Any) -> Any:
     """numpy for torch tensors and numpy arrays; anything else as it is."""
-    if type(value).__module__.startswith("torch"):
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
         value = value.detach().cpu()
         return value.float().numpy() if value.is_floating_point() else value.numpy()
     return value
+
+
+def _not_a_column(value: Any, name: str) -> str | None:
+    """Why `value` cannot be a column (one list of token ids per row), or None if it may be."""
+    wanted = "a list of rows of token ids, a 2-D array or a tensor"
+    if value is None:
+        return f"{name} is None; it must be {wanted}"
+    if isinstance(value, (str, bytes)):
+        return f"{name} is a string, not a list of token ids"
+    if _is_scalar(value) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return f"{name} is a single value ({describe(value)}); it must be {wanted}"
+    if isinstance(value, Mapping):
+        return f"{name} is a {type(value).__name__} of {len(value)} keys; it must be {wanted}"
+    if isinstance(value, (set, frozenset)):
+        return f"{name} is a set, which has no order; it must be {wanted}"
+    if not isinstance(value, Iterable):
+        return f"{name} is a {type(value).__name__}; it must be {wanted}"
+    if iter(value) is value:
+        # Reading an iterator would use it up: the caller's data would change.
+        return f"{name} is an iterator ({type(value).__name__}); give a list, an array or a tensor"
+    return None
 
 
 def _is_scalar(x: Any) -> bool:
@@ -127,37 +173,80 @@ def to_ragged(value: Any, name: str) -> Ragged:
         raise LabelLintError(
             f"{name} has {value.ndim} dimensions; labellint reads one sequence per row "
             "(a 2-D batch or a list of rows)")
-    seq = list(value) if not isinstance(value, (str, bytes)) else None
-    if seq is None:
-        raise LabelLintError(f"{name} is a string, not a list of token ids")
+    why = _not_a_column(value, name)
+    if why is not None:
+        raise LabelLintError(why)
+    seq = list(value)
     if not seq:
         return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
     if all(_is_scalar(x) for x in seq):
-        return _validated(np.asarray(seq), name), np.array([0, len(seq)], dtype=np.int64)
+        return _validated(_scalars(seq, name), name), np.array([0, len(seq)], dtype=np.int64)
     try:  # rectangular lists convert in one call
         rect = np.asarray(seq)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):
         rect = None
-    if rect is not None and rect.dtype != object and rect.ndim != 1:
+    # A float result may be Python ints past int64 (numpy gives up on them): the paths below
+    # tell those from real floats.
+    if rect is not None and rect.dtype.kind not in "Of" and rect.ndim != 1:
         return to_ragged(rect, name)
     try:  # ragged lists of ints convert in C; tensors and odd rows take the slow path below
         arrow = pa.array(seq)
-    except (pa.ArrowException, TypeError, ValueError):
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
         arrow = None
     if arrow is not None and (pa.types.is_list(arrow.type) or pa.types.is_large_list(arrow.type)):
+        if arrow.null_count:
+            first = int(np.argmax(arrow.is_null().to_numpy(zero_copy_only=False)))
+            raise LabelLintError(f"{name} row {first} is None, not a list of token ids")
         return arrow_to_ragged(arrow, name)
     rows = []
     for i, row in enumerate(seq):
-        row = np.asarray(_plain(row)) if row is not None else np.asarray([None])
-        if row.ndim != 1:
+        if row is None:
+            raise LabelLintError(f"{name} row {i} is None, not a list of token ids")
+        row = _plain(row)
+        why = _not_a_column(row, f"{name} row {i}")
+        if why is not None and not isinstance(row, np.ndarray):
+            raise LabelLintError(why.replace("a list of rows of token ids, a 2-D array or a "
+                                             "tensor", "a list of token ids"))
+        if isinstance(row, np.ndarray):
+            row_values = row
+        else:
+            odd = next((x for x in row if not _is_scalar(x)), None)
+            if odd is not None and not isinstance(odd, (str, bytes)) and \
+                    isinstance(_plain(odd), (Iterable, np.ndarray)):
+                raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
+            if odd is not None or any(x is None for x in row):
+                wanted = "0 and 1" if name == "attention_mask" else "integer token ids"
+                raise LabelLintError(f"{name} row {i} holds {describe(odd)} among its values; "
+                                     f"it must hold {wanted}")
+            row_values = _scalars(list(row), name)
+        if row_values.ndim != 1:
             raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
-        rows.append(row)
+        if row_values.dtype.kind == "O":
+            raise LabelLintError(_object_values(row_values, f"{name} row {i}"))
+        rows.append(row_values)
     lengths = np.fromiter((r.size for r in rows), dtype=np.int64, count=len(rows))
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     nonempty = [r for r in rows if r.size]
+    kinds = {r.dtype.kind for r in nonempty}
+    if len(kinds) > 1 and not kinds <= set("iu"):
+        wanted = "0 and 1" if name == "attention_mask" else "integer token ids"
+        found = " and ".join(sorted({_kind(r) for r in nonempty}))
+        raise LabelLintError(f"{name} mixes rows of {found} values; it must hold {wanted}")
     flat = np.concatenate(nonempty) if nonempty else np.zeros(0, dtype=np.int64)
     return _validated(flat, name), offsets
+
+
+def _scalars(seq: list, name: str) -> np.ndarray:
+    """One row of Python or numpy numbers as an array, ints past int64 refused by name."""
+    try:
+        values = np.asarray(seq)
+    except OverflowError:
+        return np.asarray(seq, dtype=object)  # _validated names the value too large
+    if values.dtype.kind == "f" and any(isinstance(x, int) for x in seq):
+        # numpy turns Python ints past int64 into floats: keep them, to name them.
+        return np.asarray(seq, dtype=object)
+    return values
 
 
 # Packed-sequence boundaries that stand in for position_ids: TRL's `pack_dataset` stores
@@ -176,10 +265,16 @@ class Columns(dict):
 def column_names(columns: Mapping[str, str] | None) -> Columns:
     """Our column name -> the source's column name."""
     names = Columns((c, c) for c in SOURCE_COLUMNS)
+    if columns is not None and not isinstance(columns, Mapping):
+        raise LabelLintError("columns must map labellint's column names to yours, e.g. "
+                             f'{{"input_ids": "tokens"}}, not {describe(columns)}')
     for ours, theirs in (columns or {}).items():
         if ours not in names:
-            raise LabelLintError(f"unknown column {ours!r}; labellint reads "
+            raise LabelLintError(f"unknown column {describe(ours)} in columns; labellint reads "
                                  f"{', '.join(SOURCE_COLUMNS)}")
+        if not isinstance(theirs, str) or not theirs:
+            raise LabelLintError(f"columns[{ours!r}] must be the name of one of your columns, "
+                                 f"not {describe(theirs)}")
         names[ours] = theirs
     names.given = frozenset(columns or ())
     return names
@@ -313,10 +408,8 @@ def _is_row(item: Any, names: Mapping[str, str]) -> bool:
     ids = _plain(item[names["input_ids"]])
     if isinstance(ids, np.ndarray):
         return ids.ndim == 1
-    try:
-        return len(ids) > 0 and _is_scalar(ids[0])
-    except TypeError:
-        return False
+    # Anything else that is not a list is a column to_ragged refuses by name.
+    return isinstance(ids, (list, tuple)) and len(ids) > 0 and _is_scalar(ids[0])
 
 
 def _chunked_rows(items: Iterator[Any], names: Mapping[str, str], size: int) -> Iterator[Chunk]:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from .arguments import describe
 from .errors import LabelLintError
 from .facts import Facts, merge_facts
 
@@ -20,10 +21,17 @@ END_OF_TURN = (
     "</s>", "<|end_of_text|>", "<|END_OF_TURN_TOKEN|>", "<|return|>",
 )
 PROBE = "labellint probe"
+# No model has an embedding table of 2**32 rows; a config claiming one is corrupt.
+MAX_VOCAB = 2**32
 
 
-def load_tokenizer(tokenizer: Any) -> Any:
-    """A transformers tokenizer from a loaded one or a local folder (never the hub)."""
+def load_tokenizer(tokenizer: Any, *, trust_remote_code: bool = False) -> Any:
+    """A transformers tokenizer from a loaded one or a local folder (never the hub).
+
+    A folder's own code (`auto_map` in tokenizer_config.json) runs only with
+    `trust_remote_code=True`; without it transformers is told no, rather than left to ask on
+    the terminal.
+    """
     if not isinstance(tokenizer, (str, Path)):
         if not callable(getattr(tokenizer, "convert_tokens_to_ids", None)):
             raise LabelLintError("tokenizer must be a transformers tokenizer or a local "
@@ -32,16 +40,34 @@ def load_tokenizer(tokenizer: Any) -> Any:
     path = Path(tokenizer)
     if not path.exists():
         raise LabelLintError(f"{path}: no such tokenizer folder")
+    if path.is_dir():
+        for entry in path.iterdir():
+            if entry.exists() and not (entry.is_file() or entry.is_dir()):
+                # A FIFO or device would block transformers' read forever.
+                raise LabelLintError(f"{entry}: not a regular file; a tokenizer folder holds "
+                                     "files")
     try:
         from transformers import AutoTokenizer
     except ImportError:
         raise LabelLintError("reading a tokenizer folder needs transformers: "
                              "pip install 'labellint[hf]'") from None
+    if trust_remote_code is not True and trust_remote_code is not False:
+        raise LabelLintError(f"trust_remote_code must be True or False, not {trust_remote_code!r}")
     try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except Exception as e:  # transformers raises many types for a bad folder
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
+                                             trust_remote_code=trust_remote_code)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    # transformers raises many types for a bad folder, and the tokenizers library panics
+    # (a BaseException) on some malformed tokenizer.json files.
+    except BaseException as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise LabelLintError(f"{path}: cannot load a tokenizer from it ({first})") from None
+        if "trust_remote_code" in str(e) or "custom code" in str(e):
+            raise LabelLintError(
+                f"{path}: this tokenizer needs its own code (auto_map in tokenizer_config.json), "
+                "and labellint runs none unless asked: --trust-remote-code, or "
+                "trust_remote_code=True") from None
+        raise LabelLintError(f"{path}: cannot load a tokenizer from it ({first[:300]})") from None
 
 
 def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
@@ -110,12 +136,16 @@ def _bos_every_turn(tok: Any, bos_id: int | None) -> bool | None:
     """
     if bos_id is None or not getattr(tok, "chat_template", None):
         return None
+    from .chat import TemplateUnreadable, render
+
     turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 2
     try:
-        ids = tok.apply_chat_template(turns, tokenize=True)
-    except Exception:  # a template that rejects this conversation tells us nothing here
+        # Rendered bounded, then encoded as apply_chat_template(tokenize=True) encodes it.
+        ids = tok.encode(render(tok, turns), add_special_tokens=False)
+    except TemplateUnreadable:  # chat_format reports why
         return None
-    ids = ids.get("input_ids", ids) if hasattr(ids, "get") else ids
+    except Exception:  # a tokenizer that cannot encode the render tells us nothing here
+        return None
     return sum(1 for i in ids if i == bos_id) >= 2
 
 
@@ -126,7 +156,8 @@ def _special_ids(config: Any) -> dict[str, Any]:
     def ids(value: Any) -> tuple[int, ...]:
         values = value if isinstance(value, (list, tuple)) else [value]
         # Old conversions write -1 for "none".
-        return tuple(int(v) for v in values if isinstance(v, int) and v >= 0)
+        return tuple(int(v) for v in values
+                     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63)
 
     bos, pad = ids(get("bos_token_id")), ids(get("pad_token_id"))
     return {"model_bos_id": bos[0] if len(bos) == 1 else None,
@@ -142,13 +173,20 @@ def model_facts(model: Any) -> dict[str, Any]:
     if isinstance(model, (str, Path)):
         path = Path(model)
         config_file = path / "config.json" if path.is_dir() else path
+        _regular(config_file, "model config")
         try:
-            config = json.loads(config_file.read_text())
-        except (OSError, ValueError) as e:
-            raise LabelLintError(f"{config_file}: cannot read a model config ({e})") from None
-        config = config.get("text_config", config)
-        size = config.get("vocab_size")
-        return {"vocab_size": size, "model_vocab_size": size, **_special_ids(config)}
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as e:
+            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            raise LabelLintError(f"{config_file}: cannot read a model config ({reason})") \
+                from None
+        return _config_facts(config, str(config_file))
+    if isinstance(model, Mapping):
+        return _config_facts(model, "the model config")
+    if not (hasattr(model, "config") or hasattr(model, "vocab_size")
+            or callable(getattr(model, "get_input_embeddings", None))):
+        raise LabelLintError("model must be a transformers model, its config (or a dict of "
+                             f"it), or a local model folder, not a {type(model).__name__}")
     config = getattr(model, "config", model)
     if hasattr(config, "get_text_config"):
         config = config.get_text_config()
@@ -158,6 +196,37 @@ def model_facts(model: Any) -> dict[str, Any]:
     else:
         size = getattr(config, "vocab_size", None)
     return {"vocab_size": size, "model_vocab_size": size, **_special_ids(config)}
+
+
+CONFIG_BYTES = 64 << 20  # config.json files are kilobytes; past this it is not a config
+
+
+def _regular(file: Path, what: str) -> None:
+    """Refuse what a read would block on (a FIFO) or take long to parse."""
+    if not file.exists():
+        raise LabelLintError(f"{file}: no such {what} file")
+    if not file.is_file():
+        raise LabelLintError(f"{file}: not a regular file; a {what} is a JSON file")
+    if file.stat().st_size > CONFIG_BYTES:
+        raise LabelLintError(f"{file}: {file.stat().st_size:,} bytes, too large for a {what}")
+
+
+def _config_facts(config: Any, where: str) -> dict[str, Any]:
+    """vocab_size and special ids of a config.json's contents, checked: it is data on disk."""
+    if not isinstance(config, Mapping):
+        raise LabelLintError(f"{where}: a model config must be a JSON object, not "
+                             f"{describe(config)}")
+    text = config.get("text_config", config)
+    if text is None:
+        text = config
+    if not isinstance(text, Mapping):
+        raise LabelLintError(f"{where}: text_config must be an object, not {describe(text)}")
+    size = text.get("vocab_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                             or not 1 <= size < MAX_VOCAB):
+        raise LabelLintError(f"{where}: vocab_size must be a positive whole number below "
+                             f"2**32, not {describe(size)}")
+    return {"vocab_size": size, "model_vocab_size": size, **_special_ids(text)}
 
 
 def known_facts(given: Mapping[str, Any], tokenizer: Any = None, model: Any = None) -> Facts:
