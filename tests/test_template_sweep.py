@@ -175,6 +175,45 @@ def findings(report) -> dict[str, object]:
     return {f.code: f for f in report.findings}
 
 
+# -- defects the sweep found, each shown without the cache -------------------------------------
+
+# Apriel 1.5's template (unsloth's copy, in the sdist) closes an assistant turn with
+# `<|end|>\n` + EOS but a system or user turn with `<|end|>\n` alone.
+APRIEL = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{{- '<|' + message['role'] + '|>\n' + message['content'] + '\n<|end|>\n' }}"
+    "{%- if message['role'] == 'assistant' %}{{- eos_token }}{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\n' }}{%- endif %}"
+)
+
+
+def _marker_tokenizer(template: str, markers: list[str]):
+    """The tiny BPE of labellint.testing with `markers` as special tokens, and `template`."""
+    from tokenizers import AddedToken, Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from labellint.testing import _trained
+
+    tok = Tokenizer.from_str(_trained())
+    tok.add_special_tokens([AddedToken(m, special=True, normalized=False) for m in markers])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>", chat_template=template)
+
+
+def test_a_header_after_leftovers_of_the_previous_turn_is_still_read():
+    pytest.importorskip("transformers")
+    tok = _marker_tokenizer(APRIEL, ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"])
+    fmt = chat_format(tok)
+    assert set(fmt.roles) == {"system", "user", "assistant"}
+    assert tok.decode(list(fmt.core("user"))) == "<|user|>"
+    assert tok.decode(list(fmt.turn_end)) == "<|end|>"
+    rows = rows_for(tok, system=True)
+    report = labellint.check(batch(rows, full_row=FULL_ROW), tokenizer=tok)
+    assert [list(f.rows) for f in report.findings if f.code == "LL601"] == [[FULL_ROW]]
+
+
 # -- fixtures ----------------------------------------------------------------------------------
 
 
