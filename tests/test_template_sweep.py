@@ -214,6 +214,19 @@ def test_a_header_after_leftovers_of_the_previous_turn_is_still_read():
     assert [list(f.rows) for f in report.findings if f.code == "LL601"] == [[FULL_ROW]]
 
 
+def test_an_eos_the_template_writes_after_every_answer_is_no_document_boundary():
+    pytest.importorskip("transformers")
+    tok = _marker_tokenizer(APRIEL, ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"])
+    rows = rows_for(tok, system=True)
+    report = labellint.check(batch(rows), tokenizer=tok)
+    assert not [f.code for f in report.findings if f.severity == "error"]
+    # two conversations in one row are still two documents: the template starts each with BOS
+    two = batch(rows)
+    packed = {k: [v[0] + v[1]] + v[2:] for k, v in two.items()}
+    report = labellint.check(packed, tokenizer=tok)
+    assert [list(f.rows) for f in report.findings if f.code == "LL501"] == [[0]]
+
+
 # -- fixtures ----------------------------------------------------------------------------------
 
 
