@@ -227,6 +227,35 @@ def test_an_eos_the_template_writes_after_every_answer_is_no_document_boundary()
     assert [list(f.rows) for f in report.findings if f.code == "LL501"] == [[0]]
 
 
+# DeepSeek's R1 distill of Llama 3 (in the sdist): Llama 3's vocabulary, its own markers.
+DEEPSEEK = (
+    "{{- bos_token }}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'user' %}{{- '<｜User｜>' + message['content'] }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>' }}"
+    "{%- endif %}{%- endfor %}"
+)
+
+
+def test_a_template_that_writes_other_markers_is_not_read_as_its_vocabularys_family():
+    pytest.importorskip("transformers")
+    tok = _marker_tokenizer(DEEPSEEK, ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                                       "<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"])
+    fmt = chat_format(tok)
+    assert fmt is None or not fmt.headers  # the template's turns are not Llama 3's headers
+    # so the chat rules say they cannot judge the turns, instead of finding none to judge
+    conv = [{"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."}]
+    ids = tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"]
+    report = labellint.check({"input_ids": [ids], "labels": [ids]}, tokenizer=tok)
+    skipped = {code for s in report.sources for code in s.skipped}
+    assert {"LL601", "LL603"} <= skipped
+    # without a template, the family's markers in the vocabulary are still the best guess
+    tok.chat_template = None
+    assert chat_format(tok).origin == "known family"
+
+
 # -- fixtures ----------------------------------------------------------------------------------
 
 
