@@ -239,17 +239,19 @@ def _from_template(tok: Any):
 
 
 def _from_known_family(tok: Any):
-    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
     # A template that renders without a family's markers writes other ones (DeepSeek's
     # R1 distill of Llama 3 keeps Llama 3's vocabulary but writes `<｜User｜>`): data made with
     # it holds none of the family's headers, so they would find no turns to judge.
     rendered = None
     if getattr(tok, "chat_template", None) and hasattr(tok, "apply_chat_template"):
         rendered = next(filter(None, (_render(tok, roles) for roles in PROBES)), None)
-    for header, end, names in KNOWN_FAMILIES:
+    families = [(header, end, names) for header, end, names in KNOWN_FAMILIES
+                if rendered is None or MARKER.match(header).group(0) in rendered]
+    if not families:
+        return None  # before get_vocab, which builds a dict of the whole vocabulary
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    for header, end, names in families:
         opener = MARKER.match(header).group(0)
-        if rendered is not None and opener not in rendered:
-            continue
         if opener in vocab and end in vocab:
             headers = {r: header.format(role=names.get(r, r))
                        for r in ("system", "user", ASSISTANT)}

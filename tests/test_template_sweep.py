@@ -97,10 +97,14 @@ def qualify(tok, template: str) -> tuple[bool | None, str]:
         break
     if system is None:
         return None, f"does not render a plain conversation ({error})"
-    # Cheap pre-filter, before reading the template: labellint's markers are `<...>` texts of
-    # the render, so a vocabulary holding none of them as one token cannot qualify.
-    if not any(_single(tok, m) for m in set(MARKER.findall(text))):
-        return system, "no marker of the render is a single token"
+    # Cheap pre-filter, before reading the template: labellint's headers are `<...>` texts of
+    # the render, so a vocabulary holding none of them as one token (the tokenizer's own BOS
+    # and EOS, which the template may write, aside) cannot qualify.
+    own = {tok.bos_token, tok.eos_token, tok.pad_token, tok.unk_token}
+    marks = sorted(set(MARKER.findall(text)) - own)
+    if not any(_single(tok, m) for m in marks):
+        return system, (f"none of {', '.join(marks[:4])}{' ...' if len(marks) > 4 else ''} "
+                        "is a single token" if marks else "the render holds no marker")
     fmt = chat_format(tok)
     if fmt is None or fmt.origin != "chat template" or "assistant" not in fmt.roles:
         return system, "labellint reads no assistant header and turn end from the template"
@@ -261,10 +265,13 @@ def test_a_template_that_writes_other_markers_is_not_read_as_its_vocabularys_fam
 
 @pytest.fixture(scope="module")
 def vocab_tokenizers(real_tokenizers):
-    """One tokenizer per vocabulary, loaded once; each check sets the template it sweeps."""
-    import real_tokenizers as rt
-
-    return {v: rt.load(name) for v, name in VARIANT.items()}
+    """One tokenizer per vocabulary; each check sets the template it sweeps, and the variants'
+    own templates are put back for the other modules."""
+    toks = {v: real_tokenizers[name].tokenizer for v, name in VARIANT.items()}
+    own = {v: tok.chat_template for v, tok in toks.items()}
+    yield toks
+    for v, tok in toks.items():
+        tok.chat_template = own[v]
 
 
 @pytest.fixture(scope="module")
@@ -297,14 +304,25 @@ def sweep(vocab_tokenizers):
     return table
 
 
-def pairs(sweep, vocab_tokenizers):
-    """Each qualifying (template, vocabulary): its tokenizer set to the template, and whether
-    the conversations keep their system turn."""
+@pytest.fixture(scope="module")
+def cases(sweep, vocab_tokenizers):
+    """Each qualifying (template, vocabulary): its name, template and correct rows, built once."""
+    out = []
     for entry, template in sweep:
         for vocab in entry.vocabs:
             tok = vocab_tokenizers[vocab]
             tok.chat_template = template
-            yield f"{entry.template} / {vocab}", tok, "no system" not in entry.notes[vocab]
+            system = "no system" not in entry.notes[vocab]
+            out.append((f"{entry.template} / {vocab}", vocab, template, rows_for(tok, system)))
+    return out
+
+
+def pairs(cases, vocab_tokenizers):
+    """The cases, each with its vocabulary's tokenizer set to its template."""
+    for name, vocab, template, rows in cases:
+        tok = vocab_tokenizers[vocab]
+        tok.chat_template = template
+        yield name, tok, rows
 
 
 # -- the sweep ---------------------------------------------------------------------------------
@@ -326,10 +344,10 @@ def test_every_template_in_the_sdist_is_judged_with_a_reason(sweep):
 
 
 def test_correct_assistant_only_rows_are_clean_under_every_qualifying_template(
-        sweep, vocab_tokenizers):
+        cases, vocab_tokenizers):
     wrong = []
-    for name, tok, system in pairs(sweep, vocab_tokenizers):
-        report = labellint.check(batch(rows_for(tok, system)), tokenizer=tok)
+    for name, tok, rows in pairs(cases, vocab_tokenizers):
+        report = labellint.check(batch(rows), tokenizer=tok)
         bad = [f"{f.code} rows {list(f.rows)}" for f in report.findings
                if f.code in CHAT_RULES or f.severity == "error"]
         if bad:
@@ -338,10 +356,10 @@ def test_correct_assistant_only_rows_are_clean_under_every_qualifying_template(
 
 
 def test_a_row_that_trains_its_prompt_turns_is_ll601_under_every_qualifying_template(
-        sweep, vocab_tokenizers):
+        cases, vocab_tokenizers):
     wrong = []
-    for name, tok, system in pairs(sweep, vocab_tokenizers):
-        report = labellint.check(batch(rows_for(tok, system), full_row=FULL_ROW), tokenizer=tok)
+    for name, tok, rows in pairs(cases, vocab_tokenizers):
+        report = labellint.check(batch(rows, full_row=FULL_ROW), tokenizer=tok)
         got = findings(report).get("LL601")
         if got is None or list(got.rows) != [FULL_ROW]:
             wrong.append(f"{name}: LL601 rows {got and list(got.rows)}, codes "
@@ -350,10 +368,9 @@ def test_a_row_that_trains_its_prompt_turns_is_ll601_under_every_qualifying_temp
 
 
 def test_answers_with_a_masked_end_of_turn_are_ll603_under_every_qualifying_template(
-        sweep, vocab_tokenizers):
+        cases, vocab_tokenizers):
     wrong = []
-    for name, tok, system in pairs(sweep, vocab_tokenizers):
-        rows = rows_for(tok, system)
+    for name, tok, rows in pairs(cases, vocab_tokenizers):
         # each assistant turn's end is found
         assert all(r.turn_end.sum() == 2 * len(chat_format(tok).turn_end) for r in rows), name
         report = labellint.check(batch(rows, unstopped=UNSTOPPED_ROWS), tokenizer=tok)
