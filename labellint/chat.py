@@ -407,7 +407,7 @@ def _split(text: str, roles: tuple[str, ...]) -> tuple[dict[str, str], str] | No
     candidates: dict[str, list[str]] = {}
     for gap, role in zip(gaps, roles[1:]):
         candidates.setdefault(role, []).append(gap[len(end):])
-    headers = {role: _whole_markers(commonprefix(c)) for role, c in candidates.items()}
+    headers = {role: _shared_header(c) for role, c in candidates.items()}
     user = headers.get("user", "")
     if "system" not in headers and "user" in user:
         # The first turn's header is mixed with what precedes it (BOS, a date line): name it by
@@ -418,6 +418,21 @@ def _split(text: str, roles: tuple[str, ...]) -> tuple[dict[str, str], str] | No
     if not headers.get(ASSISTANT, "").strip():
         return None  # not a header family ([INST] ... [/INST] has no assistant header)
     return {r: h for r, h in headers.items() if h.strip()}, end
+
+
+def _shared_header(candidates: list[str]) -> str:
+    """A role's header from the text before each of its turns: what they all start with, else
+    what they all end with. A template may write more after the previous turn's end only before
+    some turns (Apriel 1.5 closes assistant turns with `<|end|>\n<|im_end|>`, so a user header
+    reads `<|im_end|><|user|>\n` after an answer and `<|user|>\n` after the system turn)."""
+    head = _whole_markers(commonprefix(candidates))
+    if head.strip():
+        return head
+    tail = commonprefix([c[::-1] for c in candidates])[::-1]
+    opens, closes = tail.find("<"), tail.find(">")
+    if closes >= 0 and (opens < 0 or closes < opens):  # starts inside a marker: cut it off
+        tail = tail[closes + 1:]
+    return tail if MARKER.search(tail) else ""
 
 
 def _whole_markers(text: str) -> str:
@@ -463,8 +478,18 @@ def _from_template(tok: Any) -> tuple[Any, str | None]:
 
 
 def _from_known_family(tok: Any):
+    # A template that renders without a family's markers writes other ones (DeepSeek's
+    # R1 distill of Llama 3 keeps Llama 3's vocabulary but writes `<｜User｜>`): data made with
+    # it holds none of the family's headers, so they would find no turns to judge.
+    rendered = None
+    if getattr(tok, "chat_template", None) and hasattr(tok, "apply_chat_template"):
+        rendered = next(filter(None, (_render(tok, roles) for roles in PROBES)), None)
+    families = [(header, end, names) for header, end, names in KNOWN_FAMILIES
+                if rendered is None or MARKER.match(header).group(0) in rendered]
+    if not families:
+        return None  # before get_vocab, which builds a dict of the whole vocabulary
     vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
-    for header, end, names in KNOWN_FAMILIES:
+    for header, end, names in families:
         opener = MARKER.match(header).group(0)
         if opener in vocab and end in vocab:
             headers = {r: header.format(role=names.get(r, r))

@@ -50,6 +50,8 @@ class Facts:
     model_bos_id, model_eos_ids, model_pad_id: the special ids in the model's config.
     bos_every_turn: the tokenizer's chat template writes BOS at every turn (Llama-2), so a BOS
     after an EOS inside a row is a new turn, not a new document.
+    eos_every_turn: the template writes EOS after every answer besides its own turn end
+    (Apriel 1.5's `<|end|>\n</s>`), so an EOS inside a chat row closes a turn, not a document.
     """
 
     pad_id: int | None = None
@@ -70,6 +72,7 @@ class Facts:
     model_eos_ids: tuple[int, ...] = ()
     model_pad_id: int | None = None
     bos_every_turn: bool | None = None
+    eos_every_turn: bool | None = None
     origin: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

@@ -110,6 +110,7 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
         # split into pieces is no end of turn: LL407 reports it).
         extra = [i for i in facts["chat"].turn_end if i not in (facts["eos_id"], facts["pad_id"])]
         facts["end_of_turn_ids"] = tuple(dict.fromkeys(facts["end_of_turn_ids"] + tuple(extra)))
+    facts["eos_every_turn"] = _eos_every_turn(tok, facts["eos_id"], facts["chat"])
     return facts
 
 
@@ -147,6 +148,23 @@ def _bos_every_turn(tok: Any, bos_id: int | None) -> bool | None:
     except Exception:  # a tokenizer that cannot encode the render tells us nothing here
         return None
     return sum(1 for i in ids if i == bos_id) >= 2
+
+
+def _eos_every_turn(tok: Any, eos_id: int | None, chat: Any) -> bool | None:
+    """Whether the chat template writes EOS after every answer although EOS is not its turn end
+    (Apriel 1.5 closes an answer with `<|end|>\n</s>` and goes on with the next user turn).
+
+    Found by rendering a two-answer conversation, as `bos_every_turn` is.
+    """
+    if eos_id is None or chat is None or not chat.headers or eos_id in chat.turn_end:
+        return None
+    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 2
+    try:
+        ids = tok.apply_chat_template(turns, tokenize=True)
+    except Exception:  # a template that rejects this conversation tells us nothing here
+        return None
+    ids = ids.get("input_ids", ids) if hasattr(ids, "get") else ids
+    return sum(1 for i in ids if i == eos_id) >= 2
 
 
 def _special_ids(config: Any) -> dict[str, Any]:

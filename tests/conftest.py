@@ -38,3 +38,17 @@ def left_tok():
     from labellint.testing import tiny_tokenizer
 
     return tiny_tokenizer(padding_side="left")
+
+
+@pytest.fixture(scope="session")
+def real_tokenizers():
+    """Every real tokenizer variant (tests/real_tokenizers.py), name -> RealTokenizer; built
+    once into the cache outside the repo. Skips only when the package registry is unreachable."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    import real_tokenizers as rt
+
+    try:
+        return rt.load_all()
+    except rt.RegistryUnreachable as e:
+        pytest.skip(f"real tokenizers need the {rt.PACKAGE} {rt.VERSION} sdist: {e}")

@@ -76,7 +76,7 @@ def _document_starts(b: Batch) -> np.ndarray:
                 else (ids[index - 1] == eos) & (ids[index] != eos))
     found = is_bos & prev_eos if not f.bos_every_turn else np.zeros(index.size, dtype=bool)
     turn_ends = [t for t in f.end_of_turn_ids if t != eos]
-    if turn_ends and prev_eos.any():
+    if turn_ends and prev_eos.any() and not f.eos_every_turn:
         chat_rows = b.row_any(np.isin(ids, turn_ends) & b.real)
         found |= prev_eos & chat_rows[rows]
     in_stream = stream_blocks(b)[rows]
@@ -85,7 +85,8 @@ def _document_starts(b: Batch) -> np.ndarray:
         # A chat row trained whole and cut at max_length looks like a stream block, but an EOS
         # that is the template's turn end (<|im_end|>, <|eot_id|>) closes a turn, not a document.
         chat = f.chat
-        turn_end = bool(chat is not None and chat.headers and eos in tuple(chat.turn_end))
+        turn_end = bool(chat is not None and chat.headers and eos in tuple(chat.turn_end)) or \
+            bool(f.eos_every_turn)
         ends_document = np.zeros_like(prev_eos) if turn_end else prev_eos
         found |= in_stream & ((is_bos & ~leading) | ends_document)
     return index[found]
