@@ -344,10 +344,10 @@ def chat_format(tok: Any) -> ChatFormat | None:
     When the template cannot be read (it raises, runs past the probe's bounds, or never writes
     the messages), the reason is kept in the origin, which the report's facts line shows.
     """
-    found, why = _from_template(tok)
+    found, why, rendered = _from_template(tok)
     unread = f"the chat template could not be read: {why}" if why else None
     if found is None:
-        found = _from_known_family(tok)
+        found = _from_known_family(tok, rendered)
         if found is not None and unread:
             found = (*found[:3], f"known family ({unread})", *found[4:])
     none = (NO_TEMPLATE if not getattr(tok, "chat_template", None)
@@ -451,11 +451,12 @@ def _markers_to_ids(tok: Any, headers: Mapping[str, str], end: str, origin: str)
     return ids, cores, tuple(end_ids), origin, headers, end
 
 
-def _from_template(tok: Any) -> tuple[Any, str | None]:
-    """The markers read from the template, or None and why they could not be."""
+def _from_template(tok: Any) -> tuple[Any, str | None, str | None]:
+    """The markers read from the template, or None and why they could not be; and the first
+    probe render that succeeded (None when none did)."""
     if not getattr(tok, "chat_template", None) or not hasattr(tok, "apply_chat_template"):
-        return None, None
-    reasons = []
+        return None, None, None
+    reasons, rendered = [], None
     for roles in PROBES:
         try:
             text = _render(tok, roles)
@@ -464,26 +465,26 @@ def _from_template(tok: Any) -> tuple[Any, str | None]:
             if e.final:  # a template that runs too long or too large does so for every probe
                 break
             continue
+        rendered = rendered if rendered is not None else text
         parsed = _split(text, roles)
         if parsed:
             found = _markers_to_ids(tok, *parsed, "chat template")
             if found:
-                return found, None
+                return found, None, text
             reasons.append("its markers do not encode to tokens")
         elif all(SENTINEL.format(i) in text for i in range(len(roles))):
             reasons.append("its render has no role header before the assistant's turn")
         else:
             reasons.append("its render does not contain the messages' contents")
-    return None, reasons[-1] if reasons else None
+    return None, reasons[-1] if reasons else None, rendered
 
 
-def _from_known_family(tok: Any):
+def _from_known_family(tok: Any, rendered: str | None):
+    """A known family's markers, when the vocabulary holds them and the template's render (if
+    one succeeded) writes them."""
     # A template that renders without a family's markers writes other ones (DeepSeek's
     # R1 distill of Llama 3 keeps Llama 3's vocabulary but writes `<｜User｜>`): data made with
     # it holds none of the family's headers, so they would find no turns to judge.
-    rendered = None
-    if getattr(tok, "chat_template", None) and hasattr(tok, "apply_chat_template"):
-        rendered = next(filter(None, (_render(tok, roles) for roles in PROBES)), None)
     families = [(header, end, names) for header, end, names in KNOWN_FAMILIES
                 if rendered is None or MARKER.match(header).group(0) in rendered]
     if not families:

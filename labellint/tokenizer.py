@@ -137,17 +137,7 @@ def _bos_every_turn(tok: Any, bos_id: int | None) -> bool | None:
     """
     if bos_id is None or not getattr(tok, "chat_template", None):
         return None
-    from .chat import TemplateUnreadable, render
-
-    turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 2
-    try:
-        # Rendered bounded, then encoded as apply_chat_template(tokenize=True) encodes it.
-        ids = tok.encode(render(tok, turns), add_special_tokens=False)
-    except TemplateUnreadable:  # chat_format reports why
-        return None
-    except Exception:  # a tokenizer that cannot encode the render tells us nothing here
-        return None
-    return sum(1 for i in ids if i == bos_id) >= 2
+    return _written_twice(tok, bos_id)
 
 
 def _eos_every_turn(tok: Any, eos_id: int | None, chat: Any) -> bool | None:
@@ -158,13 +148,23 @@ def _eos_every_turn(tok: Any, eos_id: int | None, chat: Any) -> bool | None:
     """
     if eos_id is None or chat is None or not chat.headers or eos_id in chat.turn_end:
         return None
+    return _written_twice(tok, eos_id)
+
+
+def _written_twice(tok: Any, token_id: int) -> bool | None:
+    """Whether the template writes `token_id` twice in a two-answer conversation; None when it
+    cannot be rendered or encoded (chat_format reports why)."""
+    from .chat import TemplateUnreadable, render
+
     turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 2
     try:
-        ids = tok.apply_chat_template(turns, tokenize=True)
-    except Exception:  # a template that rejects this conversation tells us nothing here
+        # Rendered bounded, then encoded as apply_chat_template(tokenize=True) encodes it.
+        ids = tok.encode(render(tok, turns), add_special_tokens=False)
+    except TemplateUnreadable:
         return None
-    ids = ids.get("input_ids", ids) if hasattr(ids, "get") else ids
-    return sum(1 for i in ids if i == eos_id) >= 2
+    except Exception:  # a tokenizer that cannot encode the render tells us nothing here
+        return None
+    return sum(1 for i in ids if i == token_id) >= 2
 
 
 def _special_ids(config: Any) -> dict[str, Any]:
