@@ -71,10 +71,13 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
         except Exception:  # a tokenizer that cannot encode plain text tells us nothing here
             pass
     vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
-    # Qwen pads with <|endoftext|>: a pad id is never an end of turn, whatever its text.
+    added = _added_ids(tok)
+    # Qwen pads with <|endoftext|>: a pad id is never an end of turn, whatever its text. Nor is
+    # an ordinary token that only reads like one (Gemma 4's `</s>`, id 212: its EOS is <eos>).
     facts["end_of_turn_ids"] = tuple(
         vocab[t] for t in END_OF_TURN
         if t in vocab and vocab[t] not in (facts["eos_id"], facts["pad_id"])
+        and (added is None or vocab[t] in added)
     )
     from .chat import chat_format
 
@@ -85,6 +88,19 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
         extra = [i for i in facts["chat"].turn_end if i not in (facts["eos_id"], facts["pad_id"])]
         facts["end_of_turn_ids"] = tuple(dict.fromkeys(facts["end_of_turn_ids"] + tuple(extra)))
     return facts
+
+
+def _added_ids(tok: Any) -> set[int] | None:
+    """The ids of the tokenizer's added and special tokens, where it lists them (None if not).
+
+    Chat markers and EOS are added tokens in every transformers tokenizer; a vocabulary entry
+    that is not one is text the BPE merges can produce, not a marker."""
+    decoder = getattr(tok, "added_tokens_decoder", None)
+    if not isinstance(decoder, Mapping) or not decoder:
+        return None
+    ids = set(decoder)
+    ids.update(getattr(tok, "all_special_ids", None) or ())
+    return ids
 
 
 def _bos_every_turn(tok: Any, bos_id: int | None) -> bool | None:

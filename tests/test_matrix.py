@@ -319,3 +319,20 @@ def test_correct_data_from_a_real_pipeline_has_no_error(built, name, kind, surfa
         assert code in (0, 1), err
     assert rows == cell.rows  # every row was read and checked
     _check_cell(findings, kind)
+
+
+def test_an_ordinary_token_spelled_like_an_end_of_turn_marker_does_not_end_a_row(
+        real_tokenizers):
+    """Gemma 4's vocabulary has `</s>` as an ordinary token (id 212; its EOS is `<eos>`), so
+    rows closed with `convert_tokens_to_ids("</s>")`, a Llama recipe copied over, never end in
+    EOS: LL404 must say so, not take the ordinary token for an end of turn."""
+    tok = real_tokenizers["gemma4"].tokenizer
+    fake = tok.convert_tokens_to_ids("</s>")
+    assert fake not in tok.all_special_ids and fake != tok.eos_token_id
+    rows = [tok(t)["input_ids"] + [fake] for t in TEXTS]
+    report = labellint.check({"input_ids": rows, "labels": rows}, tokenizer=tok)
+    assert fake not in report.sources[0].facts.end_of_turn_ids
+    assert "LL404" in {f.code for f in report.findings}, str(report)
+    assert labellint.check(
+        {"input_ids": [r[:-1] + [tok.eos_token_id] for r in rows],
+         "labels": [r[:-1] + [tok.eos_token_id] for r in rows]}, tokenizer=tok).findings == []
