@@ -15,6 +15,7 @@ a whole entry or none. `RegistryUnreachable` is the one failure a test may turn 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "llama-cpp-python"
@@ -30,7 +32,7 @@ VERSION = "0.3.36"
 CACHE_ENV = "LABELLINT_TEST_CACHE"
 SDIST_ENV = "LABELLINT_TEST_SDIST"
 # Bumped whenever the way a tokenizer is built changes, so that a stale build is never reused.
-BUILD = "tokenizers-v1"
+BUILD = "tokenizers-v2"
 # between the inputs of a `.inp` file, as llama.cpp's test-tokenizer-0 reads them
 SEPARATOR = "\n__ggml_vocab_test__\n"
 
@@ -217,6 +219,14 @@ def mismatches(tok, ref: list[tuple[str, list[int]]]) -> list[tuple[str, list[in
     return bad
 
 
+@lru_cache(maxsize=None)
+def _token_count(path: Path) -> int:
+    """How many tokens the GGUF file holds (reading it takes seconds: done once)."""
+    from gguf import GGUFReader
+
+    return len(GGUFReader(path).fields["tokenizer.ggml.tokens"].data)
+
+
 def _gguf_strings(reader, key: str) -> list[str]:
     field = reader.fields[key]
     return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
@@ -259,10 +269,17 @@ def _backend(models: Path, vocab: str):
 
     if vocab == "gemma-4":
         return _gemma4_backend(models / f"ggml-vocab-{vocab}.gguf")
+    from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(models), gguf_file=f"ggml-vocab-{vocab}.gguf")
-    backend = tok.backend_tokenizer
+    path = models / f"ggml-vocab-{vocab}.gguf"
+    tok = AutoTokenizer.from_pretrained(str(models), gguf_file=path.name)
+    size = _token_count(path)
+    spec = json.loads(tok.backend_tokenizer.to_str())
+    # The conversion adds its class's default special tokens when the file lacks them (GPT-2's
+    # unk `<|endoftext|>` becomes id 128256 of Llama 3): the model has no such token.
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] < size]
+    backend = Tokenizer.from_str(json.dumps(spec))
     if vocab == "llama-bpe":
         # Llama 3's tokenizer.json sets ignore_merges: a pre-token that is itself in the
         # vocabulary is one token (" Việt"), never re-merged from bytes.
@@ -322,6 +339,10 @@ def build_vocab(vocab: str, root: Path | None = None) -> None:
     models = models_dir(root)
     ref = reference(models, vocab)
     backend = _backend(models, vocab)
+    size = backend.get_vocab_size(with_added_tokens=True)
+    want = _token_count(models / f"ggml-vocab-{vocab}.gguf")
+    if size != want:
+        raise RuntimeError(f"{vocab}: the tokenizer has {size} tokens, the GGUF file {want}")
     (root / BUILD).mkdir(parents=True, exist_ok=True)
     for spec in todo:
         tok = _variant(backend, spec, models)
