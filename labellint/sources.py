@@ -722,8 +722,9 @@ class _ObjectLines(io.RawIOBase):
         if bad.size:
             pos = int(bad[0])
             line = self.line + int(np.searchsorted(newlines, pos))
-            what = _WHAT_JSON.get(int(b[pos]), "not JSON")
-            raise LabelLintError(f"{self.path}: line {line} is {what}, not a JSON object; "
+            what = _WHAT_JSON.get(int(b[pos]))
+            raise LabelLintError(f"{self.path}: line {line} is "
+                                 f"{f'{what}, not a JSON object' if what else 'not JSON'}; "
                                  "JSON Lines hold one object per line")
         self.pending = not found[-1] if starts.size else self.pending
         self.line += newlines.size
