@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
@@ -338,8 +339,6 @@ def _loss(args: argparse.Namespace, out: Console) -> int:
 
 
 def _show(args: argparse.Namespace, out: Console) -> int:
-    from pathlib import Path
-
     from .show import WIDTH, show
 
     # The row is judged as `check` judges it: the same [tool.labellint] settings apply.
@@ -349,6 +348,8 @@ def _show(args: argparse.Namespace, out: Console) -> int:
     for check_only in ("max_examples", "missing_labels"):  # show() takes neither
         settings.pop(check_only)
     settings["ignore"] += config.ignores_for(args.path)
+    if args.output is not None:
+        _refuse_writing_over_input(Path(args.output), args.path)  # before any work
     row = show(args.path, row=args.row, trust_remote_code=args.trust_remote_code, **settings)
     if args.output is None and args.format == "text":
         color = out.is_terminal and not out.no_color
@@ -359,8 +360,7 @@ def _show(args: argparse.Namespace, out: Console) -> int:
         print(text, end="")
         return EXIT_CLEAN
     target = Path(args.output)
-    if target.exists() and target.resolve() == Path(args.path).resolve():
-        raise LabelLintError(f"{target}: is the data being shown; write elsewhere")
+    _refuse_writing_over_input(target, args.path)  # again: the data may have changed meanwhile
     try:
         target.write_text(text, encoding="utf-8")
     except OSError as e:
@@ -368,8 +368,53 @@ def _show(args: argparse.Namespace, out: Console) -> int:
     return EXIT_CLEAN
 
 
+def _refuse_writing_over_input(target: Path, path: str) -> None:
+    """`-o` must not name any file the data is read from, however it is named: the path
+    itself, a shard of the folder, a member of the glob, a hard or symbolic link to one (the
+    same device and inode), nor a new data file inside a folder being read (the next read would
+    take it for a shard)."""
+    from .sources import _format, input_files
+
+    inputs = input_files(path)
+    try:
+        st = os.stat(target)
+    except OSError:
+        st = None
+    ids = set()
+    for f in inputs:
+        try:
+            s = os.stat(f)
+        except OSError:
+            continue
+        ids.add((s.st_dev, s.st_ino))
+    resolved = {os.path.realpath(f) for f in inputs}
+    if (st is not None and (st.st_dev, st.st_ino) in ids) or os.path.realpath(target) in resolved:
+        raise LabelLintError(f"{target}: is a file of the data being shown ({path}); "
+                             "write elsewhere")
+    folders = {os.path.dirname(r) for r in resolved}
+    if _format(target) and os.path.dirname(os.path.realpath(target)) in folders:
+        raise LabelLintError(f"{target}: would be read as data next to the files of {path}; "
+                             "write elsewhere")
+
+
+def _empty_path(args: argparse.Namespace) -> str | None:
+    """The flag given an empty path, if any: "" is the current folder to the OS, which is
+    never what an empty variable in a script meant."""
+    for flag in ("paths", "path", "data", "tokenizer", "model", "config", "output"):
+        value = getattr(args, flag, None)
+        for v in (value if isinstance(value, list) else [value]):
+            if v == "":
+                return {"paths": "PATH", "path": "PATH"}.get(flag, f"--{flag}")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    empty = _empty_path(args)
+    if empty:
+        print(f"labellint: error: {empty} is an empty path (see labellint --help)",
+              file=sys.stderr)
+        return EXIT_ERROR
     out = Console(highlight=False, markup=False, soft_wrap=True)
     command = {"check": _check, "rules": _rules, "rule": _rule, "loss": _loss,
                "show": _show}[args.command]

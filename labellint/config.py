@@ -107,8 +107,10 @@ class Config:
         candidates = {path.as_posix()}
         try:
             candidates.add(path.resolve().relative_to(self.root.resolve()).as_posix())
-        except ValueError:
-            pass  # outside the project: only the path as given can match
+        except (ValueError, OSError, RuntimeError):
+            # Outside the project, or unresolvable (a symbolic link loop: RuntimeError before
+            # Python 3.13): only the path as given can match; reading it says what is wrong.
+            pass
         return [code for pattern, codes in self.per_path_ignores
                 if any(_matches(c, pattern) for c in candidates) for code in codes]
 

@@ -358,7 +358,11 @@ def window_from_path(path: str, *, batch_size: int, accumulation: int, pad_id: i
     if batch_size < 1 or accumulation < 1:
         raise LabelLintError("--batch-size and --accumulation must be 1 or more")
     wanted = batch_size * accumulation
-    source = open_sources(path)[0]
+    sources = open_sources(path)
+    if len(sources) != 1:
+        raise LabelLintError(f"{path}: {len(sources)} splits here "
+                             f"({', '.join(s.name for s in sources)}); give one split's folder")
+    source = sources[0]
     rows: list[dict[str, np.ndarray]] = []
     for chunk in source.chunks:  # per row, but only the few rows of one optimizer step
         n = len(chunk["input_ids"][1]) - 1

@@ -6,14 +6,20 @@ and whether each chunk is one training batch exactly as the model receives it.
 
 from __future__ import annotations
 
+import errno
+import fnmatch
+import io
 import itertools
 import json
+import mmap
 import os
 import queue
 import re
+import stat
 import sys
 import threading
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -138,7 +144,13 @@ def arrow_to_ragged(array: pa.Array | pa.ChunkedArray, name: str) -> Ragged:
     if isinstance(array, pa.ChunkedArray):
         array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
     t = array.type
+    try:  # a corrupt file's offsets or lengths past its buffers: before any numpy view of them
+        array.validate(full=True)
+    except pa.ArrowInvalid as e:
+        raise LabelLintError(f"{name} is corrupt ({str(e).splitlines()[0][:200]})") from None
     if pa.types.is_fixed_size_list(t):
+        if array.null_count:
+            raise LabelLintError(f"{name} has {array.null_count} null rows")
         values = array.flatten()
         offsets = np.arange(len(array) + 1, dtype=np.int64) * t.list_size
     elif pa.types.is_list(t) or pa.types.is_large_list(t):
@@ -353,7 +365,8 @@ def _with_boundaries(chunk: Chunk, read: Callable[[str], Ragged], present: Itera
             continue
         if len(offsets) != len(chunk["input_ids"][1]) or values.dtype.kind not in "iu":
             continue
-        chunk["position_ids"] = _positions_from(name, values.astype(np.int64), offsets)
+        chunk["position_ids"] = _positions_from(name, values.astype(np.int64), offsets,
+                                                chunk["input_ids"][1])
         if name == "seq_lengths" and "labels" in chunk:
             chunk["labels"] = _mask_sequence_starts(chunk["labels"], chunk["position_ids"])
         break
@@ -373,10 +386,27 @@ def _mask_sequence_starts(labels: Ragged, positions: Ragged) -> Ragged:
     return out, offsets
 
 
-def _positions_from(name: str, values: np.ndarray, offsets: np.ndarray) -> Ragged:
-    """position_ids restarting at 0 for each packed sequence, from seq_lengths or seq_idx."""
+def _positions_from(name: str, values: np.ndarray, offsets: np.ndarray,
+                    row_offsets: np.ndarray) -> Ragged:
+    """position_ids restarting at 0 for each packed sequence, from seq_lengths or seq_idx.
+
+    The lengths a row claims are cut to one past the row's real length before anything is
+    allocated: a value of 10**12 in a small file would otherwise ask for terabytes, and a row
+    that claims more than it holds still gets position_ids of another length, which
+    length-mismatch reports.
+    """
     if name == "seq_lengths":
-        lengths = np.maximum(values, 0)
+        row_len = np.diff(row_offsets)
+        row_of = np.repeat(np.arange(row_len.size), np.diff(offsets))
+        room = row_len[row_of] + 1  # what a row may claim, and one more to stay a mismatch
+        claimed = np.minimum(np.maximum(values, 0), room)
+        # Cumulated within each row (each term is bounded, so no overflow), then capped.
+        cum = np.cumsum(claimed)
+        before = np.concatenate([[0], cum])[offsets[:-1]][row_of]
+        within = np.minimum(cum - before, room)
+        lengths = within - np.concatenate([[0], within[:-1]])
+        lengths[offsets[:-1][offsets[:-1] < offsets[1:]]] = within[
+            offsets[:-1][offsets[:-1] < offsets[1:]]]
         ends = np.cumsum(lengths)
         positions = np.arange(int(ends[-1]) if ends.size else 0) - np.repeat(ends - lengths,
                                                                              lengths)
@@ -493,7 +523,12 @@ COMPRESSED = (".gz", ".bz2")
 METADATA = frozenset({"dataset_info.json", "dataset_infos.json", "state.json",
                       "dataset_dict.json", "config.json"})
 JSON_BLOCK = 1 << 24  # bytes of JSON parsed at a time
+METADATA_BYTES = 1 << 26  # a state.json or dataset_dict.json past this is not metadata
+MAX_DEPTH = 8  # folders below the path given that are searched for datasets
 GLOB = re.compile(r"[*?\[]")
+# What a reader may raise on a corrupt file: Arrow's own errors, the decompressors' (zlib.error
+# and EOFError from gzip, OSError from bz2), numpy's on a buffer shorter than its header says.
+READ_ERRORS = (OSError, ValueError, EOFError, IndexError, pa.ArrowException, zlib.error)
 
 
 def _read_error(path: Path, error: Exception) -> LabelLintError:
@@ -507,8 +542,115 @@ def _guard(path: Path, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
         yield from chunks
     except LabelLintError as e:
         raise (LabelLintError(f"{path}: {e}") if not str(e).startswith(str(path)) else e) from None
-    except (OSError, ValueError, pa.ArrowException) as e:
+    except READ_ERRORS as e:
         raise _read_error(path, e) from None
+
+
+# -- opening files: only regular files, so that nothing blocks ----------------------------------
+
+_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"))
+
+
+def _stat(path: Path) -> os.stat_result:
+    """os.stat (through symbolic links), with one line for each way a path fails."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise LabelLintError(f"{path}: a symbolic link to {os.readlink(path)}, which does "
+                                 "not exist") from None
+        raise LabelLintError(f"{path}: no such file or folder") from None
+    except OSError as e:
+        reason = {errno.ELOOP: "a symbolic link loop",
+                  errno.ENAMETOOLONG: "the name is too long for the file system (255 bytes a "
+                                      f"name, {len(os.fsencode(path.name))} here)",
+                  errno.ENOTDIR: "no such file or folder (a part of the path is a file)",
+                  errno.EACCES: "permission denied"}.get(e.errno, e.strerror or str(e))
+        raise LabelLintError(f"{path}: {reason}") from None
+
+
+def _what(mode: int) -> str:
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+
+
+def _regular(path: Path) -> os.stat_result:
+    st = _stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise LabelLintError(f"{path}: {_what(st.st_mode)}, not a data file; labellint reads "
+                             "regular files only")
+    return st
+
+
+def _open_fd(path: Path) -> int:
+    """A read-only descriptor of a regular file; anything else is refused before it is opened.
+
+    A FIFO would block the read forever and a device never ends, and opening some devices has
+    effects of its own: hence the stat first. The open is non-blocking and the descriptor is
+    checked again, so a file swapped for a FIFO in between cannot block it either.
+    """
+    _regular(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise _read_error(path, e) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise LabelLintError(f"{path}: {_what(st.st_mode)}, not a data file")
+    return fd
+
+
+def _mapped(path: Path) -> pa.Buffer:
+    """The whole file, memory-mapped (read-only, zero-copy for Arrow)."""
+    fd = _open_fd(path)
+    try:
+        if os.fstat(fd).st_size == 0:
+            raise LabelLintError(f"{path}: the file is empty")
+        return pa.py_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+    except (OSError, ValueError) as e:
+        raise _read_error(path, e) from None
+    finally:
+        os.close(fd)  # the map keeps its own reference to the file
+
+
+def _metadata(path: Path, wanted: type = dict) -> Any:
+    """A save_to_disk JSON file (state.json, dataset_dict.json), decoded and of the right type.
+
+    A UTF-8 BOM is accepted: datasets writes none, but an editor may add one, and it changes
+    nothing in what the file says.
+    """
+    fd = _open_fd(path)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(METADATA_BYTES + 1)
+        except OSError as e:
+            raise _read_error(path, e) from None
+    if len(raw) > METADATA_BYTES:
+        raise LabelLintError(f"{path}: over {METADATA_BYTES >> 20} MiB, too large for "
+                             "dataset metadata")
+    try:
+        value = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise LabelLintError(f"{path}: not UTF-8 (byte {e.start})") from None
+    except (ValueError, RecursionError) as e:
+        raise LabelLintError(f"{path}: not valid JSON ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(value, wanted):
+        raise LabelLintError(f"{path}: holds a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _plain_name(value: Any, path: Path, key: str) -> str:
+    """A name of a file or folder directly inside the dataset's folder, nothing else."""
+    if (not isinstance(value, str) or not value or value in (".", "..") or "/" in value
+            or "\\" in value or "\0" in value or os.path.isabs(value)):
+        raise LabelLintError(f"{path}: {key} {value!r} is not the plain name of a file or "
+                             "folder beside it")
+    return value
+
+
+# -- reading ------------------------------------------------------------------------------------
 
 
 def _read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
@@ -564,28 +706,37 @@ def _read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
         thread.join(timeout=10)
 
 
+def _unique_columns(schema_names: list[str], names: Mapping[str, str], path: Path) -> None:
+    """A column read twice under one name is ambiguous: which one trains the model?"""
+    for theirs in set(names.values()) | set(BOUNDARY_COLUMNS):
+        if schema_names.count(theirs) > 1:
+            raise LabelLintError(f"{path}: column {theirs!r} appears "
+                                 f"{schema_names.count(theirs)} times")
+
+
 def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(path, memory_map=True) as f:
-        present = [t for t in names.values() if t in f.schema_arrow.names]
-        present += [c for c in BOUNDARY_COLUMNS if c in f.schema_arrow.names and c not in present]
-        _require_input_ids(f.schema_arrow.names, names, str(path))
+    with pq.ParquetFile(pa.BufferReader(_mapped(path))) as f:
+        schema = f.schema_arrow.names
+        _require_input_ids(schema, names, str(path))
+        _unique_columns(schema, names, path)
+        present = [t for t in names.values() if t in schema]
+        present += [c for c in BOUNDARY_COLUMNS if c in schema and c not in present]
         for batch in f.iter_batches(batch_size=size, columns=present):
             yield table_to_chunk(batch, names, str(path))
 
 
 def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
     """Record batches of an Arrow IPC file or stream (save_to_disk writes streams), mapped."""
-    with pa.memory_map(str(path)) as source:
-        try:
-            reader = pa.ipc.open_file(source)
-        except pa.ArrowInvalid:
-            source.seek(0)
-            yield from pa.ipc.open_stream(source)
-            return
-        for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
+    buffer = _mapped(path)
+    try:
+        reader = pa.ipc.open_file(pa.BufferReader(buffer))
+    except pa.ArrowInvalid:
+        yield from pa.ipc.open_stream(pa.BufferReader(buffer))
+        return
+    for i in range(reader.num_record_batches):
+        yield reader.get_batch(i)
 
 
 def _arrow_chunks(files: list[Path], names: Mapping[str, str], size: int) -> Iterator[Chunk]:
@@ -595,11 +746,15 @@ def _arrow_chunks(files: list[Path], names: Mapping[str, str], size: int) -> Ite
     rows = 0
     for path in files:
         for batch in _ipc_batches(path):
+            _unique_columns(batch.schema.names, names, path)
             for start in range(0, batch.num_rows, size):
                 part = batch.slice(start, size)
                 if not pending and part.num_rows >= size // 8:
                     yield table_to_chunk(part, names, str(path))
                     continue
+                if pending and part.schema != pending[0].schema:
+                    yield table_to_chunk(pa.Table.from_batches(pending), names, str(path))
+                    pending, rows = [], 0
                 pending.append(part)
                 rows += part.num_rows
                 if rows >= size // 8:
@@ -607,6 +762,82 @@ def _arrow_chunks(files: list[Path], names: Mapping[str, str], size: int) -> Ite
                     pending, rows = [], 0
     if pending:
         yield table_to_chunk(pa.Table.from_batches(pending), names, str(files[-1]))
+
+
+_WHAT_JSON = {ord("n"): "null", ord("["): "an array", ord('"'): "a string",
+              ord("t"): "a boolean", ord("f"): "a boolean", ord("-"): "a number",
+              **{ord(d): "a number" for d in "0123456789"}}
+
+
+class _ObjectLines(io.RawIOBase):
+    """A JSON Lines byte stream that refuses, before pyarrow parses it, any line that does not
+    start with `{`.
+
+    pyarrow's JSON reader (up to at least 26.0) dies of a segmentation fault when a block of
+    input starts with a top-level `null`, and blocks start at line starts: so a `null` row
+    anywhere may kill the process. Other non-objects (arrays, numbers, strings) get an
+    ArrowInvalid that reads "Column() changed from object to array"; this names the line.
+    The scan is vectorised over each block read, and carries a line still in its leading
+    whitespace over to the next read.
+    """
+
+    def __init__(self, raw: Any, path: Path) -> None:
+        self.raw, self.path = raw, path
+        self.line = 1  # the line number where the current read starts
+        self.pending = True  # whether the bytes read next are still a line's leading blanks
+        self.first = True
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, into: Any) -> int:
+        data = self.raw.read(len(into))
+        if self.first and data:
+            self.first = False
+            data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM starts the file, not a row
+        self._scan(data)
+        into[:len(data)] = data
+        return len(data)
+
+    def _scan(self, data: bytes) -> None:
+        if not data:
+            return
+        b = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(b == 10)
+        starts = newlines + 1
+        if self.pending:
+            starts = np.concatenate([[0], starts])
+        # The first character of each line that is not a blank (a newline counts: an empty line).
+        content = np.flatnonzero((b != 32) & (b != 9) & (b != 13))
+        at = np.searchsorted(content, starts)
+        found = at < content.size
+        first = content[at[found]]
+        bad = first[(b[first] != ord("{")) & (b[first] != 10)]
+        if bad.size:
+            pos = int(bad[0])
+            line = self.line + int(np.searchsorted(newlines, pos))
+            what = _WHAT_JSON.get(int(b[pos]))
+            raise LabelLintError(f"{self.path}: line {line} is "
+                                 f"{f'{what}, not a JSON object' if what else 'not JSON'}; "
+                                 "JSON Lines hold one object per line")
+        self.pending = not found[-1] if starts.size else self.pending
+        self.line += newlines.size
+
+
+def _json_stream(path: Path) -> Any:
+    """The file's bytes, decompressed by suffix, as a checked stream for pyarrow."""
+    fd = _open_fd(path)
+    raw = os.fdopen(fd, "rb")
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        import gzip
+
+        raw = gzip.GzipFile(fileobj=raw, mode="rb")
+    elif name.endswith(".bz2"):
+        import bz2
+
+        raw = bz2.BZ2File(raw, mode="rb")
+    return io.BufferedReader(_ObjectLines(raw, path), buffer_size=1 << 20)
 
 
 def _jsonl_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
@@ -617,15 +848,18 @@ def _jsonl_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[C
     def reader(schema: pa.Schema | None = None):
         parse = (pj.ParseOptions() if schema is None else
                  pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
-        return pj.open_json(path, read_options=pj.ReadOptions(block_size=JSON_BLOCK),
-                            parse_options=parse)
+        # Serial: pyarrow's read-ahead threads would call into the Python stream, and one
+        # still running when the schema's reader is dropped (or at exit) aborts the process.
+        return pj.open_json(_json_stream(path), parse_options=parse,
+                            read_options=pj.ReadOptions(block_size=JSON_BLOCK, use_threads=False))
 
     try:
         # The first block's inferred schema names the columns and their types; the stream is
         # then read with only those columns, so a later row's extra field is no error.
         inferred = reader().schema
         _require_input_ids(inferred.names, names, str(path))
-        wanted = pa.schema([inferred.field(t) for t in names.values() if t in inferred.names])
+        wanted = pa.schema([inferred.field(t) for t in dict.fromkeys(names.values())
+                            if t in inferred.names])
         for batch in reader(wanted):
             yield table_to_chunk(batch, names, str(path))
     except pa.ArrowInvalid as e:
@@ -651,7 +885,7 @@ def _ipc_rows(files: list[Path]) -> int | None:
     """Rows in Arrow IPC files, from their batches' metadata (bodies stay unread)."""
     try:
         return sum(b.num_rows for f in files for b in _ipc_batches(f))
-    except (OSError, pa.ArrowException):
+    except (LabelLintError, *READ_ERRORS):
         return None  # the read proper reports it
 
 
@@ -659,14 +893,30 @@ def _parquet_rows(files: list[Path]) -> int | None:
     import pyarrow.parquet as pq
 
     try:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    except (OSError, pa.ArrowException):
+        return sum(pq.ParquetFile(pa.BufferReader(_mapped(f))).metadata.num_rows for f in files)
+    except (LabelLintError, *READ_ERRORS):
         return None
 
 
-def _file_source(name: str, files: list[Path], names: Mapping[str, str],
-                 size: int) -> Source:
+# -- where a path's data is ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Located:
+    """One source a path names: its data files and the metadata files read to find them."""
+
+    name: str
+    files: tuple[Path, ...]
+    save_to_disk: bool = False
+    metadata: tuple[Path, ...] = ()
+
+
+def _file_source(found: Located, names: Mapping[str, str], size: int) -> Source:
     """Files of one dataset as one source: rows numbered across them, facts shared."""
+    files = list(found.files)
+    if found.save_to_disk:
+        return Source(found.name, _guard(Path(found.name), _arrow_chunks(files, names, size)),
+                      False, _ipc_rows(files))
     kinds = {_format(f) for f in files}
 
     def chunks() -> Iterator[Chunk]:
@@ -681,13 +931,45 @@ def _file_source(name: str, files: list[Path], names: Mapping[str, str],
 
     rows = (_parquet_rows(files) if kinds == {"parquet"} else
             _ipc_rows(files) if kinds == {"arrow"} else None)
-    return Source(name, chunks(), False, rows)
+    return Source(found.name, chunks(), False, rows)
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as e:
+        raise _read_error(folder, e) from None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _dataset_files(folder: Path) -> list[Path]:
     """The data files directly in `folder`. A `.json` file counts only where it is the only
-    kind there: beside shards it is metadata (dataset_infos.json, a config)."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and _format(p))
+    kind there: beside shards it is metadata (dataset_infos.json, a config).
+
+    An entry named as data that is neither a file nor a folder (a FIFO, a socket, a dangling
+    symbolic link) is refused, not passed over: its rows would be missing from the check
+    without a word. A folder named like a file (Spark's `x.parquet/`) is a folder.
+    """
+    files = []
+    for p in _entries(folder):
+        if not _format(p):
+            continue
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            _stat(p)  # says why
+            raise
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            _regular(p)
+        files.append(p)
     data = [p for p in files if not _is_plain_json(p)]
     return data or [p for p in files if p.name.lower() not in METADATA]
 
@@ -699,55 +981,154 @@ def _is_plain_json(path: Path) -> bool:
     return name.endswith(".json")
 
 
+def _save_to_disk(folder: Path) -> Located:
+    """A `Dataset.save_to_disk` folder: the Arrow files its state.json lists, in order."""
+    state_path = folder / "state.json"
+    state = _metadata(state_path)
+    listed = state.get("_data_files")
+    if not isinstance(listed, list) or not listed:
+        raise LabelLintError(f"{state_path}: no `_data_files` list naming the Arrow files")
+    files = []
+    for entry in listed:
+        if not isinstance(entry, dict) or "filename" not in entry:
+            raise LabelLintError(f"{state_path}: a `_data_files` entry without a `filename`: "
+                                 f"{json.dumps(entry)[:100]}")
+        file = folder / _plain_name(entry["filename"], state_path, "filename")
+        _regular(file)
+        files.append(file)
+    return Located(str(folder), tuple(files), save_to_disk=True, metadata=(state_path,))
+
+
+def _dataset_dict(folder: Path) -> list[Located]:
+    """A `DatasetDict.save_to_disk` folder: one save_to_disk folder per split, named in
+    dataset_dict.json. A split is the plain name of a folder beside it: `.` or `..` would read
+    the dict again (and again)."""
+    meta = folder / "dataset_dict.json"
+    splits = _metadata(meta).get("splits")
+    if not isinstance(splits, list) or not splits:
+        raise LabelLintError(f"{meta}: no `splits` list naming the split folders")
+    out = []
+    for split in splits:
+        name = _plain_name(split, meta, "split")
+        if splits.count(split) > 1:
+            raise LabelLintError(f"{meta}: split {split!r} is listed {splits.count(split)} times")
+        sub = folder / name
+        if not _is_dir(sub):
+            _stat(sub)
+            raise LabelLintError(f"{sub}: split {name!r} of {meta} is not a folder")
+        if not (sub / "state.json").exists():
+            raise LabelLintError(f"{sub}: split {name!r} has no state.json (not a save_to_disk "
+                                 "folder)")
+        found = _save_to_disk(sub)
+        out.append(replace(found, metadata=(meta, *found.metadata)))
+    return out
+
+
+def locate(path: Path, *, depth: int = 0, seen: frozenset = frozenset()) -> list[Located]:
+    """Where the data of a file, folder or glob is: every file each of its sources reads.
+
+    `seen` holds the folders above (device, inode): a symbolic link back up is a loop, refused.
+    """
+    if not str(path):
+        raise LabelLintError("an empty path names no file or folder")
+    if GLOB.search(str(path)) and not os.path.lexists(path):
+        return [_glob(path)]
+    st = _stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        if _format(path) is None:
+            raise LabelLintError(f"{path}: unknown format "
+                                 f"{''.join(path.suffixes) or '(no suffix)'}; labellint reads "
+                                 "parquet, arrow, feather, jsonl (.gz) and save_to_disk folders")
+        _regular(path)
+        return [Located(str(path), (path,))]
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        raise LabelLintError(f"{path}: a folder that contains itself (a symbolic link loop)")
+    seen = seen | {key}
+    if os.path.lexists(path / "dataset_dict.json"):
+        return _dataset_dict(path)
+    if os.path.lexists(path / "state.json"):
+        return [_save_to_disk(path)]
+    shards = _dataset_files(path)
+    if shards:
+        return [Located(str(path), tuple(shards))]
+    # A repository layout (data/train/, data/test/): each folder holding a dataset.
+    nested = []
+    if depth < MAX_DEPTH:
+        for sub in _entries(path):
+            if sub.name.startswith(".") or not _is_dir(sub) or not _holds_dataset(sub):
+                continue
+            nested += locate(sub, depth=depth + 1, seen=seen)
+    if not nested:
+        raise LabelLintError(f"{path}: no dataset here (no save_to_disk state.json, "
+                             "no parquet, arrow or jsonl files)")
+    return nested
+
+
 def open_path(path: Path, names: Mapping[str, str], size: int) -> list[Source]:
     """A file or folder: parquet, Arrow IPC, JSON lines (also .gz), a `save_to_disk` folder
     (a DatasetDict gives a source per split), a folder of shards (one source), or a folder of
     such folders (a source each). A glob pattern stands for its files, as one source."""
-    if not path.exists():
-        if GLOB.search(str(path)):
-            return [_glob_source(path, names, size)]
-        raise LabelLintError(f"{path}: no such file or folder")
-    if path.is_dir():
-        if (path / "dataset_dict.json").exists():
-            splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
-            return [s for split in splits for s in open_path(path / split, names, size)]
-        if (path / "state.json").exists():
-            state = json.loads((path / "state.json").read_text())
-            files = [path / f["filename"] for f in state.get("_data_files", [])]
-            chunks = _guard(path, _arrow_chunks(files, names, size))
-            return [Source(str(path), chunks, False, _ipc_rows(files))]
-        shards = _dataset_files(path)
-        if shards:
-            return [_file_source(str(path), shards, names, size)]
-        # A repository layout (data/train/, data/test/): each folder holding a dataset.
-        nested = [s for sub in sorted(p for p in path.iterdir() if p.is_dir())
-                  if not sub.name.startswith(".") and _holds_dataset(sub)
-                  for s in open_path(sub, names, size)]
-        if not nested:
-            raise LabelLintError(f"{path}: no dataset here (no save_to_disk state.json, "
-                                 "no parquet, arrow or jsonl files)")
-        return nested
-    if _format(path) is None:
-        raise LabelLintError(f"{path}: unknown format {''.join(path.suffixes) or '(no suffix)'};"
-                             " labellint reads parquet, arrow, feather, jsonl (.gz) and "
-                             "save_to_disk folders")
-    return [_file_source(str(path), [path], names, size)]
+    return [_file_source(found, names, size) for found in locate(path)]
+
+
+def input_files(path: str | os.PathLike) -> list[Path]:
+    """Every file that reading `path` reads (data and metadata), for writers to keep off."""
+    return [f for found in locate(Path(path)) for f in (*found.metadata, *found.files)]
 
 
 def _holds_dataset(folder: Path, depth: int = 3) -> bool:
-    if (folder / "state.json").exists() or (folder / "dataset_dict.json").exists():
+    if os.path.lexists(folder / "state.json") or os.path.lexists(folder / "dataset_dict.json"):
         return True
-    if _dataset_files(folder):
-        return True
-    return depth > 0 and any(_holds_dataset(sub, depth - 1) for sub in folder.iterdir()
-                             if sub.is_dir() and not sub.name.startswith("."))
+    try:
+        if _dataset_files(folder):
+            return True
+    except LabelLintError:
+        return True  # reading it says what is wrong there
+    return depth > 0 and any(_holds_dataset(sub, depth - 1) for sub in _entries(folder)
+                             if not sub.name.startswith(".") and _is_dir(sub))
 
 
-def _glob_source(pattern: Path, names: Mapping[str, str], size: int) -> Source:
-    import glob
+def _glob_parts(pattern: str) -> tuple[str, list[str]]:
+    """The folder a pattern starts from (no wildcard in it) and the parts that follow."""
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, p in enumerate(parts) if GLOB.search(p))
+    root = os.sep.join(parts[:fixed]) or ("" if not pattern.startswith(os.sep) else os.sep)
+    return root, parts[fixed:]
 
-    files = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True)
-                   if Path(p).is_file() and _format(Path(p)))
-    if not files:
+
+def _matches(parts: list[str], names: list[str]) -> bool:
+    """glob's rules for one path: `**` is any number of folders, `*` never starts a hidden
+    name."""
+    if not parts:
+        return not names
+    if parts[0] == "**":
+        return any(_matches(parts[1:], names[i:]) for i in range(len(names) + 1)
+                   if not any(n.startswith(".") for n in names[:i]))
+    return (bool(names) and not (names[0].startswith(".") and not parts[0].startswith("."))
+            and fnmatch.fnmatchcase(names[0], parts[0]) and _matches(parts[1:], names[1:]))
+
+
+def _glob(pattern: Path) -> Located:
+    """A glob's data files, found without following symbolic links to folders.
+
+    glob.glob follows them under `**`, so two links back up make it walk 2^40 paths (a hang);
+    links to files are followed as any file is.
+    """
+    root, parts = _glob_parts(str(pattern))
+    depth = len(parts) if "**" not in parts else None
+    found = []
+    for folder, dirs, files in os.walk(root or ".", followlinks=False):
+        rel = os.path.relpath(folder, root or ".")
+        names = [] if rel == "." else rel.split(os.sep)
+        if depth is not None and len(names) >= depth - 1:
+            dirs[:] = []
+        for entry in files:  # a FIFO or a dangling link is among them: _regular refuses it
+            full = Path(os.path.normpath(os.path.join(folder, entry)))
+            if _matches(parts, [*names, entry]) and _format(full):
+                found.append(full)
+    if not found:
         raise LabelLintError(f"{pattern}: no parquet, arrow or jsonl file matches")
-    return _file_source(str(pattern), files, names, size)
+    for f in found:
+        _regular(f)
+    return Located(str(pattern), tuple(sorted(found)))
