@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import io
 import itertools
 import json
 import mmap
@@ -769,75 +768,78 @@ _WHAT_JSON = {ord("n"): "null", ord("["): "an array", ord('"'): "a string",
               **{ord(d): "a number" for d in "0123456789"}}
 
 
-class _ObjectLines(io.RawIOBase):
-    """A JSON Lines byte stream that refuses, before pyarrow parses it, any line that does not
-    start with `{`.
+def _refuse_non_objects(block: np.ndarray, path: Path, line: int) -> None:
+    """Refuse any line of `block` (whole lines, its first starting at line `line`) that does
+    not start with `{`, naming it.
 
     pyarrow's JSON reader (up to at least 26.0) dies of a segmentation fault when a block of
     input starts with a top-level `null`, and blocks start at line starts: so a `null` row
     anywhere may kill the process. Other non-objects (arrays, numbers, strings) get an
     ArrowInvalid that reads "Column() changed from object to array"; this names the line.
-    The scan is vectorised over each block read, and carries a line still in its leading
-    whitespace over to the next read.
     """
-
-    def __init__(self, raw: Any, path: Path) -> None:
-        self.raw, self.path = raw, path
-        self.line = 1  # the line number where the current read starts
-        self.pending = True  # whether the bytes read next are still a line's leading blanks
-        self.first = True
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, into: Any) -> int:
-        data = self.raw.read(len(into))
-        if self.first and data:
-            self.first = False
-            data = data.removeprefix(b"\xef\xbb\xbf")  # a BOM starts the file, not a row
-        self._scan(data)
-        into[:len(data)] = data
-        return len(data)
-
-    def _scan(self, data: bytes) -> None:
-        if not data:
-            return
-        b = np.frombuffer(data, dtype=np.uint8)
-        newlines = np.flatnonzero(b == 10)
-        starts = newlines + 1
-        if self.pending:
-            starts = np.concatenate([[0], starts])
-        # The first character of each line that is not a blank (a newline counts: an empty line).
-        content = np.flatnonzero((b != 32) & (b != 9) & (b != 13))
-        at = np.searchsorted(content, starts)
-        found = at < content.size
-        first = content[at[found]]
-        bad = first[(b[first] != ord("{")) & (b[first] != 10)]
-        if bad.size:
-            pos = int(bad[0])
-            line = self.line + int(np.searchsorted(newlines, pos))
-            what = _WHAT_JSON.get(int(b[pos]))
-            raise LabelLintError(f"{self.path}: line {line} is "
-                                 f"{f'{what}, not a JSON object' if what else 'not JSON'}; "
-                                 "JSON Lines hold one object per line")
-        self.pending = not found[-1] if starts.size else self.pending
-        self.line += newlines.size
+    newlines = np.flatnonzero(block == 10)
+    starts = np.concatenate([[0], newlines + 1])
+    starts = starts[starts < block.size]  # a line starts after every newline but a last one
+    starts = starts[block[starts] != ord("{")]  # nearly every line opens at once
+    if not starts.size:
+        return
+    # The first character of each other line that is not a blank (a newline counts: an empty
+    # line); only found on this slow path, since it indexes every byte.
+    content = np.flatnonzero((block != 32) & (block != 9) & (block != 13))
+    at = np.searchsorted(content, starts)
+    first = content[at[at < content.size]]
+    bad = first[(block[first] != ord("{")) & (block[first] != 10)]
+    if bad.size:
+        pos = int(bad[0])
+        where = line + int(np.searchsorted(newlines, pos))
+        what = _WHAT_JSON.get(int(block[pos]))
+        raise LabelLintError(f"{path}: line {where} is "
+                             f"{f'{what}, not a JSON object' if what else 'not JSON'}; "
+                             "JSON Lines hold one object per line")
 
 
-def _json_stream(path: Path) -> Any:
-    """The file's bytes, decompressed by suffix, as a checked stream for pyarrow."""
-    fd = _open_fd(path)
-    raw = os.fdopen(fd, "rb")
+def _json_file(path: Path) -> Any:
+    """The file's bytes, decompressed by suffix."""
+    raw = os.fdopen(_open_fd(path), "rb")
     name = path.name.lower()
     if name.endswith(".gz"):
         import gzip
 
-        raw = gzip.GzipFile(fileobj=raw, mode="rb")
-    elif name.endswith(".bz2"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if name.endswith(".bz2"):
         import bz2
 
-        raw = bz2.BZ2File(raw, mode="rb")
-    return io.BufferedReader(_ObjectLines(raw, path), buffer_size=1 << 20)
+        return bz2.BZ2File(raw, mode="rb")
+    return raw
+
+
+def _json_blocks(path: Path) -> Iterator[pa.Buffer]:
+    """The file in blocks of about JSON_BLOCK bytes that end at a line's end, each checked to
+    hold only JSON objects before pyarrow parses it.
+
+    The blocks are ours, not pyarrow's streaming reader's: its read-ahead threads would call
+    into a Python stream (decompression, the check), and one still running when the reader is
+    dropped aborts the process. A block in a native buffer parses on every core.
+    """
+    line, parts, first = 1, [], True
+    with _json_file(path) as f:
+        while True:
+            data = f.read(JSON_BLOCK)
+            if first:
+                data, first = data.removeprefix(b"\xef\xbb\xbf"), False  # a BOM opens the file
+            cut = data.rfind(b"\n") + 1
+            if data and not cut:  # inside a line longer than a block: read on
+                parts.append(data)
+                continue
+            block = b"".join([*parts, data[:cut]]) if data else b"".join(parts)
+            parts = [data[cut:]] if data else []
+            if block.strip():
+                b = np.frombuffer(block, dtype=np.uint8)
+                _refuse_non_objects(b, path, line)
+                yield pa.py_buffer(block)
+            line += block.count(b"\n")
+            if not data:
+                return
 
 
 def _jsonl_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
@@ -845,23 +847,24 @@ def _jsonl_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[C
     columns the rules need, so rows may carry text and other fields of any shape."""
     import pyarrow.json as pj
 
-    def reader(schema: pa.Schema | None = None):
-        parse = (pj.ParseOptions() if schema is None else
-                 pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
-        # Serial: pyarrow's read-ahead threads would call into the Python stream, and one
-        # still running when the schema's reader is dropped (or at exit) aborts the process.
-        return pj.open_json(_json_stream(path), parse_options=parse,
-                            read_options=pj.ReadOptions(block_size=JSON_BLOCK, use_threads=False))
-
+    read = pj.ReadOptions(block_size=1 << 20)  # pyarrow's own blocks, parsed in threads
+    parse = None
     try:
-        # The first block's inferred schema names the columns and their types; the stream is
-        # then read with only those columns, so a later row's extra field is no error.
-        inferred = reader().schema
-        _require_input_ids(inferred.names, names, str(path))
-        wanted = pa.schema([inferred.field(t) for t in dict.fromkeys(names.values())
-                            if t in inferred.names])
-        for batch in reader(wanted):
-            yield table_to_chunk(batch, names, str(path))
+        for block in _json_blocks(path):
+            if parse is None:
+                # The first block's inferred schema names the columns and their types; every
+                # block is then read with only those, so a later row's extra field is no error.
+                inferred = pj.read_json(pa.BufferReader(block), read_options=read).schema
+                _require_input_ids(inferred.names, names, str(path))
+                wanted = pa.schema([inferred.field(t) for t in dict.fromkeys(names.values())
+                                    if t in inferred.names])
+                parse = pj.ParseOptions(explicit_schema=wanted,
+                                        unexpected_field_behavior="ignore")
+            table = pj.read_json(pa.BufferReader(block), read_options=read, parse_options=parse)
+            for batch in table.combine_chunks().to_batches(max_chunksize=size):
+                yield table_to_chunk(batch, names, str(path))
+        if parse is None:
+            raise LabelLintError(f"{path}: no rows in it (JSON Lines hold one object per line)")
     except pa.ArrowInvalid as e:
         raise LabelLintError(f"{path}: cannot read it as JSON Lines, one object per line "
                              f"({str(e).splitlines()[0]})") from None

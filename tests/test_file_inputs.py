@@ -15,6 +15,7 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
+import labellint
 from labellint import cli
 from tests.isolated import run_cases
 
@@ -163,6 +164,21 @@ def test_a_bom_and_blank_lines_in_json_lines_are_read(tmp_path, capsys):
     assert rc_a == rc_b == 1, err
     assert ([f["code"] for f in json.loads(out_a)["findings"]]
             == [f["code"] for f in json.loads(out_b)["findings"]] == ["LL103"])
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 10, 1 << 24])
+def test_json_lines_read_the_same_rows_at_any_block_size(tmp_path, monkeypatch, block):
+    """Blocks are cut at line ends by labellint: a line longer than a block, blank lines, CRLF
+    and a last line without its newline all read as the rows they are."""
+    rows = [{"input_ids": list(range(1, n)) + [2], "labels": list(range(1, n)) + [2],
+             "text": "x" * (3 * n)} for n in (3, 40, 5, 300, 9)]
+    data = b"".join(json.dumps(r).encode() + (b"\r\n" if i % 2 else b"\n\n")
+                    for i, r in enumerate(rows)).rstrip(b"\r\n")
+    (tmp_path / "a.jsonl").write_bytes(data)
+    monkeypatch.setattr("labellint.sources.JSON_BLOCK", block)
+    report = labellint.check(tmp_path / "a.jsonl", pad_id=0, bos_id=1, eos_id=2,
+                             vocab_size=400, select=["LL405"])
+    assert (report.sources[0].rows, report.sources[0].tokens) == (5, sum((3, 40, 5, 300, 9)))
 
 
 # -- show -o never writes over the data --------------------------------------------------------
