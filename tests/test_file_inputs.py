@@ -325,6 +325,20 @@ def test_a_huge_seq_lengths_claim_costs_no_memory_and_is_a_length_mismatch(tmp_p
     assert peak < 50 << 20, f"{peak / 2**20:.0f} MiB traced"
 
 
+@pytest.mark.parametrize("claim", [10**12, 2**62])
+def test_a_huge_seq_lengths_claim_in_memory_is_a_length_mismatch(claim):
+    tracemalloc.start()
+    try:
+        report = labellint.check({"input_ids": [[1, 5, 2, 1, 6, 2]],
+                                  "labels": [[1, 5, 2, 1, 6, 2]], "seq_lengths": [[3, claim]]},
+                                 pad_id=0, bos_id=1, eos_id=2, vocab_size=50)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "LL001" in {f.code for f in report.findings}
+    assert peak < 50 << 20, f"{peak / 2**20:.0f} MiB traced"
+
+
 def test_seq_lengths_that_fit_still_give_the_packed_positions(tmp_path, capsys):
     path = tmp_path / "packed.parquet"
     pq.write_table(pa.table({"input_ids": [[1, 5, 2, 1, 6, 2], [1, 7, 2]],
