@@ -112,12 +112,13 @@ def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
 @rule(
     "LL409", "truncated-target", severity="warning", per="row",
     requires=("labels", "eos_id", "max_length"),
-    message="answers cut off at max_length={max_length} in {rows} rows: supervision runs "
-            "to the last token, with no EOS",
+    message="answers cut off at max_length={max_length} in {rows} rows: the row ends "
+            "mid-answer with no EOS, or before its answer begins",
     fix="raise max_length, truncate the prompt instead of the answer, or drop such rows",
 )
 def truncated_target(b: Batch):
-    """Rows cut at max_length mid-answer: the model learns answers that stop without an end."""
+    """Rows cut at max_length mid-answer, or before the answer: the model learns answers that
+    stop without an end, or trains on a question with its answer cut away."""
     # Packed sequences are judged each on its own: TRL's bfd packing truncates sequences.
     s = b.sequences
     return b.rows_of_sequences(_truncated(s))
@@ -134,7 +135,28 @@ def _truncated(b: Batch):
         prev_ok = ok & (last - 1 >= b.starts)
         reaches_end[prev_ok] |= b.supervised[last[prev_ok] - 1]
     cut = b.at_max_length & ~_stream_blocks(b)
-    return cut & reaches_end & ~b.ends_with_stop
+    out = cut & reaches_end & ~b.ends_with_stop
+    if b.turns is not None and b.turns.n and cut.any():
+        # In a chat row a stop token may be the user's end of turn: the row is whole only
+        # when its last turn is an assistant turn that reached its own end.
+        out |= cut & _answer_unfinished(b)
+    return out
+
+
+def _answer_unfinished(b: Batch) -> np.ndarray:
+    """Per row with chat turns: its last real token lies in a prompt turn, in a header, or in
+    an assistant turn with no content yet (the answer cut away before or as it began)."""
+    t = b.turns
+    last = b.last_real_index
+    ok = last >= 0
+    turn = np.full(b.n_rows, -1, dtype=np.int64)
+    turn[ok] = t.turn[last[ok]]
+    has = turn >= 0  # rows whose last token is before every header are not chat rows
+    out = np.zeros(b.n_rows, dtype=bool)
+    at = turn[has]
+    content = t.per_turn(t.content)[at] > 0
+    out[has] = ~t.assistant[at] | t.in_header[last[has]] | ~content
+    return out
 
 
 @rule(
