@@ -117,8 +117,7 @@ def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
     fix="raise max_length, truncate the prompt instead of the answer, or drop such rows",
 )
 def truncated_target(b: Batch):
-    """Rows cut at max_length mid-answer, or before the answer: the model learns answers that
-    stop without an end, or trains on a question with its answer cut away."""
+    """Rows cut at max_length mid-answer or before it: answers that stop, or none at all."""
     # Packed sequences are judged each on its own: TRL's bfd packing truncates sequences.
     s = b.sequences
     return b.rows_of_sequences(_truncated(s))
