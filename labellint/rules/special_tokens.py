@@ -138,23 +138,9 @@ def _truncated(b: Batch):
     if b.turns is not None and b.turns.n and cut.any():
         # In a chat row a stop token may be the user's end of turn: the row is whole only
         # when its last turn is an assistant turn that reached its own end.
-        out |= cut & _answer_unfinished(b)
-    return out
+        from ..chat import answer_unfinished
 
-
-def _answer_unfinished(b: Batch) -> np.ndarray:
-    """Per row with chat turns: its last real token lies in a prompt turn, in a header, or in
-    an assistant turn with no content yet (the answer cut away before or as it began)."""
-    t = b.turns
-    last = b.last_real_index
-    ok = last >= 0
-    turn = np.full(b.n_rows, -1, dtype=np.int64)
-    turn[ok] = t.turn[last[ok]]
-    has = turn >= 0  # rows whose last token is before every header are not chat rows
-    out = np.zeros(b.n_rows, dtype=bool)
-    at = turn[has]
-    content = t.per_turn(t.content)[at] > 0
-    out[has] = ~t.assistant[at] | t.in_header[last[has]] | ~content
+        out |= cut & answer_unfinished(b)
     return out
 
 
