@@ -707,3 +707,19 @@ def rows_with_turn_end(b: Batch) -> np.ndarray:
     """Rows holding an assistant turn closed by its end-of-turn token: LL603 judges their stop."""
     t = b.turns
     return t.per_row(t.assistant & (t.stop >= 0), b.n_rows) > 0
+
+
+def answer_unfinished(b: Batch) -> np.ndarray:
+    """Per row with chat turns: its last real token lies in a prompt turn, in a header, or in
+    an assistant turn with no content yet (the answer cut away before or as it began)."""
+    t = b.turns
+    last = b.last_real_index
+    ok = last >= 0
+    turn = np.full(b.n_rows, -1, dtype=np.int64)
+    turn[ok] = t.turn[last[ok]]
+    has = turn >= 0  # rows whose last token is before every header are not chat rows
+    out = np.zeros(b.n_rows, dtype=bool)
+    at = turn[has]
+    content = t.per_turn(t.content)[at] > 0
+    out[has] = ~t.assistant[at] | t.in_header[last[has]] | ~content
+    return out

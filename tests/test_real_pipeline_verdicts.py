@@ -459,3 +459,75 @@ def test_the_callback_warns_of_a_head_initialised_fifty_times_too_large(tmp_path
 
     assert [f.code for f in lint.loss_report.findings] == ["LL904"], \
         lint.loss_report.render().plain
+
+
+# -- TRL max_length cutting a conversation before its answer (LL409) ---------------------------
+
+
+def _cut_conversations(n=20):
+    """One user question of growing length and one fixed answer: at max_length some rows keep
+    part of the answer, some end inside the assistant header, some in the user's turn."""
+    return [[{"role": "user", "content": "tell me " + "more " * i},
+             {"role": "assistant", "content": "sure " * 4 + "done."}] for i in range(n)]
+
+
+def _trl_conversational(tmp_path, tok, convs, max_length):
+    """TRL SFTTrainer's own tokenization of conversational data (whole conversation trained)
+    and its collator's batch; the pad token TRL sets (EOS where there is none) is undone."""
+    from test_matrix import _state, _tiny_model
+    from trl import SFTConfig, SFTTrainer
+
+    with _state(tok, pad_token=tok.pad_token):
+        trainer = SFTTrainer(
+            model=_tiny_model(tok), processing_class=tok,
+            train_dataset=datasets.Dataset.from_dict({"messages": convs}),
+            args=SFTConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=False,
+                           per_device_train_batch_size=2, max_length=max_length,
+                           shuffle_dataset=False))
+        rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
+        return rows, trainer.data_collator(rows)
+
+
+def _answer_cut_rows(tok, convs, max_length):
+    """The rows whose answer does not fit, from the untruncated render: the assistant's
+    end-of-turn token lies at or past max_length. Also those where not one token of it fits."""
+    eot = tok.convert_tokens_to_ids("<|eot_id|>" if "<|eot_id|>" in tok.get_vocab()
+                                    else "<|im_end|>")
+    cut, gone = [], []
+    for i, messages in enumerate(convs):
+        full = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+        prompt = tok.apply_chat_template(messages[:1], tokenize=True, return_dict=True,
+                                         add_generation_prompt=True)["input_ids"]
+        assert full[:len(prompt)] == prompt
+        end = len(prompt) + full[len(prompt):].index(eot)
+        if end >= max_length:
+            cut.append(i)
+        if len(prompt) >= max_length:
+            gone.append(i)
+    return tuple(cut), tuple(gone)
+
+
+@pytest.mark.parametrize("name", ["llama3-instruct", "qwen2.5-instruct"])
+def test_trl_max_length_cutting_a_conversation_before_its_answer_is_truncated_target(
+        real_tokenizers, tmp_path, name):
+    tok = real_tokenizers[name].tokenizer
+    convs, max_length = _cut_conversations(), 48
+    cut, gone = _answer_cut_rows(tok, convs, max_length)
+    kept = set(range(len(convs))) - set(cut)
+    assert gone and set(cut) - set(gone) and kept  # answers lost whole, cut inside, and kept
+    rows, batch = _trl_conversational(tmp_path / "cut", tok, convs, max_length)
+    assert max(len(r["input_ids"]) for r in rows) == max_length
+
+    for data in (rows, batch):
+        for given in (max_length, None):
+            report = labellint.check(data, tokenizer=tok, max_length=given,
+                                     max_examples=len(convs))
+            assert codes(report) == {"LL409"}, (given, str(report))
+            assert finding(report, "LL409").rows == cut, (given, str(report))
+            assert report.sources[0].facts.max_length == max_length
+
+    rows, batch = _trl_conversational(tmp_path / "whole", tok, convs, None)
+    for data in (rows, batch):
+        report = labellint.check(data, tokenizer=tok)
+        assert codes(report) == set(), str(report)
+        assert report.sources[0].facts.max_length is None

@@ -112,12 +112,12 @@ def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
 @rule(
     "LL409", "truncated-target", severity="warning", per="row",
     requires=("labels", "eos_id", "max_length"),
-    message="answers cut off at max_length={max_length} in {rows} rows: supervision runs "
-            "to the last token, with no EOS",
+    message="answers cut off at max_length={max_length} in {rows} rows: the row ends "
+            "mid-answer with no EOS, or before its answer begins",
     fix="raise max_length, truncate the prompt instead of the answer, or drop such rows",
 )
 def truncated_target(b: Batch):
-    """Rows cut at max_length mid-answer: the model learns answers that stop without an end."""
+    """Rows cut at max_length mid-answer or before it: answers that stop, or none at all."""
     # Packed sequences are judged each on its own: TRL's bfd packing truncates sequences.
     s = b.sequences
     return b.rows_of_sequences(_truncated(s))
@@ -134,7 +134,14 @@ def _truncated(b: Batch):
         prev_ok = ok & (last - 1 >= b.starts)
         reaches_end[prev_ok] |= b.supervised[last[prev_ok] - 1]
     cut = b.at_max_length & ~_stream_blocks(b)
-    return cut & reaches_end & ~b.ends_with_stop
+    out = cut & reaches_end & ~b.ends_with_stop
+    if b.turns is not None and b.turns.n and cut.any():
+        # In a chat row a stop token may be the user's end of turn: the row is whole only
+        # when its last turn is an assistant turn that reached its own end.
+        from ..chat import answer_unfinished
+
+        out |= cut & answer_unfinished(b)
+    return out
 
 
 @rule(
