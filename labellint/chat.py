@@ -645,13 +645,17 @@ class Turns:
 
 
 def masking(b: Batch) -> tuple[Turns, dict[str, np.ndarray]]:
-    """The turns, and per turn whether it has content and whether any of it is trained."""
+    """The turns, and per turn whether it has content, whether any of it is trained, and
+    whether its header's markers are trained."""
     t = b.turns
     if "masking" not in t.cache:  # shared by LL601-LL603 and the inference of the facts
         body = t.content & ~_stop_token(b, t)
         t.cache["masking"] = {
             "has_content": t.per_turn(body) > 0,
             "trained": t.per_turn(body & b.trained) > 0,
+            # A mask that runs past an answer's turn end trains the next turn's header and
+            # nothing of its content (message-prefix renders under Qwen3's template).
+            "header_trained": t.per_turn(t.in_core & b.trained) > 0,
         }
     return t, t.cache["masking"]
 
@@ -663,17 +667,23 @@ def _stop_token(b: Batch, t: Turns) -> np.ndarray:
 
 
 def prompt_rows(b: Batch) -> dict[str, np.ndarray]:
-    """Per row: prompt turns with content, those of them trained, and whether some role has both
-    a trained and a masked turn in the row (a mask that stopped after the first turn)."""
+    """Per row: prompt turns with content, those of them whose content is trained, and whether
+    some role has both a trained turn (header or content) and a wholly masked one in the row (a
+    mask that stopped after the first turn, or ran into the next turn's header).
+
+    A trained header alone does not count as a trained prompt turn here: such rows mask their
+    prompts' contents, which is what the inference of assistant_only_loss reads.
+    """
     t, info = masking(b)
     if "prompt_rows" in t.cache:
         return t.cache["prompt_rows"]
     prompt = t.prompt & info["has_content"]
     trained = prompt & info["trained"]
-    masked = prompt & ~info["trained"]
+    touched = prompt & (info["trained"] | info["header_trained"])
+    masked = prompt & ~touched
     n_roles = max(len(b.facts.chat.roles), 1)
     key = t.row * n_roles + t.role
-    mixed_rows = np.intersect1d(key[trained], key[masked]) // n_roles
+    mixed_rows = np.intersect1d(key[touched], key[masked]) // n_roles
     mixed = np.zeros(b.n_rows, dtype=bool)
     mixed[mixed_rows] = True
     t.cache["prompt_rows"] = {"prompts": t.per_row(prompt, b.n_rows),

@@ -329,6 +329,32 @@ def test_masking_by_message_spans_trains_the_assistant_header(family):
     assert all(len(p) == core for p in f.positions)  # one header per planted row, whole core
 
 
+def _run_on_to_the_next_header(tok, row):
+    """Labels that train each answer and then the next turn's header, nothing of its content."""
+    ids = row["input_ids"]
+    user = list(chat_format(tok).core("user"))
+    heads = _starts(ids, user)[1:]  # the first user turn follows no answer
+    labels = list(row["labels"])
+    for h in heads:
+        labels[h: h + len(user)] = ids[h: h + len(user)]
+    return dict(row, labels=labels), len(heads)
+
+
+def test_a_mask_running_into_the_next_user_header_is_ll601_even_in_a_lone_row(family):
+    tok = FAMILIES[family]()
+    row, n_heads = _run_on_to_the_next_header(tok, masked_rows(tok)[MULTI_TURN[0]])
+    assert n_heads == 1
+    # one row is too few to infer assistant_only_loss; its masked first user turn is the evidence
+    report = labellint.check([row], tokenizer=tok)
+    assert report.sources[0].facts.assistant_only_loss is None
+    assert codes(report) == {"LL601"}, str(report)
+    (f,) = [f for f in report.findings if f.code == "LL601"]
+    assert f.count_tokens == len(chat_format(tok).core("user"))
+    # said outright that whole conversations are trained: not judged
+    report = labellint.check([row], tokenizer=tok, assistant_only_loss=False)
+    assert codes(report) == set(), str(report)
+
+
 def test_response_template_short_of_the_header_end_is_flagged():
     """Llama-3 with response_template '<|start_header_id|>assistant': its `<|end_header_id|>`
     is trained."""

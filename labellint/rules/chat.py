@@ -70,14 +70,16 @@ def _has_split(special, text: str, ids: np.ndarray) -> bool:
 
 @rule(
     "LL601", "supervised-prompt-turn", severity="warning", per="token", requires=("labels",),
-    message="system/user turns trained in {rows} rows ({tokens} tokens), while prompt turns "
-            "are masked elsewhere",
-    fix="mask every non-assistant turn (SFTConfig(assistant_only_loss=True) with a "
-        "{{% generation %}} template, or an instruction_template as well as a response_template)"
-        "; pass assistant_only_loss=False if training on whole conversations is meant",
+    message="system/user turns (their content or role header) trained in {rows} rows "
+            "({tokens} tokens), while prompt turns are masked elsewhere",
+    fix="mask every non-assistant turn, role header included (SFTConfig(assistant_only_loss="
+        "True) with a {{% generation %}} template, or an instruction_template as well as a "
+        "response_template); end each trained span at the answer's end-of-turn token, not at "
+        "the end of a render of messages[:i+1] (Qwen3's template is not prefix-preserving); "
+        "pass assistant_only_loss=False if training on whole conversations is meant",
 )
 def supervised_prompt_turn(b: Batch):
-    """Trained tokens in a system or user turn of data whose other prompt turns are masked."""
+    """Trained tokens (header or content) in a system or user turn of prompt-masked data."""
     if (why := _chat(b)) is not None:
         return why
     t, info = masking(b)
@@ -85,8 +87,9 @@ def supervised_prompt_turn(b: Batch):
     # Evidence that prompts are meant to be masked: the data says so (assistant_only_loss,
     # given or inferred from most rows), or this row masks another turn of the same role.
     evidence = rows["mixed"] | bool(b.facts.assistant_only_loss)
-    bad_turn = t.prompt & info["trained"] & evidence[t.row]
-    return t.content & b.trained & t.spread(bad_turn)
+    # A trained header is a trained turn: the model learns to open the user's turn itself.
+    bad_turn = t.prompt & (info["trained"] | info["header_trained"]) & evidence[t.row]
+    return (t.content | t.in_header) & b.trained & t.spread(bad_turn)
 
 
 @rule(
