@@ -116,7 +116,7 @@ class LabelLintCallback(TrainerCallback):
             return
         if not batches:
             raise LabelLintError("the Trainer's train dataloader yields no batches")
-        settings = self._with_live_objects(processing_class, model)
+        settings = self._with_live_objects(processing_class, model, args)
         where = "the first" if state.global_step == 0 else "the epoch's first"
         self.report = check(batches, name=f"{where} {len(batches)} training batches",
                             **settings)
@@ -134,9 +134,10 @@ class LabelLintCallback(TrainerCallback):
             self._capture = _StepCapture(model, batches[:accumulation], state.global_step + 1,
                                          ignore_index=facts.ignore_index, pad_id=facts.pad_id)
 
-    def _with_live_objects(self, processing_class: Any, model: Any) -> dict[str, Any]:
+    def _with_live_objects(self, processing_class: Any, model: Any, args: Any) -> dict[str, Any]:
         """The settings with the Trainer's own tokenizer and model, which beat paths in the
-        table; the callback's own arguments beat both."""
+        table; the callback's own arguments beat both. So with max_length: the callback's and
+        the table's beat the Trainer's args (SFTConfig.max_length)."""
         settings = dict(self.settings)
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         if tokenizer is None:  # Trainer(data_collator=DataCollatorForSeq2Seq(tok)) alone
@@ -144,6 +145,10 @@ class LabelLintCallback(TrainerCallback):
         for key, live in (("tokenizer", tokenizer), ("model", model)):
             if live is not None and key not in self._given:
                 settings[key] = live
+        if settings.get("max_length") is None:
+            length = _truncation_length(args)
+            if length is not None:
+                settings["max_length"] = length
         return settings
 
     def _stop_or_warn(self, report: Report | LossReport, stopped: str) -> None:
@@ -217,6 +222,20 @@ def _load_config(config: str | Path | bool) -> Config:
     if found.path is None and script:
         found = load_config(start=Path(script).resolve().parent)
     return found
+
+
+def _truncation_length(args: Any) -> int | None:
+    """The length TRL's SFTTrainer cuts rows to (SFTConfig.max_length), if the args carry one.
+
+    Plain TrainingArguments have no such field: the dataset was cut before the Trainer saw it.
+    Wrapped packing splits long rows across sequences instead of cutting them.
+    """
+    length = getattr(args, "max_length", None)
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        return None
+    if getattr(args, "packing", False) and getattr(args, "packing_strategy", None) == "wrapped":
+        return None
+    return length
 
 
 def _not_a_causal_lm(model: Any) -> str | None:

@@ -30,7 +30,11 @@ SAMPLE_ROWS = 2048
 CHUNK_TOKENS = 1 << 20  # derived views cost ~50 bytes a token: ~50 MB, mostly in cache
 MAX_POSITIONS = 16
 MISSING_LABELS = ("padding", "pad-id", "skip")
-ABSENT = {"bos_id": "BOS token"}  # facts a tokenizer can answer with "none"
+# Facts a tokenizer can answer with "none". No BOS is the model's design; no pad token only
+# means the collator's pad id must come from elsewhere.
+ABSENT = {"bos_id": "BOS token",
+          "pad_id": "pad token: give pad_id / --pad-id (the id your collator pads with)"}
+ABSENT_BY_DESIGN = frozenset({"bos_id"})
 DERIVED_LABELS = {
     "padding": "no labels column: checked with labels = input_ids, padding masked, as TRL's "
                "collator builds them (--missing-labels pad-id: as DataCollatorForLanguageModeling "
@@ -38,6 +42,9 @@ DERIVED_LABELS = {
     "pad-id": "no labels column: checked with labels = input_ids, every pad id masked, as "
               "transformers' DataCollatorForLanguageModeling builds them",
 }
+NO_PAD_ID_TO_MASK = ("no labels column: checked with labels = input_ids, but no pad id is known, "
+                     "so no id was masked as DataCollatorForLanguageModeling would mask it "
+                     "(give pad_id / --pad-id)")
 Chunk = Mapping[str, Ragged]
 
 
@@ -268,7 +275,8 @@ def run(
                 tally.skip_reason = tally.skip_reason or (
                     f"the {b.facts.origin[missing[0]]} has no {ABSENT[missing[0]]}"
                     if known_absent else REQUIREMENTS[missing[0]])
-                tally.skipped_by_design = missing[0] in NOT_APPLICABLE or known_absent
+                tally.skipped_by_design = missing[0] in NOT_APPLICABLE or (
+                    known_absent and missing[0] in ABSENT_BY_DESIGN)
                 continue
             view = _view_for(tally.rule, b)
             if view.n_rows == 0:
@@ -299,6 +307,8 @@ def run(
     skipped = {t.rule.code: t.skip_reason for t in never_applied}
     by_design = tuple(t.rule.code for t in never_applied if t.skipped_by_design)
     notes = (DERIVED_LABELS[missing_labels],) if derived else ()
+    if derived and missing_labels == "pad-id" and facts.pad_id is None:
+        notes = (NO_PAD_ID_TO_MASK,)
     return SourceResult(source=source, facts=facts, findings=findings, skipped=skipped,
                         skipped_by_design=by_design, notes=notes,
                         rows=row_start, tokens=tokens,

@@ -153,9 +153,12 @@ def merge_facts(*layers: tuple[str, Mapping[str, Any]]) -> Facts:
         for key, value in layer.items():
             if key not in FACT_NAMES:
                 raise LabelLintError(f"unknown fact {key!r}; known facts: {', '.join(FACT_NAMES)}")
-            if value is None and key == "bos_id" and name == "tokenizer" and key not in origin:
+            if value is None and key in ("bos_id", "pad_id") and name == "tokenizer" and \
+                    key not in origin:
                 # A tokenizer without BOS (Qwen, GPT-NeoX) is an answer, not a gap: nothing is
-                # inferred in its place, and the BOS rules do not apply.
+                # inferred in its place, and the BOS rules do not apply. One without a pad token
+                # (Llama, GPT-2) is noted so that a skip says so, though padding in the data may
+                # still show which id the collator pads with.
                 origin[key] = name
             if value is None or key in values:
                 continue

@@ -574,3 +574,31 @@ def test_two_mistakes_at_once_are_named_together(tmp_path):
         trainer.train()
 
     assert lint.loss_report.matched == "no_shift+sum_of_micro_batch_means"
+
+
+def test_sftconfig_max_length_is_the_truncation_length_and_cut_answers_are_reported(tmp_path):
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback(fail_on=None, check_loss=False, config=False)
+    trainer = build("sft", tmp_path, tok, callbacks=[lint], max_length=40)
+    # TRL cut these rows to 40 tokens before their EOS (some answers run to 30 words).
+    cut = sum(len(ids) == 40 and ids[-1] != tok.eos_token_id
+              for ids in trainer.train_dataset["input_ids"])
+    assert cut >= 2
+    trainer.train()
+
+    source = lint.report.sources[0]
+    assert source.rows == len(trainer.train_dataset)  # every row was checked
+    assert "LL409" not in source.skipped, source.skipped
+    assert source.facts.max_length == 40
+    found = next(f for f in lint.report.findings if f.code == "LL409")
+    assert "max_length=40" in found.message and found.count_rows == cut
+
+
+def test_the_callbacks_own_max_length_beats_sftconfigs(tmp_path):
+    tok = tiny_tokenizer()
+    lint = LabelLintCallback(fail_on=None, check_loss=False, config=False, max_length=4096)
+    trainer = build("sft", tmp_path, tok, callbacks=[lint], steps=1, max_length=40)
+    trainer.train()
+
+    assert lint.report.sources[0].facts.max_length == 4096
+    assert "LL409" not in {f.code for f in lint.report.findings}

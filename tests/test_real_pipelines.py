@@ -345,3 +345,63 @@ def test_seq2seq_labels_in_a_causal_setup_report_only_the_length_mismatch(tok):
     report = labellint.check(seq2seq_style_dataset(tok), tokenizer=tok)
 
     assert codes(report) == {"LL001"}, str(report)
+
+
+# -- pad == EOS on a real Llama 3 Instruct tokenizer --------------------------------------------
+
+
+def _llama3_pad_is_eot(real_tokenizers):
+    """A fresh Llama 3 Instruct tokenizer with pad = EOS = <|eot_id|>, the usual recipe."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(real_tokenizers["llama3-instruct"].path)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+def _chat_features(tok, n, eot_masked=()):
+    """Prompt-masked chat rows of different lengths; `eot_masked` rows lose their final label
+    (an off-by-one in the answer mask)."""
+    feats = []
+    for i in range(n):
+        msgs = [{"role": "user", "content": f"question {i} " + "word " * (i % 5)},
+                {"role": "assistant", "content": f"answer {i} " + "more " * (i % 7)}]
+        prompt = tok.apply_chat_template(msgs[:1], add_generation_prompt=True, tokenize=False)
+        ids = tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)
+        ids = ids["input_ids"]
+        cut = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        labels = [-100] * cut + ids[cut:]
+        if i in eot_masked:
+            labels[-1] = -100
+        feats.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    return feats
+
+
+def test_a_lost_eos_beside_kept_ones_under_position_masking_is_not_blamed_on_pad_is_eos(
+        real_tokenizers):
+    tok = _llama3_pad_is_eot(real_tokenizers)
+    batch = DataCollatorForSeq2Seq(tok, padding=True)(_chat_features(tok, 16, eot_masked=(3, 9)))
+    eot = batch["input_ids"] == tok.eos_token_id
+    real_eot = eot & (batch["attention_mask"] == 1)
+    # The collator masks padding by position: 14 rows keep their trained <|eot_id|>, padded or not.
+    assert (batch["labels"][real_eot] != -100).sum() >= 14
+    assert (batch["attention_mask"] == 0).any()
+
+    report = labellint.check(batch, tokenizer=tok)
+
+    assert "LL410" not in codes(report), str(report)
+    assert finding(report, "LL603").rows == (3, 9)
+
+
+def test_the_lm_collator_with_pad_equal_to_eot_is_still_pad_is_eos_on_a_real_tokenizer(
+        real_tokenizers):
+    tok = _llama3_pad_is_eot(real_tokenizers)
+    texts = [tok.apply_chat_template(
+        [{"role": "user", "content": f"q {i}"}, {"role": "assistant", "content": "a " * i}],
+        tokenize=False) for i in range(1, 9)]
+    rows = [tok(t, add_special_tokens=False) for t in texts]
+    batch = DataCollatorForLanguageModeling(tok, mlm=False)(rows)
+
+    report = labellint.check(batch, tokenizer=tok)
+
+    assert finding(report, "LL410").count_rows == 8, str(report)

@@ -16,13 +16,31 @@ NO_HEADERS = "the chat template's role headers are unknown (give a tokenizer wit
 FULL_SEQUENCE = "assistant_only_loss=False: whole conversations are trained on purpose"
 
 
-def _chat(b: Batch):
+def _no_headers(b: Batch):
+    """Why assistant turns cannot be found, or None when the role headers are known.
+
+    The reason names what was given: a tokenizer whose template labellint could not read
+    (Llama 2's and Mistral's `[INST]` form has no role headers) is not a missing tokenizer.
+    """
     chat = b.facts.chat
-    if chat is not None and not chat.headers and chat.origin == NO_TEMPLATE:
+    if chat is not None and chat.headers:
+        return None
+    if chat is not None and chat.origin == NO_TEMPLATE:
         # A tokenizer without a chat template: the data is not chat-formatted.
         return skip("the tokenizer has no chat template", by_design=True)
-    if chat is None or not chat.headers:
-        return skip(NO_HEADERS)
+    if chat is not None and chat.origin == "user":
+        return skip("the chat format given has no role headers")
+    if chat is not None:
+        # The origin says why the template was not read, as the facts line shows it.
+        return skip(f"{chat.origin}, so assistant turns cannot be found")
+    if "tokenizer" in b.facts.origin.values():
+        return skip("the tokenizer's chat template has no role headers labellint can read")
+    return skip(NO_HEADERS)
+
+
+def _chat(b: Batch):
+    if (why := _no_headers(b)) is not None:
+        return why
     if b.facts.assistant_only_loss is False:
         return skip(FULL_SEQUENCE, by_design=True)
     return None
@@ -122,12 +140,8 @@ def supervised_role_header(b: Batch):
 )
 def end_of_turn_not_supervised(b: Batch, *, every_turn: bool = False):
     """Trained assistant turns whose end-of-turn token (`<|im_end|>`, `<|eot_id|>`) is masked."""
-    chat = b.facts.chat
-    if chat is not None and not chat.headers and chat.origin == NO_TEMPLATE:
-        # A tokenizer without a chat template: the data is not chat-formatted.
-        return skip("the tokenizer has no chat template", by_design=True)
-    if chat is None or not chat.headers:
-        return skip(NO_HEADERS)
+    if (why := _no_headers(b)) is not None:
+        return why
     t, info = masking(b)
     closed = t.assistant & (t.stop >= 0)
     stop_trained = np.zeros(t.n, dtype=bool)

@@ -205,6 +205,10 @@ def pad_is_eos(b: Batch):
     eos = eos[b.real[eos] & (eos - b.starts[b.rows_of(eos)] >= 1 + shift)]
     kept = b.supervised[eos - shift]
     answered = b.targets[eos - 1 - shift]
-    # The answer is supervised up to a real EOS whose label is gone, and no EOS in the row
-    # keeps one: what masking every pad id leaves behind. One EOS kept, and it was not by id.
-    return b.rows_hit(eos[answered & ~kept]) & ~b.rows_hit(eos[kept])
+    # The answer is supervised up to a real EOS whose label is gone: what masking every pad id
+    # leaves behind. Masking by id spares no EOS, so one real EOS that keeps its label anywhere
+    # in the batch says padding was masked by position, and a lost EOS is another mistake
+    # (an off-by-one in prompt masking: LL603's finding), not this one.
+    if kept.any():
+        return np.zeros(b.n_rows, dtype=bool)
+    return b.rows_hit(eos[answered])
