@@ -6,6 +6,10 @@ from typing import Any
 
 from .errors import LabelLintError
 
+# Token ids and counts are compared as int64: a value past that range could never match a token,
+# and numpy would compare it as a float.
+ID_LIMIT = 2**63
+
 
 def describe(value: Any) -> str:
     """A value for a message: its repr when short, else its type."""
@@ -18,7 +22,7 @@ def whole_number(value: Any, what: str, *, minimum: int = 0) -> int:
     import numpy as np
 
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum \
-            or value >= 2**63:
+            or value >= ID_LIMIT:
         raise LabelLintError(f"{what} must be a whole number of {minimum} or more, "
                              f"not {describe(value)}")
     return int(value)

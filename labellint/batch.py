@@ -426,6 +426,19 @@ class Batch:
         return index[self.targets[index]]
 
     @cached_property
+    def ends_supervised(self) -> np.ndarray:
+        """The last real token is a target (in the dataset convention, the one before it too:
+        the last position has no next token to be labelled)."""
+        last = self.last_real_index
+        ok = last >= 0
+        out = np.zeros(self.n_rows, dtype=bool)
+        out[ok] = self.supervised[last[ok]]
+        if self.facts.label_shift == "dataset":
+            prev = ok & (last - 1 >= self.starts)
+            out[prev] |= self.supervised[last[prev] - 1]
+        return out
+
+    @cached_property
     def ends_with_stop(self) -> np.ndarray:
         """The last real token, or the one before it (a template's trailing newline), stops."""
         out = np.zeros(self.n_rows, dtype=bool)

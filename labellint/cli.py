@@ -11,6 +11,7 @@ from typing import Sequence
 
 from rich.console import Console
 
+from .arguments import ID_LIMIT
 from .batch import SOURCE_COLUMNS
 from .config import Config, load_config, toml_value
 from .errors import LabelLintError
@@ -24,36 +25,28 @@ def _list(value: str) -> list[str]:
 
 def _whole(low: int, what: str):
     """An argparse type: a whole number from `low` below 2**63 (what numpy compares ids as)."""
+    span = f"a whole number from {low} up to 2**63 - 1" if low >= 0 else \
+        "a whole number that fits in 64 bits"
+
     def parse(text: str) -> int:
         try:
             value = int(text, 10)
         except ValueError:
             value = None
-        if value is None or not low <= value < 2**63:
-            raise argparse.ArgumentTypeError(f"must be {what}, a whole number from {low} up "
-                                             f"to 2**63 - 1, not {text!r}")
+        if value is None or not low <= value < ID_LIMIT:
+            raise argparse.ArgumentTypeError(f"must be {what}{span}, not {text!r}")
         return value
 
-    parse.__name__ = what  # argparse names the type in some messages
+    parse.__name__ = what or "int64"  # argparse names the type in some messages
     return parse
 
 
-def _int64(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        value = None
-    if value is None or not -2**63 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be a whole number that fits in 64 bits, "
-                                         f"not {text!r}")
-    return value
-
-
-TOKEN_ID = _whole(0, "a token id")
-POSITIVE = _whole(1, "a positive count")
-COUNT = _whole(0, "a count")
+TOKEN_ID = _whole(0, "a token id, ")
+POSITIVE = _whole(1, "a positive count, ")
+COUNT = _whole(0, "a count, ")
+INT64 = _whole(-ID_LIMIT, "")
 FACT_TYPES = {"pad-id": TOKEN_ID, "bos-id": TOKEN_ID, "eos-id": TOKEN_ID,
-              "vocab-size": POSITIVE, "max-length": POSITIVE, "ignore-index": _int64}
+              "vocab-size": POSITIVE, "max-length": POSITIVE, "ignore-index": INT64}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     lo.add_argument("--at-init", action="store_true", help="the model is freshly initialised")
     lo.add_argument("--pad-id", type=TOKEN_ID, metavar="N")
-    lo.add_argument("--ignore-index", type=_int64, default=-100, metavar="N")
+    lo.add_argument("--ignore-index", type=INT64, default=-100, metavar="N")
     lo.add_argument("--label-shift", choices=("model", "dataset"), default="model")
     lo.add_argument("--trust-remote-code", action="store_true",
                     help="run the model folder's own code (off unless asked)")

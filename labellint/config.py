@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .arguments import describe
+from .arguments import ID_LIMIT, describe
 from .batch import SOURCE_COLUMNS
 from .errors import LabelLintError
 
@@ -45,9 +45,9 @@ SETTINGS: dict[str, Any] = {
 FACT_KEYS = tuple(k.replace("-", "_") for k in FACTS)
 PATHS = ("tokenizer", "model")
 # Token ids and lengths are compared as int64; counts and lengths start where they make sense.
-RANGES = {"pad-id": (0, 2**63), "bos-id": (0, 2**63), "eos-id": (0, 2**63),
-          "vocab-size": (1, 2**63), "max-length": (1, 2**63), "max-examples": (0, 2**63),
-          "ignore-index": (-2**63, 2**63)}
+RANGES = {"pad-id": (0, ID_LIMIT), "bos-id": (0, ID_LIMIT), "eos-id": (0, ID_LIMIT),
+          "vocab-size": (1, ID_LIMIT), "max-length": (1, ID_LIMIT),
+          "max-examples": (0, ID_LIMIT), "ignore-index": (-ID_LIMIT, ID_LIMIT)}
 CHOICES = {"fail-on": ("warning", "error"), "format": ("text", "json", "github"),
            "missing-labels": ("padding", "pad-id", "skip"), "label-shift": ("model", "dataset")}
 

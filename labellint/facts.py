@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
-from .arguments import describe
+from .arguments import ID_LIMIT, describe
 from .errors import LabelLintError
 
 if TYPE_CHECKING:
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from .chat import ChatFormat
 
 LABEL_SHIFTS = ("model", "dataset")
-# Token ids are compared as int64: a fact past that range could never match a token, and numpy
-# would compare it as a float.
-ID_LIMIT = 2**63
 
 # How sure inference must be before it names a token. A fact inferred from too little or too
 # mixed evidence is left unknown, and the rules that need it are skipped, never guessed at.
@@ -281,16 +278,9 @@ def cut_at_longest(b: Batch, longest: int) -> bool:
     """
     if b.labels is None or not b.facts.stop_ids:
         return False
-    last = b.last_real_index
-    ok = last >= 0
-    ends_supervised = np.zeros(b.n_rows, dtype=bool)
-    ends_supervised[ok] = b.supervised[last[ok]]
-    if b.facts.label_shift == "dataset":  # the last position has no next token to label
-        prev = ok & (last - 1 >= b.starts)
-        ends_supervised[prev] |= b.supervised[last[prev] - 1]
     lengths = b.real_lengths
     at_longest = lengths == longest
-    cut = at_longest & ends_supervised & ~b.ends_with_stop
+    cut = at_longest & b.ends_supervised & ~b.ends_with_stop
     n_cut = int(np.count_nonzero(cut))
     shorter = ~at_longest & (lengths > 0) & (b.targets_per_row > 0)
     n_shorter = int(np.count_nonzero(shorter))

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from .arguments import describe as _what
+from .arguments import ID_LIMIT, describe
 from .errors import LabelLintError
 
 SEVERITIES = ("error", "warning")
@@ -147,12 +147,12 @@ def selector_list(value: Any, what: str) -> list[str]:
                              f"{value!r} (write [{value!r}])")
     if isinstance(value, Mapping) or not isinstance(value, Iterable):
         raise LabelLintError(f"{what} must be a list of rule codes or names, not "
-                             f"{_what(value)}")
+                             f"{describe(value)}")
     items = list(value)
     for item in items:
         if not isinstance(item, str):
             raise LabelLintError(f"{what} must hold rule codes or names (strings), not "
-                                 f"{_what(item)}")
+                                 f"{describe(item)}")
     return items
 
 
@@ -221,7 +221,7 @@ def resolve_options(
         for opt, value in values.items():
             if opt not in r.options:
                 known = ", ".join(r.options) or "none"
-                raise LabelLintError(f"{r.code} has no option {_what(opt)} (options: {known})")
+                raise LabelLintError(f"{r.code} has no option {describe(opt)} (options: {known})")
             checked = option_value(r, opt, value)  # checked even for a rule not run here
             if r.code in resolved:
                 resolved[r.code][opt] = checked
@@ -234,13 +234,14 @@ def options_mapping(options: Any) -> Mapping[str, Mapping[str, Any]]:
         return {}
     if not isinstance(options, Mapping):
         raise LabelLintError("options must map rule codes or names to their options, e.g. "
-                             f'{{"LL105": {{"min_tokens": 4}}}}, not {_what(options)}')
+                             f'{{"LL105": {{"min_tokens": 4}}}}, not {describe(options)}')
     for key, values in options.items():
         if not isinstance(key, str):
-            raise LabelLintError(f"options must be keyed by rule codes or names, not {_what(key)}")
+            raise LabelLintError("options must be keyed by rule codes or names, not "
+                                 f"{describe(key)}")
         if not isinstance(values, Mapping):
             raise LabelLintError(f"options[{key!r}] must map option names to values, e.g. "
-                                 f'{{"min_tokens": 4}}, not {_what(values)}')
+                                 f'{{"min_tokens": 4}}, not {describe(values)}')
     return options
 
 
@@ -253,7 +254,7 @@ def option_value(r: Rule, name: str, value: Any) -> Any:
     checked = _like(default, value)
     if checked is None:
         raise LabelLintError(f"{r.code} option {name} must be like its default {default!r}, "
-                             f"not {_what(value)}")
+                             f"not {describe(value)}")
     return checked
 
 
@@ -277,6 +278,6 @@ def _like(default: Any, value: Any) -> Any:
         if default >= 0 > value:
             return None
         if isinstance(default, int):
-            return int(value) if float(value).is_integer() and abs(value) < 2**63 else None
+            return int(value) if float(value).is_integer() and abs(value) < ID_LIMIT else None
         return float(value)
     return value if isinstance(value, type(default)) else None

@@ -6,11 +6,9 @@ and whether each chunk is one training batch exactly as the model receives it.
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import itertools
 import json
-import mmap
 import os
 import queue
 import re
@@ -25,9 +23,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 
-from .arguments import describe
+from .arguments import ID_LIMIT, describe
 from .batch import SOURCE_COLUMNS, Ragged
 from .errors import LabelLintError
+from .files import mapped, open_fd, read_error, read_json, regular, stat_path
 
 CHUNK_ROWS = 8192
 Chunk = dict[str, Ragged]
@@ -74,12 +73,14 @@ def _validated(values: np.ndarray, name: str) -> np.ndarray:
                          f"attention_mask holds {_kind(values)} values; it must hold 0 and 1")
 
 
-ID_LIMIT = 2**63
+def _wanted(name: str) -> str:
+    """What a column's values must be, for a message."""
+    return "0 and 1" if name.split()[0] == "attention_mask" else "integer token ids"
 
 
 def _object_values(values: np.ndarray, name: str) -> str:
     """What is wrong with a column numpy could only hold as objects: the first odd value."""
-    wanted = "0 and 1" if name == "attention_mask" else "integer token ids"
+    wanted = _wanted(name)
     for value in values.reshape(-1):
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             if not -ID_LIMIT <= value < ID_LIMIT:
@@ -97,9 +98,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _not_a_column(value: Any, name: str) -> str | None:
-    """Why `value` cannot be a column (one list of token ids per row), or None if it may be."""
-    wanted = "a list of rows of token ids, a 2-D array or a tensor"
+COLUMN = "a list of rows of token ids, a 2-D array or a tensor"
+
+
+def _not_a_column(value: Any, name: str, wanted: str = COLUMN) -> str | None:
+    """Why `value` cannot be a column (one list of token ids per row) or, with `wanted` saying
+    so, a row; None if it may be."""
     if value is None:
         return f"{name} is None; it must be {wanted}"
     if isinstance(value, (str, bytes)):
@@ -214,10 +218,9 @@ def to_ragged(value: Any, name: str) -> Ragged:
         if row is None:
             raise LabelLintError(f"{name} row {i} is None, not a list of token ids")
         row = _plain(row)
-        why = _not_a_column(row, f"{name} row {i}")
+        why = _not_a_column(row, f"{name} row {i}", "a list of token ids")
         if why is not None and not isinstance(row, np.ndarray):
-            raise LabelLintError(why.replace("a list of rows of token ids, a 2-D array or a "
-                                             "tensor", "a list of token ids"))
+            raise LabelLintError(why)
         if isinstance(row, np.ndarray):
             row_values = row
         else:
@@ -226,9 +229,8 @@ def to_ragged(value: Any, name: str) -> Ragged:
                     isinstance(_plain(odd), (Iterable, np.ndarray)):
                 raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
             if odd is not None or any(x is None for x in row):
-                wanted = "0 and 1" if name == "attention_mask" else "integer token ids"
                 raise LabelLintError(f"{name} row {i} holds {describe(odd)} among its values; "
-                                     f"it must hold {wanted}")
+                                     f"it must hold {_wanted(name)}")
             row_values = _scalars(list(row), name)
         if row_values.ndim != 1:
             raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
@@ -241,9 +243,9 @@ def to_ragged(value: Any, name: str) -> Ragged:
     nonempty = [r for r in rows if r.size]
     kinds = {r.dtype.kind for r in nonempty}
     if len(kinds) > 1 and not kinds <= set("iu"):
-        wanted = "0 and 1" if name == "attention_mask" else "integer token ids"
         found = " and ".join(sorted({_kind(r) for r in nonempty}))
-        raise LabelLintError(f"{name} mixes rows of {found} values; it must hold {wanted}")
+        raise LabelLintError(f"{name} mixes rows of {found} values; it must hold "
+                             f"{_wanted(name)}")
     flat = np.concatenate(nonempty) if nonempty else np.zeros(0, dtype=np.int64)
     return _validated(flat, name), offsets
 
@@ -404,8 +406,8 @@ def _positions_from(name: str, values: np.ndarray, offsets: np.ndarray,
         before = np.concatenate([[0], cum])[offsets[:-1]][row_of]
         within = np.minimum(cum - before, room)
         lengths = within - np.concatenate([[0], within[:-1]])
-        lengths[offsets[:-1][offsets[:-1] < offsets[1:]]] = within[
-            offsets[:-1][offsets[:-1] < offsets[1:]]]
+        firsts = offsets[:-1][offsets[:-1] < offsets[1:]]  # each nonempty row's first claim
+        lengths[firsts] = within[firsts]
         ends = np.cumsum(lengths)
         positions = np.arange(int(ends[-1]) if ends.size else 0) - np.repeat(ends - lengths,
                                                                              lengths)
@@ -522,17 +524,11 @@ COMPRESSED = (".gz", ".bz2")
 METADATA = frozenset({"dataset_info.json", "dataset_infos.json", "state.json",
                       "dataset_dict.json", "config.json"})
 JSON_BLOCK = 1 << 24  # bytes of JSON parsed at a time
-METADATA_BYTES = 1 << 26  # a state.json or dataset_dict.json past this is not metadata
 MAX_DEPTH = 8  # folders below the path given that are searched for datasets
 GLOB = re.compile(r"[*?\[]")
 # What a reader may raise on a corrupt file: Arrow's own errors, the decompressors' (zlib.error
 # and EOFError from gzip, OSError from bz2), numpy's on a buffer shorter than its header says.
 READ_ERRORS = (OSError, ValueError, EOFError, IndexError, pa.ArrowException, zlib.error)
-
-
-def _read_error(path: Path, error: Exception) -> LabelLintError:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return LabelLintError(f"{path}: cannot read it ({reason})")
 
 
 def _guard(path: Path, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
@@ -542,102 +538,7 @@ def _guard(path: Path, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
     except LabelLintError as e:
         raise (LabelLintError(f"{path}: {e}") if not str(e).startswith(str(path)) else e) from None
     except READ_ERRORS as e:
-        raise _read_error(path, e) from None
-
-
-# -- opening files: only regular files, so that nothing blocks ----------------------------------
-
-_NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-                (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-                (stat.S_ISBLK, "a block device"))
-
-
-def _stat(path: Path) -> os.stat_result:
-    """os.stat (through symbolic links), with one line for each way a path fails."""
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise LabelLintError(f"{path}: a symbolic link to {os.readlink(path)}, which does "
-                                 "not exist") from None
-        raise LabelLintError(f"{path}: no such file or folder") from None
-    except OSError as e:
-        reason = {errno.ELOOP: "a symbolic link loop",
-                  errno.ENAMETOOLONG: "the name is too long for the file system (255 bytes a "
-                                      f"name, {len(os.fsencode(path.name))} here)",
-                  errno.ENOTDIR: "no such file or folder (a part of the path is a file)",
-                  errno.EACCES: "permission denied"}.get(e.errno, e.strerror or str(e))
-        raise LabelLintError(f"{path}: {reason}") from None
-
-
-def _what(mode: int) -> str:
-    return next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
-
-
-def _regular(path: Path) -> os.stat_result:
-    st = _stat(path)
-    if not stat.S_ISREG(st.st_mode):
-        raise LabelLintError(f"{path}: {_what(st.st_mode)}, not a data file; labellint reads "
-                             "regular files only")
-    return st
-
-
-def _open_fd(path: Path) -> int:
-    """A read-only descriptor of a regular file; anything else is refused before it is opened.
-
-    A FIFO would block the read forever and a device never ends, and opening some devices has
-    effects of its own: hence the stat first. The open is non-blocking and the descriptor is
-    checked again, so a file swapped for a FIFO in between cannot block it either.
-    """
-    _regular(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise _read_error(path, e) from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise LabelLintError(f"{path}: {_what(st.st_mode)}, not a data file")
-    return fd
-
-
-def _mapped(path: Path) -> pa.Buffer:
-    """The whole file, memory-mapped (read-only, zero-copy for Arrow)."""
-    fd = _open_fd(path)
-    try:
-        if os.fstat(fd).st_size == 0:
-            raise LabelLintError(f"{path}: the file is empty")
-        return pa.py_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
-    except (OSError, ValueError) as e:
-        raise _read_error(path, e) from None
-    finally:
-        os.close(fd)  # the map keeps its own reference to the file
-
-
-def _metadata(path: Path, wanted: type = dict) -> Any:
-    """A save_to_disk JSON file (state.json, dataset_dict.json), decoded and of the right type.
-
-    A UTF-8 BOM is accepted: datasets writes none, but an editor may add one, and it changes
-    nothing in what the file says.
-    """
-    fd = _open_fd(path)
-    with os.fdopen(fd, "rb") as f:
-        try:
-            raw = f.read(METADATA_BYTES + 1)
-        except OSError as e:
-            raise _read_error(path, e) from None
-    if len(raw) > METADATA_BYTES:
-        raise LabelLintError(f"{path}: over {METADATA_BYTES >> 20} MiB, too large for "
-                             "dataset metadata")
-    try:
-        value = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        raise LabelLintError(f"{path}: not UTF-8 (byte {e.start})") from None
-    except (ValueError, RecursionError) as e:
-        raise LabelLintError(f"{path}: not valid JSON ({str(e).splitlines()[0][:200]})") from None
-    if not isinstance(value, wanted):
-        raise LabelLintError(f"{path}: holds a JSON {type(value).__name__}, not an object")
-    return value
+        raise read_error(path, e) from None
 
 
 def _plain_name(value: Any, path: Path, key: str) -> str:
@@ -716,7 +617,7 @@ def _unique_columns(schema_names: list[str], names: Mapping[str, str], path: Pat
 def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(pa.BufferReader(_mapped(path))) as f:
+    with pq.ParquetFile(pa.BufferReader(mapped(path))) as f:
         schema = f.schema_arrow.names
         _require_input_ids(schema, names, str(path))
         _unique_columns(schema, names, path)
@@ -728,7 +629,7 @@ def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator
 
 def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
     """Record batches of an Arrow IPC file or stream (save_to_disk writes streams), mapped."""
-    buffer = _mapped(path)
+    buffer = mapped(path)
     try:
         reader = pa.ipc.open_file(pa.BufferReader(buffer))
     except pa.ArrowInvalid:
@@ -800,7 +701,7 @@ def _refuse_non_objects(block: np.ndarray, path: Path, line: int) -> None:
 
 def _json_file(path: Path) -> Any:
     """The file's bytes, decompressed by suffix."""
-    raw = os.fdopen(_open_fd(path), "rb")
+    raw = os.fdopen(open_fd(path), "rb")
     name = path.name.lower()
     if name.endswith(".gz"):
         import gzip
@@ -896,7 +797,7 @@ def _parquet_rows(files: list[Path]) -> int | None:
     import pyarrow.parquet as pq
 
     try:
-        return sum(pq.ParquetFile(pa.BufferReader(_mapped(f))).metadata.num_rows for f in files)
+        return sum(pq.ParquetFile(pa.BufferReader(mapped(f))).metadata.num_rows for f in files)
     except (LabelLintError, *READ_ERRORS):
         return None
 
@@ -941,7 +842,7 @@ def _entries(folder: Path) -> list[Path]:
     try:
         return sorted(folder.iterdir())
     except OSError as e:
-        raise _read_error(folder, e) from None
+        raise read_error(folder, e) from None
 
 
 def _is_dir(path: Path) -> bool:
@@ -966,12 +867,12 @@ def _dataset_files(folder: Path) -> list[Path]:
         try:
             mode = os.stat(p).st_mode
         except OSError:
-            _stat(p)  # says why
+            stat_path(p)  # says why
             raise
         if stat.S_ISDIR(mode):
             continue
         if not stat.S_ISREG(mode):
-            _regular(p)
+            regular(p)
         files.append(p)
     data = [p for p in files if not _is_plain_json(p)]
     return data or [p for p in files if p.name.lower() not in METADATA]
@@ -987,7 +888,7 @@ def _is_plain_json(path: Path) -> bool:
 def _save_to_disk(folder: Path) -> Located:
     """A `Dataset.save_to_disk` folder: the Arrow files its state.json lists, in order."""
     state_path = folder / "state.json"
-    state = _metadata(state_path)
+    state = read_json(state_path)
     listed = state.get("_data_files")
     if not isinstance(listed, list) or not listed:
         raise LabelLintError(f"{state_path}: no `_data_files` list naming the Arrow files")
@@ -997,7 +898,7 @@ def _save_to_disk(folder: Path) -> Located:
             raise LabelLintError(f"{state_path}: a `_data_files` entry without a `filename`: "
                                  f"{json.dumps(entry)[:100]}")
         file = folder / _plain_name(entry["filename"], state_path, "filename")
-        _regular(file)
+        regular(file)
         files.append(file)
     return Located(str(folder), tuple(files), save_to_disk=True, metadata=(state_path,))
 
@@ -1007,7 +908,7 @@ def _dataset_dict(folder: Path) -> list[Located]:
     dataset_dict.json. A split is the plain name of a folder beside it: `.` or `..` would read
     the dict again (and again)."""
     meta = folder / "dataset_dict.json"
-    splits = _metadata(meta).get("splits")
+    splits = read_json(meta).get("splits")
     if not isinstance(splits, list) or not splits:
         raise LabelLintError(f"{meta}: no `splits` list naming the split folders")
     out = []
@@ -1017,7 +918,7 @@ def _dataset_dict(folder: Path) -> list[Located]:
             raise LabelLintError(f"{meta}: split {split!r} is listed {splits.count(split)} times")
         sub = folder / name
         if not _is_dir(sub):
-            _stat(sub)
+            stat_path(sub)
             raise LabelLintError(f"{sub}: split {name!r} of {meta} is not a folder")
         if not (sub / "state.json").exists():
             raise LabelLintError(f"{sub}: split {name!r} has no state.json (not a save_to_disk "
@@ -1036,13 +937,13 @@ def locate(path: Path, *, depth: int = 0, seen: frozenset = frozenset()) -> list
         raise LabelLintError("an empty path names no file or folder")
     if GLOB.search(str(path)) and not os.path.lexists(path):
         return [_glob(path)]
-    st = _stat(path)
+    st = stat_path(path)
     if not stat.S_ISDIR(st.st_mode):
         if _format(path) is None:
             raise LabelLintError(f"{path}: unknown format "
                                  f"{''.join(path.suffixes) or '(no suffix)'}; labellint reads "
                                  "parquet, arrow, feather, jsonl (.gz) and save_to_disk folders")
-        _regular(path)
+        regular(path)
         return [Located(str(path), (path,))]
     key = (st.st_dev, st.st_ino)
     if key in seen:
@@ -1133,5 +1034,5 @@ def _glob(pattern: Path) -> Located:
     if not found:
         raise LabelLintError(f"{pattern}: no parquet, arrow or jsonl file matches")
     for f in found:
-        _regular(f)
+        regular(f)
     return Located(str(pattern), tuple(sorted(found)))

@@ -6,11 +6,11 @@ transformers is imported only when a tokenizer or model is given as a path, so t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from .arguments import describe
+from . import files
+from .arguments import ID_LIMIT, describe
 from .errors import LabelLintError
 from .facts import Facts, merge_facts
 
@@ -175,7 +175,7 @@ def _special_ids(config: Any) -> dict[str, Any]:
         values = value if isinstance(value, (list, tuple)) else [value]
         # Old conversions write -1 for "none".
         return tuple(int(v) for v in values
-                     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63)
+                     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < ID_LIMIT)
 
     bos, pad = ids(get("bos_token_id")), ids(get("pad_token_id"))
     return {"model_bos_id": bos[0] if len(bos) == 1 else None,
@@ -191,11 +191,11 @@ def model_facts(model: Any) -> dict[str, Any]:
     if isinstance(model, (str, Path)):
         path = Path(model)
         config_file = path / "config.json" if path.is_dir() else path
-        _regular(config_file, "model config")
+        files.regular(config_file, "a regular file (a model config is a JSON file)")
         try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as e:
-            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            config = files.read_json(config_file, object)
+        except LabelLintError as e:
+            reason = str(e).removeprefix(f"{config_file}: ")
             raise LabelLintError(f"{config_file}: cannot read a model config ({reason})") \
                 from None
         return _config_facts(config, str(config_file))
@@ -214,19 +214,6 @@ def model_facts(model: Any) -> dict[str, Any]:
     else:
         size = getattr(config, "vocab_size", None)
     return {"vocab_size": size, "model_vocab_size": size, **_special_ids(config)}
-
-
-CONFIG_BYTES = 64 << 20  # config.json files are kilobytes; past this it is not a config
-
-
-def _regular(file: Path, what: str) -> None:
-    """Refuse what a read would block on (a FIFO) or take long to parse."""
-    if not file.exists():
-        raise LabelLintError(f"{file}: no such {what} file")
-    if not file.is_file():
-        raise LabelLintError(f"{file}: not a regular file; a {what} is a JSON file")
-    if file.stat().st_size > CONFIG_BYTES:
-        raise LabelLintError(f"{file}: {file.stat().st_size:,} bytes, too large for a {what}")
 
 
 def _config_facts(config: Any, where: str) -> dict[str, Any]:

@@ -126,15 +126,8 @@ def truncated_target(b: Batch):
 def _truncated(b: Batch):
     if not b.at_max_length.any():
         return b.at_max_length
-    last = b.last_real_index
-    ok = last >= 0
-    reaches_end = np.zeros(b.n_rows, dtype=bool)
-    reaches_end[ok] = b.supervised[last[ok]]
-    if b.facts.label_shift == "dataset":  # the last position has no next token to be labelled
-        prev_ok = ok & (last - 1 >= b.starts)
-        reaches_end[prev_ok] |= b.supervised[last[prev_ok] - 1]
     cut = b.at_max_length & ~_stream_blocks(b)
-    out = cut & reaches_end & ~b.ends_with_stop
+    out = cut & b.ends_supervised & ~b.ends_with_stop
     if b.turns is not None and b.turns.n and cut.any():
         # In a chat row a stop token may be the user's end of turn: the row is whole only
         # when its last turn is an assistant turn that reached its own end.
