@@ -38,7 +38,7 @@ def run(args: argparse.Namespace, with_callback: bool) -> dict:
     import datasets
     from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments
 
-    import labellint.callback as cb
+    import labellint.integrations.transformers as cb
     from labellint.testing import tiny_llama, tiny_tokenizer
 
     tok = tiny_tokenizer()

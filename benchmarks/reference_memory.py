@@ -37,7 +37,7 @@ def _rss_kib(field: str) -> int:
 def child(case: str, vocab: int, rows: int, width: int, device: str) -> dict:
     import torch
 
-    from labellint.reference import evaluating, stats_from_model, to_tensors
+    from labellint.loss.reference import evaluating, stats_from_model, to_tensors
     from labellint.testing import tiny_llama
 
     dev = torch.device(device)

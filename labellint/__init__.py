@@ -6,7 +6,7 @@ from .chat import ChatFormat
 from .errors import LabelLintError
 from .facts import Facts
 from .loss import check_loss
-from .loss_report import LossReport
+from .loss.report import LossReport
 from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
 from .report import Finding, Report, SourceResult
 from .show import RowView, show
@@ -20,7 +20,7 @@ def __getattr__(name: str):
     # so that `import labellint` (and the command line) stays light.
     if name == "LabelLintCallback":
         try:
-            from .callback import LabelLintCallback
+            from .integrations.transformers import LabelLintCallback
         except ModuleNotFoundError as e:
             raise ModuleNotFoundError(f"LabelLintCallback needs {e.name}: pip install "
                                       "'labellint[hf]'", name=e.name) from None

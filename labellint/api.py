@@ -9,7 +9,7 @@ from . import arguments, engine
 from .registry import resolve_options, select_rules
 from .report import Report
 from .sources import CHUNK_ROWS, open_sources
-from .tokenizer import known_facts, load_tokenizer
+from .hf_facts import known_facts, load_tokenizer
 
 
 def check(

@@ -25,7 +25,7 @@ from .facts import Facts, infer_facts
 from .registry import resolve_options, select_rules
 from .report import SEVERITY_STYLE, Finding, Printable, _ranges
 from .sources import open_sources
-from .tokenizer import known_facts, load_tokenizer
+from .hf_facts import known_facts, load_tokenizer
 
 WIDTH = 100  # where lines fold when the text is not for a terminal
 
@@ -117,12 +117,12 @@ class RowView(Printable):
 
     def to_html(self) -> str:
         """A self-contained HTML page (inline CSS, no external assets) for sharing."""
-        from .html_view import page
+        from .html import page
 
         return page(self)
 
     def _repr_html_(self) -> str:  # Jupyter
-        from .html_view import fragment
+        from .html import fragment
 
         return fragment(self)
 

@@ -22,7 +22,7 @@ from transformers import (
 )
 
 from labellint import LabelLintError
-from labellint.callback import LabelLintCallback, first_batches
+from labellint.integrations.transformers import LabelLintCallback, first_batches
 from labellint.testing import tiny_llama, tiny_tokenizer
 
 trl = pytest.importorskip("trl")

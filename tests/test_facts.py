@@ -78,7 +78,7 @@ def test_given_facts_beat_the_tokenizer_which_beats_the_data(tok):
 
 def test_tokenizer_adding_bos_is_found_by_encoding_not_by_flags():
     from labellint.testing import tiny_tokenizer
-    from labellint.tokenizer import tokenizer_facts
+    from labellint.hf_facts import tokenizer_facts
 
     assert tokenizer_facts(tiny_tokenizer())["add_bos"] is True
     assert tokenizer_facts(tiny_tokenizer(add_bos=False))["add_bos"] is False
@@ -121,7 +121,7 @@ def test_max_length_is_not_inferred_below_a_padded_width_no_row_fills():
 
 def test_without_a_tokenizer_the_model_configs_special_ids_stand_in():
     from labellint.testing import tiny_llama, tiny_tokenizer
-    from labellint.tokenizer import known_facts
+    from labellint.hf_facts import known_facts
 
     model = tiny_llama()  # config: pad 0, bos 1, eos 2
     alone = known_facts({}, None, model)

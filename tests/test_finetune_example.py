@@ -1,7 +1,6 @@
 """examples/finetune, the training repo a user copies, keeps working: its tests pass with the
 `labellint` fixture, and its training script trains on clean data and stops on planted bugs."""
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,10 +12,6 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("datasets")
 EXAMPLE = Path(__file__).parent.parent / "examples" / "finetune"
-# The script needs the Trainer callback (labellint/callback.py, issue 6). Until it lands these
-# tests skip; once it is there they run, and an import error inside it fails them.
-needs_callback = pytest.mark.skipif(importlib.util.find_spec("labellint.callback") is None,
-                                    reason="needs labellint.callback (LabelLintCallback)")
 
 
 @pytest.fixture
@@ -41,14 +36,12 @@ def test_example_tests_pass_with_the_fixture(repo):
     assert "3 passed" in result.stdout
 
 
-@needs_callback
 def test_training_script_trains_on_clean_data(repo):
     result = run(repo, "train.py", "--steps", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "trained 2 steps" in result.stdout
 
 
-@needs_callback
 @pytest.mark.parametrize("bug, code", [("labels-on-padding", "LL103"), ("pad-is-eos", "LL403")])
 def test_training_script_stops_on_a_planted_bug(repo, bug, code):
     result = run(repo, "train.py", "--bug", bug)

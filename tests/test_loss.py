@@ -19,7 +19,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import labellint  # noqa: E402
-from labellint.reference import naive_loss, stats_from_logits, to_tensors  # noqa: E402
+from labellint.loss.reference import naive_loss, stats_from_logits, to_tensors  # noqa: E402
 from labellint.testing import tiny_gpt2, tiny_llama  # noqa: E402
 
 V = 64

@@ -259,7 +259,7 @@ def test_loading_the_plugin_imports_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, labellint.pytest_plugin; "
+    code = ("import sys, labellint.integrations.pytest_plugin; "
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'tokenizers') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -270,7 +270,7 @@ def test_loading_the_plugin_imports_nothing_heavy():
 def fixture_for(tmp_path, table: str):
     """The fixture's object for a repo whose pyproject holds `table`, without a pytest run."""
     from labellint.config import load_config
-    from labellint.pytest_plugin import LabelLint
+    from labellint.integrations.pytest_plugin import LabelLint
 
     (tmp_path / "pyproject.toml").write_text(f"[tool.labellint]\n{textwrap.dedent(table)}")
     return LabelLint(load_config(start=tmp_path))

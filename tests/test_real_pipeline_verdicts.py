@@ -425,7 +425,7 @@ def test_a_fresh_model_with_the_configs_init_is_not_loss_at_init(tok):
 def trainer(tmp_path, tok, model, **attrs):
     from transformers import Trainer, TrainingArguments
 
-    from labellint.callback import LabelLintCallback
+    from labellint.integrations.transformers import LabelLintCallback
 
     cls = type("CustomTrainer", (Trainer,), attrs) if attrs else Trainer
     lint = LabelLintCallback(config=False)

@@ -84,7 +84,7 @@ def test_pad_id_that_reads_as_end_of_turn_is_padding():
 
 def test_tokenizer_facts_never_list_the_pad_token_as_an_end_of_turn():
     from labellint.testing import tiny_tokenizer
-    from labellint.tokenizer import tokenizer_facts
+    from labellint.hf_facts import tokenizer_facts
 
     tok = tiny_tokenizer()
     tok.add_special_tokens({"pad_token": "<|endoftext|>"})

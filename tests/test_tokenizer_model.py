@@ -4,7 +4,7 @@ special ids that disagree with the tokenizer's, on real tokenizers and tiny Llam
 import pytest
 
 import labellint
-from labellint.tokenizer import model_facts, tokenizer_facts
+from labellint.hf_facts import model_facts, tokenizer_facts
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -18,7 +18,7 @@ from data import BUGS, build_dataset, load_tokenizer, make_collator
 from transformers import Trainer, TrainingArguments
 
 from labellint import LabelLintError
-from labellint.callback import LabelLintCallback
+from labellint.integrations.transformers import LabelLintCallback
 from labellint.testing import tiny_llama
 
 

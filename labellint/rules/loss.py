@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from ..forensics import Verdict
-from ..loss_report import LossEvidence, given, number
+from ..loss.forensics import Verdict
+from ..loss.report import LossEvidence, given, number
 from ..registry import Skip, rule, skip
 
 

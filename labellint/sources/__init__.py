@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 
-from .arguments import ID_LIMIT, describe
-from .batch import SOURCE_COLUMNS, Ragged
-from .errors import LabelLintError
-from .files import mapped, open_fd, read_error, read_json, regular, stat_path
+from ..arguments import ID_LIMIT, describe
+from ..batch import SOURCE_COLUMNS, Ragged
+from ..errors import LabelLintError
+from ..files import mapped, open_fd, read_error, read_json, regular, stat_path
 
 CHUNK_ROWS = 8192
 Chunk = dict[str, Ragged]

@@ -12,10 +12,10 @@ import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import LabelLintError
-from .facts import LABEL_SHIFTS
+from ..errors import LabelLintError
+from ..facts import LABEL_SHIFTS
 from .forensics import diagnose, hypotheses
-from .loss_report import LossEvidence, LossReport
+from .report import LossEvidence, LossReport
 from .reference import (
     TokenStats,
     accepts_loss_kwargs,
@@ -29,8 +29,8 @@ from .reference import (
     supervised_count,
     to_tensors,
 )
-from .registry import Skip, resolve_options, select_rules
-from .report import Finding
+from ..registry import Skip, resolve_options, select_rules
+from ..report import Finding
 
 # Relative tolerance by the dtype the logits are computed in. A bfloat16 forward differs from
 # another bfloat16 forward of the same batch (other kernels, other batch shapes) by up to ~1e-2.
@@ -172,7 +172,7 @@ def check_loss(
         if len(outputs) != len(micro):
             raise LabelLintError(f"{len(outputs)} outputs for {len(micro)} micro-batches")
     if pad_id is None and tokenizer is not None:
-        from .tokenizer import tokenizer_facts
+        from ..hf_facts import tokenizer_facts
 
         pad_id = tokenizer_facts(tokenizer).get("pad_id")
     stat_options = dict(ignore_index=ignore_index, label_shift=label_shift, pad_id=pad_id,
@@ -353,7 +353,7 @@ def window_from_path(path: str, *, batch_size: int, accumulation: int, pad_id: i
 
     import numpy as np
 
-    from .sources import open_sources
+    from ..sources import open_sources
 
     if batch_size < 1 or accumulation < 1:
         raise LabelLintError("--batch-size and --accumulation must be 1 or more")
@@ -446,7 +446,7 @@ def cli_check_loss(args: Any) -> LossReport:
 
     pad_id = args.pad_id
     if pad_id is None and args.tokenizer:
-        from .tokenizer import load_tokenizer
+        from ..hf_facts import load_tokenizer
 
         pad_id = load_tokenizer(args.tokenizer,
                                 trust_remote_code=args.trust_remote_code).pad_token_id

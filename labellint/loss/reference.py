@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import LabelLintError
+from ..errors import LabelLintError
 
 if TYPE_CHECKING:
     import torch

@@ -15,7 +15,7 @@ from typing import Any
 from rich.text import Text
 
 from .forensics import Hypothesis, Verdict
-from .report import JSON_VERSION, SEVERITY_STYLE, WIDTH, Finding, Outcome, Printable, _n
+from ..report import JSON_VERSION, SEVERITY_STYLE, WIDTH, Finding, Outcome, Printable, _n
 
 
 @dataclass(frozen=True)

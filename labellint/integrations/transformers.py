@@ -31,14 +31,14 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .api import check
-from .config import Config, load_config
-from .errors import LabelLintError
-from .loss import RTOL, report_from_stats
-from .loss_report import LossReport
-from .reference import TokenStats, stats_from_logits, stats_from_target_log_probs
-from .registry import select_rules
-from .report import FAIL_ON, Report, _n
+from ..api import check
+from ..config import Config, load_config
+from ..errors import LabelLintError
+from ..loss import RTOL, report_from_stats
+from ..loss.report import LossReport
+from ..loss.reference import TokenStats, stats_from_logits, stats_from_target_log_probs
+from ..registry import select_rules
+from ..report import FAIL_ON, Report, _n
 
 logger = logging.getLogger("labellint")
 

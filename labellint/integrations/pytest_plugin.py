@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 import pytest
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .report import Report
+    from ..config import Config
+    from ..report import Report
 
 GUTTER = 4  # pytest prints an exception's message with "E   " before each line
 
@@ -73,8 +73,8 @@ class LabelLint:
             missing_labels, name) and facts (pad_id, eos_id, max_length, ...).
         """
         __tracebackhide__ = True
-        from .api import check
-        from .errors import LabelLintError
+        from ..api import check
+        from ..errors import LabelLintError
 
         try:
             arguments = self._arguments(source, tokenizer, select, ignore, kwargs)
@@ -98,8 +98,8 @@ class LabelLint:
         that would read as a finding in the data.
         """
         __tracebackhide__ = True
-        from .errors import LabelLintError
-        from .report import FAIL_ON
+        from ..errors import LabelLintError
+        from ..report import FAIL_ON
 
         fail_on = self.config.get("fail_on", "warning") if fail_on is None else fail_on
         if fail_on not in FAIL_ON:
@@ -123,7 +123,7 @@ class LabelLint:
 
     def _tokenizer(self, path: str | os.PathLike) -> Any:
         """A tokenizer folder loaded once per test session, not once per call."""
-        from .tokenizer import load_tokenizer
+        from ..hf_facts import load_tokenizer
 
         key = str(Path(path).resolve())
         if key not in self._tokenizers:
@@ -133,7 +133,7 @@ class LabelLint:
     def _render(self, report: Report) -> str:
         if not self.color:
             return report.render().plain
-        from .report import WIDTH
+        from ..report import WIDTH
 
         return report.to_ansi(max((self.width or WIDTH) - GUTTER, 40))
 
@@ -162,8 +162,8 @@ def labellint(request: pytest.FixtureRequest,
     to its ignores. Token strips are coloured when pytest's output has colour.
     """
     __tracebackhide__ = True
-    from .config import load_config
-    from .errors import LabelLintError
+    from ..config import load_config
+    from ..errors import LabelLintError
 
     folder = Path(request.path).parent
     if folder not in _labellint_by_folder:

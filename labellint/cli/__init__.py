@@ -11,10 +11,10 @@ from typing import Sequence
 
 from rich.console import Console
 
-from .arguments import ID_LIMIT
-from .batch import SOURCE_COLUMNS
-from .config import Config, load_config, toml_value
-from .errors import LabelLintError
+from ..arguments import ID_LIMIT
+from ..batch import SOURCE_COLUMNS
+from ..config import Config, load_config, toml_value
+from ..errors import LabelLintError
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -57,7 +57,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     p = _Parser(
         prog="labellint",
@@ -214,10 +214,10 @@ def _keep_freed_memory() -> None:
 
 
 def _check(args: argparse.Namespace, out: Console) -> int:
-    from .api import check
-    from .registry import select_rules
-    from .report import Report, render_github
-    from .tokenizer import load_tokenizer
+    from ..api import check
+    from ..registry import select_rules
+    from ..report import Report, render_github
+    from ..hf_facts import load_tokenizer
 
     _keep_freed_memory()
 
@@ -290,8 +290,8 @@ class _progress:
 
 
 def _rules(args: argparse.Namespace, out: Console) -> int:
-    from . import pages
-    from .registry import all_rules
+    from .. import pages
+    from ..registry import all_rules
 
     if args.format == "markdown":
         print(pages.index(), end="")
@@ -306,8 +306,8 @@ def _rules(args: argparse.Namespace, out: Console) -> int:
 
 
 def _rule(args: argparse.Namespace, out: Console) -> int:
-    from . import pages
-    from .registry import get_rule
+    from .. import pages
+    from ..registry import get_rule
 
     text = pages.read_page(get_rule(args.rule))
     if out.is_terminal:
@@ -320,7 +320,7 @@ def _rule(args: argparse.Namespace, out: Console) -> int:
 
 
 def _loss(args: argparse.Namespace, out: Console) -> int:
-    from .loss import cli_check_loss
+    from ..loss import cli_check_loss
 
     report = cli_check_loss(args)
     if args.format == "json":
@@ -332,7 +332,7 @@ def _loss(args: argparse.Namespace, out: Console) -> int:
 
 
 def _show(args: argparse.Namespace, out: Console) -> int:
-    from .show import WIDTH, show
+    from ..show import WIDTH, show
 
     # The row is judged as `check` judges it: the same [tool.labellint] settings apply.
     config = Config() if args.isolated else load_config(args.config)
@@ -366,7 +366,7 @@ def _refuse_writing_over_input(target: Path, path: str) -> None:
     itself, a shard of the folder, a member of the glob, a hard or symbolic link to one (the
     same device and inode), nor a new data file inside a folder being read (the next read would
     take it for a shard)."""
-    from .sources import _format, input_files
+    from ..sources import _format, input_files
 
     inputs = input_files(path)
     try:

@@ -1,0 +1,1 @@
+"""Hooks into other tools: the pytest fixture, the transformers Trainer callback."""
