@@ -8,9 +8,10 @@ from .facts import Facts
 from .loss import check_loss
 from .loss.report import LossReport
 from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
-from .report import Finding, Report, SourceResult
+from .report import Finding, SourceResult
 from .show import RowView, show
-from .view import TokenWindow
+from .text_report import Report
+from .window import TokenWindow
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import arguments, engine
 from .registry import resolve_options, select_rules
-from .report import Report
+from .text_report import Report
 from .sources import CHUNK_ROWS, open_sources
 from .hf_facts import known_facts, load_tokenizer
 
@@ -66,7 +66,7 @@ def check(
             missing_labels=missing_labels, progress=report))
     if tokenizer is not None:
         # Example rows are decoded now, while the tokenizer is at hand: the report is not.
-        from .view import decode_results
+        from .decode import decode_results
 
         results = decode_results(tokenizer, results)
     return Report(results)

@@ -23,8 +23,9 @@ from .batch import (
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
 from .registry import NOT_APPLICABLE, REQUIREMENTS, Rule, Skip
-from .report import Finding, SourceResult, plural
-from .view import capture
+from .formats import plural
+from .report import Finding, SourceResult
+from .window import capture
 
 SAMPLE_ROWS = 2048
 CHUNK_TOKENS = 1 << 20  # derived views cost ~50 bytes a token: ~50 MB, mostly in cache
@@ -136,7 +137,7 @@ class _Tally:
     every_chunk_hit: bool = True
     skip_reason: str | None = None
     skipped_by_design: bool = False
-    windows: list = field(default_factory=list)  # view.TokenWindow per example, for the report
+    windows: list = field(default_factory=list)  # window.TokenWindow per example, for the report
 
     def add(self, b: Batch, result: Any, max_examples: int) -> None:
         self.applied_chunks += 1

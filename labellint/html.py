@@ -7,13 +7,13 @@ label and position id; its data-* attributes carry the same for scripts and test
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Mapping, Protocol
 
-from . import view
-from .report import _ranges
-
-if TYPE_CHECKING:
-    from .show import RowView
+from .facts import Facts
+from .formats import ranges
+from .report import Finding
+from .strips import BOUNDARY, label_text, token_text
+from .window import STATES, TRAINED, TokenWindow
 
 CSS = """
 .ll { font-family: ui-sans-serif, system-ui, sans-serif; color: #1b1b1b; max-width: 100%; }
@@ -45,7 +45,30 @@ CSS = """
 """
 
 
-def _chip(w: view.TokenWindow, k: int, hits: dict[int, list[str]]) -> str:
+class ShownRow(Protocol):
+    """What a page draws of one row (show.RowView is one): html.py needs no more of it."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def row(self) -> int: ...
+    @property
+    def tokens(self) -> TokenWindow: ...
+    @property
+    def facts(self) -> Facts: ...
+    @property
+    def findings(self) -> list[Finding]: ...
+    @property
+    def skipped(self) -> Mapping[str, str]: ...
+    @property
+    def not_judged(self) -> tuple[str, ...]: ...
+
+    def summary(self) -> str: ...
+
+    def hits(self) -> dict[int, list[str]]: ...
+
+
+def _chip(w: TokenWindow, k: int, hits: dict[int, list[str]]) -> str:
     i = w.index[k]
     state = w.states[k]
     classes = ["t", state]
@@ -63,7 +86,7 @@ def _chip(w: view.TokenWindow, k: int, hits: dict[int, list[str]]) -> str:
                                          and w.label_texts and w.label_texts[k] else ""))
     if pos is not None:
         title.append(f"position {pos}")
-    title.append(state + (", trained" if w.target[k] and state != view.TRAINED else ""))
+    title.append(state + (", trained" if w.target[k] and state != TRAINED else ""))
     if i in hits:
         title.append("flagged: " + ", ".join(hits[i]))
     attrs = {"class": " ".join(classes), "title": " · ".join(title), "data-index": i,
@@ -72,8 +95,8 @@ def _chip(w: view.TokenWindow, k: int, hits: dict[int, list[str]]) -> str:
         attrs["data-label"] = label
     if pos is not None:
         attrs["data-position"] = pos
-    body = escape(view.token_text(w, k))
-    shown = view.label_text(w, k)
+    body = escape(token_text(w, k))
+    shown = label_text(w, k)
     if shown is not None:
         body += f'<span class="lbl">→{escape(shown)}</span>'
     if w.position_odd is not None and w.position_odd[k]:
@@ -82,14 +105,14 @@ def _chip(w: view.TokenWindow, k: int, hits: dict[int, list[str]]) -> str:
     return f"<span {attr}>{body}</span>"
 
 
-def _tokens(v: RowView) -> str:
+def _tokens(v: ShownRow) -> str:
     w = v.tokens
     hits = v.hits()
     out = []
     for k, i in enumerate(w.index):  # one row, shown whole: a loop per token is bounded here
         if w.boundary[k]:
             out.append('<br><span class="boundary" title="a packed sequence starts here '
-                       f'(position_ids back to 0)">{view.BOUNDARY}</span>')
+                       f'(position_ids back to 0)">{BOUNDARY}</span>')
         if k == 0 or w.boundary[k] or (w.texts and w.texts[k - 1] and
                                        w.texts[k - 1].endswith("\n")):
             out.append(f'<span class="idx">{i}</span>')
@@ -100,22 +123,22 @@ def _tokens(v: RowView) -> str:
 
 
 def _legend() -> str:
-    samples = "".join(f'<span class="t {s}{" target" if s == view.TRAINED else ""}">{s}</span>'
-                      for s in view.STATES)
+    samples = "".join(f'<span class="t {s}{" target" if s == TRAINED else ""}">{s}</span>'
+                      for s in STATES)
     return (f'<div class="legend">{samples}<span class="t padding target">label on padding'
             '</span><span class="t masked special">special</span> '
-            f'<span class="boundary">{view.BOUNDARY}</span>packed sequence starts · '
+            f'<span class="boundary">{BOUNDARY}</span>packed sequence starts · '
             '<span class="lbl">→y</span> label y where it is not the token · '
             '<span class="t masked hit">flagged</span> by a finding · hover a token for its '
             'index, id, label and position</div>')
 
 
-def _findings(v: RowView) -> str:
+def _findings(v: ShownRow) -> str:
     if not v.findings:
         return f'<p class="note">No findings on row {v.row}.</p>'
     rows = []
     for f in v.findings:
-        where = _ranges(f.positions[0]) if f.positions and f.positions[0] else "the row"
+        where = ranges(f.positions[0]) if f.positions and f.positions[0] else "the row"
         rows.append(
             f'<tr><td class="{f.severity}">{escape(f.code)}</td><td>{escape(f.severity)}</td>'
             f"<td>{escape(f.message)} <span class=\"note\">[{escape(f.name)}]</span><br>"
@@ -124,7 +147,7 @@ def _findings(v: RowView) -> str:
             f'<th>positions</th></tr>{"".join(rows)}</table>')
 
 
-def fragment(v: RowView) -> str:
+def fragment(v: ShownRow) -> str:
     """The row's HTML without the page around it (for Jupyter), with its own style."""
     known = [f"{k} {val['value']} ({val['from']})" for k, val in v.facts.describe().items()
              if val["value"] not in (None, [])]
@@ -140,7 +163,7 @@ def fragment(v: RowView) -> str:
             + "".join(f'<p class="note">{escape(n)}</p>' for n in notes) + "</div>")
 
 
-def page(v: RowView) -> str:
+def page(v: ShownRow) -> str:
     """A whole HTML document."""
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{escape(v.source)} row {v.row} · labellint</title></head>"

@@ -18,16 +18,19 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from rich.text import Text
 
-from . import arguments, engine, view
+from . import arguments, engine, html
 from .batch import Batch, slice_ragged
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
 from .registry import resolve_options, select_rules
-from .report import SEVERITY_STYLE, Finding, Printable, _ranges
+from .decode import decode_window
+from .formats import ranges
+from .printable import SEVERITY_STYLE, WIDTH, Printable
+from .report import Finding
 from .sources import open_sources
 from .hf_facts import known_facts, load_tokenizer
-
-WIDTH = 100  # where lines fold when the text is not for a terminal
+from .strips import chips, fold, legend
+from .window import HIDDEN, MASKED, PADDING, TRAINED, TokenWindow, tokens_of
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class RowView(Printable):
 
     source: str
     row: int
-    tokens: view.TokenWindow
+    tokens: TokenWindow
     facts: Facts
     findings: list[Finding]
     skipped: Mapping[str, str]
@@ -57,9 +60,9 @@ class RowView(Printable):
 
     def summary(self) -> str:
         c = self.tokens.counts()
-        parts = [f"{c[view.TRAINED]:,} trained", f"{c[view.MASKED]:,} masked"]
-        parts += [f"{c[s]:,} {s}" for s in (view.PADDING, view.HIDDEN) if c[s]]
-        off = c["target"] - c[view.TRAINED]
+        parts = [f"{c[TRAINED]:,} trained", f"{c[MASKED]:,} masked"]
+        parts += [f"{c[s]:,} {s}" for s in (PADDING, HIDDEN) if c[s]]
+        off = c["target"] - c[TRAINED]
         if off:
             parts.append(f"{off:,} of them with a label")
         seq = f"; {self.sequences} packed sequences" if self.sequences > 1 else ""
@@ -75,7 +78,7 @@ class RowView(Printable):
         known = [f"{k} {v['value']} ({v['from']})" for k, v in self.facts.describe().items()
                  if v["value"] not in (None, [])]
         text.append("facts: " + ", ".join(known) + "\n", style="dim" if color else "")
-        text.append_text(view.legend([t], color=color))
+        text.append_text(legend([t], color=color))
         digits = len(str(max(t.length - 1, 0)))
         if t.position_ids is not None:
             pids = dict(zip(t.index, t.position_ids))
@@ -88,8 +91,8 @@ class RowView(Printable):
         else:
             def prefix(i: int) -> str:
                 return f"{i:>{digits}} │ "
-        text.append_text(view.fold(view.chips(t, color=color, newlines=True), width=width,
-                                   rest=prefix, color=color))
+        text.append_text(fold(chips(t, color=color, newlines=True), width=width, rest=prefix,
+                              color=color))
         text.append_text(self._findings_text(color))
         return text
 
@@ -103,7 +106,7 @@ class RowView(Printable):
             text.append(f" {f.message} ")
             text.append(f"[{f.name}]\n", style="dim" if color else "")
             if f.positions and f.positions[0]:
-                text.append(f"  positions: {_ranges(f.positions[0])}\n")
+                text.append(f"  positions: {ranges(f.positions[0])}\n")
             text.append("  help: ", style="cyan" if color else "")
             text.append(f.fix + "\n")
         dim = "dim" if color else ""
@@ -117,14 +120,10 @@ class RowView(Printable):
 
     def to_html(self) -> str:
         """A self-contained HTML page (inline CSS, no external assets) for sharing."""
-        from .html import page
-
-        return page(self)
+        return html.page(self)
 
     def _repr_html_(self) -> str:  # Jupyter
-        from .html import fragment
-
-        return fragment(self)
+        return html.fragment(self)
 
 
 def _row_of(chunks: Iterable[engine.Chunk], base: Facts, row: int,
@@ -198,10 +197,10 @@ def show(
             mask = np.asarray(rule.func(judged, **resolved[f.code]), dtype=bool)
             positions = (tuple(np.flatnonzero(mask).tolist()),)
         findings.append(replace(f, rows=(row,), positions=positions, windows=()))
-    tokens = view.tokens_of(one, hits=sorted({p for f in findings for p in
-                                              (f.positions[0] if f.positions else ())}))
+    tokens = tokens_of(one, hits=sorted({p for f in findings for p in
+                                         (f.positions[0] if f.positions else ())}))
     if tok is not None:
-        tokens = view.decode_window(tok, tokens)
+        tokens = decode_window(tok, tokens)
     return RowView(source=src.name, row=row, tokens=tokens, facts=facts_, findings=findings,
                    skipped=result.unjudged,
                    not_judged=tuple(r.code for r in rules if r.per == "batch"))

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import labellint
-from labellint import engine, view
+from labellint import engine, window
+from labellint.strips import token_text
 
 ROOT = Path(__file__).parent.parent
 PAD, BOS, EOS = 0, 1, 2
@@ -75,7 +76,7 @@ def test_token_finding_window_surrounds_the_flagged_positions(planted):
     path, built = planted
     (f,) = [f for f in labellint.check(path, **FACTS).findings if f.code == "LL103"]
     for w, positions in zip(f.windows, f.positions):
-        assert len(w) == view.WINDOW
+        assert len(w) == window.WINDOW
         assert positions[0] in w.index and w.index[0] < positions[0]  # some context before
         assert set(w.hits) == set(positions)
 
@@ -87,7 +88,7 @@ def test_row_finding_window_shows_start_first_target_and_end(planted):
         row, _ = built[w.row]
         first_target = next(i for i, lab in enumerate(row["labels"]) if lab != -100)
         assert {0, first_target, len(row["input_ids"]) - 1} <= set(w.index)
-        assert len(w) <= view.WINDOW
+        assert len(w) <= window.WINDOW
 
 
 @pytest.mark.parametrize("max_examples", [0, 2, 5])
@@ -100,7 +101,7 @@ def test_windows_are_bounded_and_kept_only_for_recorded_rows(planted, monkeypatc
     report = labellint.check(path, chunk_rows=3, max_examples=max_examples, **FACTS)
     for f in report.findings:
         assert len(f.windows) == len(f.rows) <= max_examples
-        assert all(len(w) <= view.WINDOW for w in f.windows)
+        assert all(len(w) <= window.WINDOW for w in f.windows)
     # Rows recorded as examples, and no others; a whole-dataset rule (LL102) records its first
     # rows before it knows whether every chunk fails it, so it may add max_examples more.
     assert sum(len(f.rows) for f in report.findings) <= len(calls)
@@ -112,7 +113,7 @@ def test_windows_do_not_depend_on_the_chunking(planted, monkeypatch):
     one = labellint.check(path, **FACTS)
     many = labellint.check(path, chunk_rows=3, **FACTS)
     assert [f.windows for f in one.findings] == [f.windows for f in many.findings]
-    monkeypatch.setattr(view, "SMALL_CHUNK", 0)  # every chunk classified row by row
+    monkeypatch.setattr(window, "SMALL_CHUNK", 0)  # every chunk classified row by row
     by_row = labellint.check(path, **FACTS)
     assert [f.windows for f in one.findings] == [f.windows for f in by_row.findings]
 
@@ -189,7 +190,7 @@ def test_strips_mark_attention_off_and_left_padding(tmp_path):
     by_code = {f.code: f for f in report.findings}
     assert set(by_code) >= {"LL201", "LL202"}
     w = by_code["LL201"].windows[0]
-    shown = " ".join(view.token_text(w, k) for k in range(3))
+    shown = " ".join(token_text(w, k) for k in range(3))
     assert f"row 0: ({shown})" in text  # the hidden prompt, one run in parentheses
     assert "row 1: {<pad> <pad>} <bos>" in text
 
@@ -219,7 +220,7 @@ def test_strip_without_a_tokenizer_names_the_special_ids(planted):
     (f,) = [f for f in labellint.check(path, **FACTS).findings if f.code == "LL103"]
     w = f.windows[0]
     names = {PAD: "<pad>", BOS: "<bos>", EOS: "<eos>"}
-    assert [view.token_text(w, k) for k in range(len(w))] == [
+    assert [token_text(w, k) for k in range(len(w))] == [
         names.get(i, str(i)) for i in w.ids]
 
 

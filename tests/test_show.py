@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import labellint
-from labellint import view
+from labellint import strips, window
 
 pytest.importorskip("transformers")
 ROOT = Path(__file__).parent.parent
@@ -180,7 +180,7 @@ def test_html_without_a_tokenizer_shows_ids(data, tmp_path):
     row = data["rows"][0]
     # The pad id is inferred from the data here; bos and eos from rows' edges.
     facts = labellint.check(data["path"]).facts[str(data["path"])]
-    names = view.special_names(facts)
+    names = window.special_names(facts)
     assert [c["text"] for c in page.chips] == [names.get(i, str(i)) for i in row["input_ids"]]
 
 
@@ -210,7 +210,7 @@ def test_packed_row_shows_a_boundary_at_each_sequence_start(packed, tmp_path, to
 def test_packed_row_in_text_starts_each_sequence_on_its_own_line(packed):
     result = labellint_cli("show", packed["path"], "--row", 0)
     assert result.returncode == 0, result.stderr
-    lines = [ln for ln in result.stdout.splitlines() if f"│ {view.BOUNDARY}" in ln]
+    lines = [ln for ln in result.stdout.splitlines() if f"│ {strips.BOUNDARY}" in ln]
     assert len(lines) == len(packed["starts"]) - 1
     for line, start in zip(lines, packed["starts"][1:]):
         # "<index> p<position id> │ ‖ ...": the sequence's first token, at position id 0.

@@ -216,7 +216,8 @@ def _keep_freed_memory() -> None:
 def _check(args: argparse.Namespace, out: Console) -> int:
     from ..api import check
     from ..registry import select_rules
-    from ..report import Report, render_github
+    from ..github import render_github
+    from ..text_report import Report
     from ..hf_facts import load_tokenizer
 
     _keep_freed_memory()

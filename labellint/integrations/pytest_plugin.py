@@ -25,7 +25,7 @@ import pytest
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..report import Report
+    from ..text_report import Report
 
 GUTTER = 4  # pytest prints an exception's message with "E   " before each line
 
@@ -133,7 +133,7 @@ class LabelLint:
     def _render(self, report: Report) -> str:
         if not self.color:
             return report.render().plain
-        from ..report import WIDTH
+        from ..printable import WIDTH
 
         return report.to_ansi(max((self.width or WIDTH) - GUTTER, 40))
 

@@ -34,11 +34,13 @@ from transformers import Trainer, TrainerCallback
 from ..api import check
 from ..config import Config, load_config
 from ..errors import LabelLintError
+from ..formats import counted
 from ..loss import RTOL, report_from_stats
 from ..loss.report import LossReport
 from ..loss.reference import TokenStats, stats_from_logits, stats_from_target_log_probs
 from ..registry import select_rules
-from ..report import FAIL_ON, Report, _n
+from ..report import FAIL_ON
+from ..text_report import Report
 
 logger = logging.getLogger("labellint")
 
@@ -294,9 +296,9 @@ def _loss_not_comparable(args: Any, state: Any) -> str | None:
 
 
 def _verdict(report: Report) -> str:
-    parts = [_n(len(report.errors), "error")]
+    parts = [counted(len(report.errors), "error")]
     if report.warnings:
-        parts.append(_n(len(report.warnings), "warning"))
+        parts.append(counted(len(report.warnings), "warning"))
     return " and ".join(parts)
 
 

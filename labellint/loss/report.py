@@ -15,7 +15,9 @@ from typing import Any
 from rich.text import Text
 
 from .forensics import Hypothesis, Verdict
-from ..report import JSON_VERSION, SEVERITY_STYLE, WIDTH, Finding, Outcome, Printable, _n
+from ..formats import counted
+from ..printable import SEVERITY_STYLE, WIDTH, Printable
+from ..report import JSON_VERSION, Finding, Outcome
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class LossReport(Outcome, Printable):
             text.append(f"[{f.name}]", style="dim")
             text.append("\n  help: ", style="cyan")
             text.append(f.fix + "\n")
-        window = (f"{_n(e.supervised, 'target')} in {_n(e.rows, 'row')}"
+        window = (f"{counted(e.supervised, 'target')} in {counted(e.rows, 'row')}"
                   + (f", {e.micro_batches} micro-batches" if e.micro_batches > 1 else ""))
         if details:
             reported = (f"; reported {given(e.reported)} ({e.reported_from})"
