@@ -1,4 +1,4 @@
-"""labellint check | rules | rule CODE | loss: exit 0 clean, 1 findings, 2 errors (as ruff)."""
+"""labellint check | rules | rule | show | loss: exit 0 clean, 1 findings, 2 errors (as ruff)."""
 
 from __future__ import annotations
 
