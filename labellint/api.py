@@ -1,15 +1,12 @@
-"""`check`: the Python entry point that ties sources, facts, rules and the engine together."""
+"""`check`: the Python entry point, a Plan built from keyword arguments then run."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Iterable, Mapping
 
-from . import arguments, engine
-from .registry import resolve_options, select_rules
+from .plan import Plan
+from .sources import CHUNK_ROWS
 from .text_report import Report
-from .sources import CHUNK_ROWS, open_sources
-from .hf_facts import known_facts, load_tokenizer
 
 
 def check(
@@ -47,32 +44,7 @@ def check(
     facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
         end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.
     """
-    max_examples = arguments.whole_number(max_examples, "max_examples")
-    chunk_rows = arguments.whole_number(chunk_rows, "chunk_rows", minimum=1)
-    name = arguments.source_name(name)
-    progress = arguments.callback(progress, "progress")
-    rules = select_rules(select, ignore)
-    resolved = resolve_options(rules, options)
-    tokenizer = None if tokenizer is None else \
-        load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
-    base = known_facts(facts, tokenizer, model)
-    results = []
-    for s in open_sources(source, columns=columns, chunk_rows=chunk_rows, name=name):
-        report = None if progress is None else \
-            functools.partial(_report_progress, progress, s.name, s.total_rows)
-        results.append(engine.run(
-            s.chunks, source=s.name, facts=base, rules=rules, options=resolved,
-            training_batches=s.training_batches, max_examples=max_examples,
-            missing_labels=missing_labels, progress=report))
-    if tokenizer is not None:
-        # Example rows are decoded now, while the tokenizer is at hand: the report is not.
-        from .decode import decode_results
-
-        results = decode_results(tokenizer, results)
-    return Report(results)
-
-
-
-
-def _report_progress(progress, source, total_rows, rows, tokens):
-    progress(source, rows, tokens, total_rows)
+    plan = Plan(tokenizer, model=model, select=select, ignore=ignore, options=options,
+                columns=columns, max_examples=max_examples, chunk_rows=chunk_rows,
+                missing_labels=missing_labels, trust_remote_code=trust_remote_code, **facts)
+    return plan.run(source, name=name, progress=progress)

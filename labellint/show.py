@@ -22,13 +22,12 @@ from . import arguments, engine, html
 from .batch import Batch, slice_ragged
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
-from .registry import resolve_options, select_rules
 from .decode import decode_window
 from .formats import ranges
+from .plan import Plan
 from .printable import SEVERITY_STYLE, WIDTH, Printable
 from .report import Finding
 from .sources import open_sources
-from .hf_facts import known_facts, load_tokenizer
 from .strips import chips, fold, legend
 from .window import HIDDEN, MASKED, PADDING, TRAINED, TokenWindow, tokens_of
 
@@ -165,17 +164,28 @@ def show(
     `.to_html()` gives a self-contained page; in Jupyter it renders as HTML. Without a
     tokenizer the tokens are shown as ids, and the special ids the facts know by name.
     """
+    row = row_index(row)
+    name = arguments.source_name(name)
+    plan = Plan(tokenizer, model=model, select=select, ignore=ignore, options=options,
+                columns=columns, trust_remote_code=trust_remote_code, **facts)
+    return show_row(plan, source, row, name=name)
+
+
+def row_index(row: Any) -> int:
+    """`row` as a row index, checked before any work."""
     if not isinstance(row, (int, np.integer)) or isinstance(row, bool) or row < 0:
         raise LabelLintError(f"row must be a row index (0 or more), not {row!r}")
-    row = int(row)
-    name = arguments.source_name(name)
-    rules = select_rules(select, ignore)
-    row_rules = [r for r in rules if r.per != "batch"]
-    resolved = resolve_options(row_rules, options)
-    tok = None if tokenizer is None else \
-        load_tokenizer(tokenizer, trust_remote_code=trust_remote_code)
-    base = known_facts(facts, tok, model)
-    sources = open_sources(source, columns=columns, name=name)
+    return int(row)
+
+
+def show_row(plan: Plan, source: Any, row: int, *, name: str | None = None) -> RowView:
+    """Row `row` (a checked `row_index`) of `source` judged under `plan` by its row and token
+    rules, under the whole source's facts (see `show`)."""
+    row_rules = [r for r in plan.rules if r.per != "batch"]
+    resolved = {r.code: plan.options[r.code] for r in row_rules}
+    tok = plan.tokenizer
+    base = plan.facts
+    sources = open_sources(source, columns=plan.columns, name=name)
     if len(sources) != 1:
         names = ", ".join(s.name for s in sources)
         raise LabelLintError(f"{len(sources)} sources here ({names}): show reads one; "
@@ -203,4 +213,4 @@ def show(
         tokens = decode_window(tok, tokens)
     return RowView(source=src.name, row=row, tokens=tokens, facts=facts_, findings=findings,
                    skipped=result.unjudged,
-                   not_judged=tuple(r.code for r in rules if r.per == "batch"))
+                   not_judged=tuple(r.code for r in plan.rules if r.per == "batch"))

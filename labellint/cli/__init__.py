@@ -1,4 +1,4 @@
-"""labellint check | rules | rule CODE | loss: exit 0 clean, 1 findings, 2 errors (as ruff)."""
+"""labellint check | rules | rule | show | loss: exit 0 clean, 1 findings, 2 errors (as ruff)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..arguments import ID_LIMIT
 from ..batch import SOURCE_COLUMNS
 from ..config import Config, load_config, toml_value
 from ..errors import LabelLintError
+from ..plan import Plan
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -169,8 +170,9 @@ def _option(text: str) -> tuple[str, str, object]:
     return rule.strip(), name.strip().replace("-", "_"), toml_value(raw)
 
 
-def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
-    """Command-line flags over [tool.labellint] over defaults."""
+def _settings(args: argparse.Namespace) -> tuple[Plan, str, str]:
+    """The plan of `labellint check`, its format and fail-on: flags over [tool.labellint] over
+    defaults. The selection is checked and the tokenizer loaded here, once for every path."""
     config = Config() if args.isolated else load_config(args.config)
     options: dict[str, dict[str, object]] = {}
     for rule, name, value in map(_option, args.option):
@@ -181,14 +183,14 @@ def _settings(args: argparse.Namespace) -> tuple[dict, Config]:
                                            "missing_labels")}
     settings = config.check_kwargs(select=args.select, ignore=args.ignore, options=options,
                                    columns=columns, **given)
-    settings["facts"] = {k: settings.pop(k) for k in FACT_FLAGS if k in settings}
-    settings |= dict(format=args.format or config.get("format", "text"),
-                     fail_on=args.fail_on or config.get("fail_on", "warning"))
-    if settings["format"] not in ("text", "json", "github"):
-        raise LabelLintError(f"format must be text, json or github, not {settings['format']!r}")
-    if settings["fail_on"] not in ("warning", "error"):
-        raise LabelLintError(f"fail-on must be warning or error, not {settings['fail_on']!r}")
-    return settings, config
+    format_ = args.format or config.get("format", "text")
+    fail_on = args.fail_on or config.get("fail_on", "warning")
+    if format_ not in ("text", "json", "github"):
+        raise LabelLintError(f"format must be text, json or github, not {format_!r}")
+    if fail_on not in ("warning", "error"):
+        raise LabelLintError(f"fail-on must be warning or error, not {fail_on!r}")
+    plan = Plan(config=config, trust_remote_code=args.trust_remote_code, **settings)
+    return plan, format_, fail_on
 
 
 def _keep_freed_memory() -> None:
@@ -214,43 +216,31 @@ def _keep_freed_memory() -> None:
 
 
 def _check(args: argparse.Namespace, out: Console) -> int:
-    from ..api import check
-    from ..registry import select_rules
     from ..github import render_github
     from ..text_report import Report
-    from ..hf_facts import load_tokenizer
 
     _keep_freed_memory()
 
-    settings, config = _settings(args)
-    tokenizer = load_tokenizer(settings["tokenizer"], trust_remote_code=args.trust_remote_code) \
-        if settings["tokenizer"] else None
+    plan, format_, fail_on = _settings(args)
     show_progress = not args.no_progress and sys.stderr.isatty()
     reports = []
-    select_rules(settings["select"], settings["ignore"])  # the selection's errors, up front
     with _progress(show_progress) as progress:
         for path in args.paths:
-            ignore = settings["ignore"] + config.ignores_for(path)
-            if not select_rules(settings["select"], ignore, allow_none=True):
+            one = plan.for_path(path)
+            if not one.rules:
                 print(f"labellint: {path}: every selected rule is ignored for it "
                       "(per-path-ignores); not checked", file=sys.stderr)
                 continue
-            reports.append(check(
-                path, tokenizer, model=settings["model"], select=settings["select"],
-                ignore=ignore,
-                options=settings["options"], columns=settings["columns"],
-                max_examples=settings["max_examples"],
-                missing_labels=settings["missing_labels"], progress=progress,
-                **settings["facts"]))
+            reports.append(one.run(path, progress=progress))
     report = Report([s for r in reports for s in r.sources])
-    if settings["format"] == "json":
+    if format_ == "json":
         print(report.to_json())
-    elif settings["format"] == "github":
+    elif format_ == "github":
         if report.findings:
             print(render_github(report))
     else:
         out.print(report)  # coloured strips on a terminal, bracketed states when piped
-    failed = report.failed(settings["fail_on"])
+    failed = report.failed(fail_on)
     return EXIT_FINDINGS if failed and not args.exit_zero else EXIT_CLEAN
 
 
@@ -321,7 +311,7 @@ def _rule(args: argparse.Namespace, out: Console) -> int:
 
 
 def _loss(args: argparse.Namespace, out: Console) -> int:
-    from ..loss import cli_check_loss
+    from .loss import cli_check_loss
 
     report = cli_check_loss(args)
     if args.format == "json":
@@ -333,18 +323,18 @@ def _loss(args: argparse.Namespace, out: Console) -> int:
 
 
 def _show(args: argparse.Namespace, out: Console) -> int:
-    from ..show import WIDTH, show
+    from ..show import WIDTH, row_index, show_row
 
     # The row is judged as `check` judges it: the same [tool.labellint] settings apply.
     config = Config() if args.isolated else load_config(args.config)
     settings = config.check_kwargs(**{k: getattr(args, k, None)
                                       for k in (*FACT_FLAGS, "tokenizer", "model")})
-    for check_only in ("max_examples", "missing_labels"):  # show() takes neither
-        settings.pop(check_only)
     settings["ignore"] += config.ignores_for(args.path)
     if args.output is not None:
         _refuse_writing_over_input(Path(args.output), args.path)  # before any work
-    row = show(args.path, row=args.row, trust_remote_code=args.trust_remote_code, **settings)
+    index = row_index(args.row)
+    plan = Plan(config=config, trust_remote_code=args.trust_remote_code, **settings)
+    row = show_row(plan, args.path, index)
     if args.output is None and args.format == "text":
         color = out.is_terminal and not out.no_color
         out.print(row.render(color=color, width=out.width if out.is_terminal else WIDTH))

@@ -73,12 +73,13 @@ class LabelLint:
             missing_labels, name) and facts (pad_id, eos_id, max_length, ...).
         """
         __tracebackhide__ = True
-        from ..api import check
         from ..errors import LabelLintError
+        from ..plan import Plan
 
         try:
             arguments = self._arguments(source, tokenizer, select, ignore, kwargs)
-            return check(source, **arguments)
+            run = {k: arguments.pop(k) for k in ("name", "progress") if k in arguments}
+            return Plan(config=self.config, **arguments).run(source, **run)
         except LabelLintError as e:
             # One line from the test's own frame, not a traceback through labellint's modules.
             raise LabelLintError(str(e)) from None

@@ -1,4 +1,4 @@
-"""LabelLintCallback: check a `transformers` Trainer's data and loss before GPU hours are spent.
+"""LabelLintCallback: a `transformers` Trainer callback that lints what the model receives.
 
     trainer = Trainer(..., callbacks=[LabelLintCallback(batches=8, check_loss=True)])
     trainer.train()   # raises LabelLintError before the first optimizer step on broken data
@@ -20,27 +20,24 @@ the `labellint` logger as the text report.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from ..api import check
 from ..config import Config, load_config
 from ..errors import LabelLintError
 from ..formats import counted
 from ..loss import RTOL, report_from_stats
 from ..loss.report import LossReport
 from ..loss.reference import TokenStats, stats_from_logits, stats_from_target_log_probs
-from ..registry import select_rules
+from ..plan import Plan
 from ..report import FAIL_ON
 from ..text_report import Report
+from .dataloader import first_batches
 
 logger = logging.getLogger("labellint")
 
@@ -87,10 +84,13 @@ class LabelLintCallback(TrainerCallback):
         cfg = Config() if config is False else _load_config(config)
         if cfg.path is not None:
             logger.info("labellint: settings from %s", cfg.path)
-        self.settings = cfg.check_kwargs(select=select, ignore=ignore, options=options, **facts)
+        settings = cfg.check_kwargs(select=select, ignore=ignore, options=options, **facts)
+        # A tokenizer or model path of the table loads at train begin, and only where the
+        # Trainer brings none of its own (_live_plan).
+        self._objects = {k: settings.pop(k) for k in ("tokenizer", "model")}
+        self.plan = Plan(config=cfg, **settings)  # every bad argument: now
         self._given = set(facts)
         self._custom_loss = False
-        select_rules(self.settings["select"], self.settings["ignore"])  # bad names: now
         self.report: Report | None = None
         self.loss_report: LossReport | None = None
         self._capture: _StepCapture | None = None
@@ -118,10 +118,9 @@ class LabelLintCallback(TrainerCallback):
             return
         if not batches:
             raise LabelLintError("the Trainer's train dataloader yields no batches")
-        settings = self._with_live_objects(processing_class, model, args)
+        plan = self._live_plan(processing_class, model, args)
         where = "the first" if state.global_step == 0 else "the epoch's first"
-        self.report = check(batches, name=f"{where} {len(batches)} training batches",
-                            **settings)
+        self.report = plan.run(batches, name=f"{where} {len(batches)} training batches")
         self._log(state, _data_metrics(self.report))
         self._stop_or_warn(self.report, f"training stopped before the first step: "
                            f"{_verdict(self.report)} in {where} {len(batches)} batches the "
@@ -136,22 +135,20 @@ class LabelLintCallback(TrainerCallback):
             self._capture = _StepCapture(model, batches[:accumulation], state.global_step + 1,
                                          ignore_index=facts.ignore_index, pad_id=facts.pad_id)
 
-    def _with_live_objects(self, processing_class: Any, model: Any, args: Any) -> dict[str, Any]:
-        """The settings with the Trainer's own tokenizer and model, which beat paths in the
-        table; the callback's own arguments beat both. So with max_length: the callback's and
-        the table's beat the Trainer's args (SFTConfig.max_length)."""
-        settings = dict(self.settings)
+    def _live_plan(self, processing_class: Any, model: Any, args: Any) -> Plan:
+        """The plan with the Trainer's own tokenizer and model, which beat paths in the table;
+        the callback's own arguments beat both. So with max_length: the callback's and the
+        table's beat the Trainer's args (SFTConfig.max_length)."""
+        objects = dict(self._objects)
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         if tokenizer is None:  # Trainer(data_collator=DataCollatorForSeq2Seq(tok)) alone
             tokenizer = getattr(getattr(self._trainer, "data_collator", None), "tokenizer", None)
         for key, live in (("tokenizer", tokenizer), ("model", model)):
             if live is not None and key not in self._given:
-                settings[key] = live
-        if settings.get("max_length") is None:
-            length = _truncation_length(args)
-            if length is not None:
-                settings["max_length"] = length
-        return settings
+                objects[key] = live
+        length = None if self.plan.given.get("max_length") is not None else \
+            _truncation_length(args)
+        return self.plan.with_objects(**objects, max_length=length)
 
     def _stop_or_warn(self, report: Report | LossReport, stopped: str) -> None:
         """Raise with the report if it reaches fail_on; else log what it found or skipped."""
@@ -179,9 +176,8 @@ class LabelLintCallback(TrainerCallback):
         self._capture = None
         report = capture.report(float(logs["loss"]),
                                 rtol=capture.rtol if self.rtol is None else self.rtol,
-                                select=self.settings.get("select"),
-                                ignore=self.settings["ignore"],
-                                options=self.settings["options"])
+                                select=self.plan.select, ignore=self.plan.ignore,
+                                options=self.plan.raw_options)
         if report is None:
             return
         self.loss_report = report
@@ -342,77 +338,6 @@ def _calling_trainer() -> Trainer | None:
             return candidate
         frame = frame.f_back
     return None
-
-
-# -- the first batches, without disturbing training -------------------------------------------
-
-
-def first_batches(loader: Any, n: int) -> list[dict[str, Any]]:
-    """The first `n` batches `loader` will yield, with no effect on what it yields afterwards.
-
-    They come from a single-process loader over the same dataset, sampler and collator
-    (accelerate's wrapper keeps the Trainer's loader as `base_dataloader`): iterating the
-    loader itself would start worker processes, and a persistent one would keep our epoch's
-    seeds. Every random state an iteration draws from is restored afterwards.
-
-    What a collator or dataset draws at random inside dataloader workers comes from the
-    workers' seeds, not ours: such batches are checked as the main process would make them.
-    A one-shot stream (iter() returning one shared iterator) cannot be read twice: LabelLintError.
-    """
-    base = getattr(loader, "base_dataloader", loader)
-    if not isinstance(base, torch.utils.data.DataLoader):
-        with _random_state_kept(()):
-            return _take(iter(base), n)
-    common = dict(collate_fn=base.collate_fn, num_workers=0, generator=base.generator)
-    if isinstance(base.dataset, torch.utils.data.IterableDataset):
-        if iter(base.dataset) is iter(base.dataset):
-            raise LabelLintError("the training dataset is a one-shot stream (iter() returns the "
-                                 "same iterator): batches drawn for the check would be lost to "
-                                 "training")
-        fresh = torch.utils.data.DataLoader(base.dataset, batch_size=base.batch_size,
-                                            drop_last=base.drop_last, **common)
-    elif base.batch_sampler is not None:
-        fresh = torch.utils.data.DataLoader(base.dataset, batch_sampler=base.batch_sampler,
-                                            **common)
-    else:
-        fresh = torch.utils.data.DataLoader(base.dataset, batch_size=None, sampler=base.sampler,
-                                            **common)
-    generators = [g for g in (base.generator, _sampler_generator(base)) if g is not None]
-    with _random_state_kept(generators):
-        return _take(iter(fresh), n)
-
-
-def _sampler_generator(loader: torch.utils.data.DataLoader) -> torch.Generator | None:
-    sampler = getattr(loader.batch_sampler, "sampler", None) or loader.sampler
-    generator = getattr(sampler, "generator", None)
-    return generator if isinstance(generator, torch.Generator) else None
-
-
-def _take(batches: Iterator[Any], n: int) -> list[dict[str, Any]]:
-    out = []
-    for batch in batches:
-        out.append(dict(batch))
-        if len(out) == n:
-            break
-    return out
-
-
-@contextlib.contextmanager
-def _random_state_kept(generators: Sequence[torch.Generator]) -> Iterator[None]:
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-              torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-              [g.get_state() for g in generators])
-    try:
-        yield
-    finally:
-        python, numpy_state, torch_state, cuda, own = states
-        random.setstate(python)
-        np.random.set_state(numpy_state)
-        torch.set_rng_state(torch_state)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-        for g, s in zip(generators, own):
-            g.set_state(s)
 
 
 # -- the first optimizer step's outputs -------------------------------------------------------
