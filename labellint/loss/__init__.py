@@ -12,6 +12,7 @@ import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+from .. import engine
 from ..errors import LabelLintError
 from ..facts import LABEL_SHIFTS
 from .forensics import diagnose, hypotheses
@@ -29,8 +30,7 @@ from .reference import (
     supervised_count,
     to_tensors,
 )
-from ..registry import Skip, resolve_options, select_rules
-from ..report import Finding
+from ..registry import resolve_options, select_rules
 
 # Relative tolerance by the dtype the logits are computed in. A bfloat16 forward differs from
 # another bfloat16 forward of the same batch (other kernels, other batch shapes) by up to ~1e-2.
@@ -85,31 +85,6 @@ def _dropout(model: Any) -> bool:
     import torch
 
     return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
-
-
-def run_loss_rules(evidence: LossEvidence, *, select: Any = None, ignore: Any = None,
-                   options: Mapping[str, Mapping[str, Any]] | None = None,
-                   source: str = "loss") -> tuple[list[Finding], dict[str, str]]:
-    """Run the selected LL9xx rules on the evidence: findings, and skipped rules with reasons."""
-    rules = select_rules(select, ignore, kind="loss")
-    resolved = resolve_options(rules, options)
-    findings, skipped = [], {}
-    for r in rules:
-        result = r.func(evidence, **resolved[r.code])
-        if isinstance(result, Skip):
-            if not result.by_design:
-                skipped[r.code] = result.reason
-            continue
-        if not result:
-            continue
-        values = dict(result)
-        message = r.message(values) if callable(r.message) else r.message.format(**values)
-        findings.append(Finding(
-            code=r.code, name=r.name, severity=r.severity, message=message, source=source,
-            rows=(), positions=(), count_rows=evidence.rows, count_tokens=evidence.supervised,
-            total_rows=evidence.rows, total_tokens=evidence.tokens,
-            fix=r.fix.format(**values), doc=f"rules/{r.page}"))
-    return findings, skipped
 
 
 def check_loss(
@@ -309,8 +284,9 @@ def report_from_stats(stats: list[TokenStats], reported: float | None, reported_
         at_init=at_init,
         ignore_index=ignore_index,
     )
-    findings, skipped = run_loss_rules(evidence, select=select, ignore=ignore, options=options,
-                                       source=name)
+    rules = select_rules(select, ignore, kind="loss")
+    findings, skipped = engine.run_loss(evidence, rules=rules,
+                                        options=resolve_options(rules, options), source=name)
     return LossReport(evidence, findings, skipped, tuple(notes), device, name)
 
 
