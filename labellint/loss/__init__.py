@@ -1,9 +1,10 @@
-"""check_loss: recompute one optimizer step's loss the way it should be, and compare.
+"""check_loss: one optimizer step's loss recomputed the way it should be, against the reported.
 
 The window is one batch or the micro-batches of one gradient-accumulation step. The reference
 is the token mean of the cross-entropy over the whole window, computed in float64 chunk by
-chunk (reference.py); the
+chunk (reference.py, the one module here that imports torch, and only when a check runs); the
 forensics (forensics.py) say which common mistake reproduces a reported number that differs.
+The loss rules run in the engine (engine.run_loss), as the data rules do.
 """
 
 from __future__ import annotations
@@ -17,19 +18,7 @@ from ..errors import LabelLintError
 from ..facts import LABEL_SHIFTS
 from .forensics import diagnose, hypotheses
 from .report import LossEvidence, LossReport
-from .reference import (
-    TokenStats,
-    accepts_loss_kwargs,
-    as_micro_batches,
-    evaluating,
-    model_inputs,
-    reference_loss,
-    resolve_device,
-    stats_from_logits,
-    stats_from_model,
-    supervised_count,
-    to_tensors,
-)
+from .stats import TokenStats, reference_loss, supervised_count
 from ..registry import resolve_options, select_rules
 
 # Relative tolerance by the dtype the logits are computed in. A bfloat16 forward differs from
@@ -141,6 +130,9 @@ def check_loss(
         raise LabelLintError("check_loss needs a model, or the outputs (logits) of its forward")
     if reported is not None and loss_fn is not None:
         raise LabelLintError("pass reported= or loss_fn=, not both")
+    from .reference import (as_micro_batches, evaluating, resolve_device, stats_from_logits,
+                            stats_from_model, to_tensors)
+
     micro = as_micro_batches(batches)
     if outputs is not None:
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
@@ -225,6 +217,8 @@ def _own_loss(model: Any, tensors: list[dict[str, Any]], n_window: int,
     """
     import torch
 
+    from .reference import accepts_loss_kwargs, model_inputs, stats_from_logits
+
     takes = accepts_loss_kwargs(model)
     stats, losses = [], []
     for t in tensors:
@@ -296,6 +290,8 @@ def report_from_stats(stats: list[TokenStats], reported: float | None, reported_
 def load_model(path: str, *, device: str = "auto", trust_remote_code: bool = False) -> Any:
     """A causal LM from a local folder: safetensors only (no pickle), never the hub."""
     from pathlib import Path
+
+    from .reference import resolve_device
 
     folder = Path(path)
     if not folder.is_dir():
