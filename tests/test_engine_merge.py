@@ -250,3 +250,13 @@ def test_a_whole_dataset_rule_judges_every_part():
     rows[9]["labels"][-1] = EOS  # one supervised target, in the last part only
     parts[1] = engine.check_part(prepared, chunks_of(rows[4:10], 3), part=1, row_start=4)
     assert "LL102" not in {f.code for f in engine.finish(prepared, merge(*parts)).findings}
+
+
+def test_a_part_checked_in_another_process_merges_after_pickling(three_parts):
+    import pickle
+
+    prepared, _, (a, b, c) = three_parts
+    there = pickle.loads(pickle.dumps(prepared))
+    sent = [pickle.loads(pickle.dumps(p)) for p in (a, b, c)]
+    assert sent == [a, b, c]
+    assert engine.finish(there, merge(*sent)) == engine.finish(prepared, merge(a, b, c))
