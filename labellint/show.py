@@ -132,7 +132,7 @@ def _row_of(chunks: Iterable[engine.Chunk], base: Facts, row: int,
     Chunks are read only up to the row (and the facts' sample): memory stays one chunk.
     """
     stream = iter(chunks)
-    buffered, sample = engine._sample(stream)
+    buffered, sample = engine.read_sample(stream)
     facts = infer_facts(Batch.from_columns(sample, base))
     seen = 0
     for chunk in itertools.chain(buffered, stream):

@@ -6,7 +6,6 @@ from typing import Any
 
 from ..errors import LabelLintError
 from ..loss import check_loss
-from ..loss.reference import resolve_device
 from ..loss.report import LossReport
 from ..registry import select_rules
 
@@ -21,6 +20,8 @@ def load_model(path: str, *, device: str = "auto", trust_remote_code: bool = Fal
     try:
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging
+
+        from ..loss.reference import resolve_device  # imports torch
     except ImportError:
         raise LabelLintError("labellint loss needs transformers and torch: "
                              "pip install 'labellint[hf]'") from None

@@ -9,7 +9,7 @@ Two checks, both on what the model really receives:
   through the data rules. They are drawn from a single-process copy of the loader with every
   random state saved and restored, so training then sees the same batches in the same order.
 - The first optimizer step: a forward hook turns the outputs of each of its micro-batches into
-  per-position numbers (reference.TokenStats) as they are made, the step is logged on its own,
+  per-position numbers (stats.TokenStats) as they are made, the step is logged on its own,
   and the logged loss is compared with the reference over the whole accumulation window
   (loss forensics on a mismatch). Captured outputs, not a second forward pass: the optimizer
   has stepped by the time the loss is logged, and dropout makes each forward different.
@@ -33,7 +33,8 @@ from ..errors import LabelLintError
 from ..formats import counted
 from ..loss import RTOL, report_from_stats
 from ..loss.report import LossReport
-from ..loss.reference import TokenStats, stats_from_logits, stats_from_target_log_probs
+from ..loss.reference import stats_from_logits, stats_from_target_log_probs
+from ..loss.stats import TokenStats
 from ..plan import Plan
 from ..report import FAIL_ON
 from ..text_report import Report

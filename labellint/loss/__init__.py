@@ -1,9 +1,10 @@
-"""check_loss: recompute one optimizer step's loss the way it should be, and compare.
+"""check_loss: one optimizer step's loss recomputed the way it should be, against the reported.
 
 The window is one batch or the micro-batches of one gradient-accumulation step. The reference
 is the token mean of the cross-entropy over the whole window, computed in float64 chunk by
-chunk (reference.py); the
+chunk (reference.py, the one module here that imports torch, and only when a check runs); the
 forensics (forensics.py) say which common mistake reproduces a reported number that differs.
+The loss rules run in the engine (engine.run_loss), as the data rules do.
 """
 
 from __future__ import annotations
@@ -12,25 +13,13 @@ import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
+from .. import engine
 from ..errors import LabelLintError
 from ..facts import LABEL_SHIFTS
 from .forensics import diagnose, hypotheses
 from .report import LossEvidence, LossReport
-from .reference import (
-    TokenStats,
-    accepts_loss_kwargs,
-    as_micro_batches,
-    evaluating,
-    model_inputs,
-    reference_loss,
-    resolve_device,
-    stats_from_logits,
-    stats_from_model,
-    supervised_count,
-    to_tensors,
-)
-from ..registry import Skip, resolve_options, select_rules
-from ..report import Finding
+from .stats import TokenStats, reference_loss, supervised_count
+from ..registry import resolve_options, select_rules
 
 # Relative tolerance by the dtype the logits are computed in. A bfloat16 forward differs from
 # another bfloat16 forward of the same batch (other kernels, other batch shapes) by up to ~1e-2.
@@ -87,31 +76,6 @@ def _dropout(model: Any) -> bool:
     return any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules())
 
 
-def run_loss_rules(evidence: LossEvidence, *, select: Any = None, ignore: Any = None,
-                   options: Mapping[str, Mapping[str, Any]] | None = None,
-                   source: str = "loss") -> tuple[list[Finding], dict[str, str]]:
-    """Run the selected LL9xx rules on the evidence: findings, and skipped rules with reasons."""
-    rules = select_rules(select, ignore, kind="loss")
-    resolved = resolve_options(rules, options)
-    findings, skipped = [], {}
-    for r in rules:
-        result = r.func(evidence, **resolved[r.code])
-        if isinstance(result, Skip):
-            if not result.by_design:
-                skipped[r.code] = result.reason
-            continue
-        if not result:
-            continue
-        values = dict(result)
-        message = r.message(values) if callable(r.message) else r.message.format(**values)
-        findings.append(Finding(
-            code=r.code, name=r.name, severity=r.severity, message=message, source=source,
-            rows=(), positions=(), count_rows=evidence.rows, count_tokens=evidence.supervised,
-            total_rows=evidence.rows, total_tokens=evidence.tokens,
-            fix=r.fix.format(**values), doc=f"rules/{r.page}"))
-    return findings, skipped
-
-
 def check_loss(
     model: Any = None,
     batches: Any = None,
@@ -166,6 +130,9 @@ def check_loss(
         raise LabelLintError("check_loss needs a model, or the outputs (logits) of its forward")
     if reported is not None and loss_fn is not None:
         raise LabelLintError("pass reported= or loss_fn=, not both")
+    from .reference import (as_micro_batches, evaluating, resolve_device, stats_from_logits,
+                            stats_from_model, to_tensors)
+
     micro = as_micro_batches(batches)
     if outputs is not None:
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
@@ -250,6 +217,8 @@ def _own_loss(model: Any, tensors: list[dict[str, Any]], n_window: int,
     """
     import torch
 
+    from .reference import accepts_loss_kwargs, model_inputs, stats_from_logits
+
     takes = accepts_loss_kwargs(model)
     stats, losses = [], []
     for t in tensors:
@@ -309,8 +278,9 @@ def report_from_stats(stats: list[TokenStats], reported: float | None, reported_
         at_init=at_init,
         ignore_index=ignore_index,
     )
-    findings, skipped = run_loss_rules(evidence, select=select, ignore=ignore, options=options,
-                                       source=name)
+    rules = select_rules(select, ignore, kind="loss")
+    findings, skipped = engine.run_loss(evidence, rules=rules,
+                                        options=resolve_options(rules, options), source=name)
     return LossReport(evidence, findings, skipped, tuple(notes), device, name)
 
 

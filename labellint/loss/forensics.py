@@ -1,7 +1,7 @@
 """Loss forensics: the loss under each common mistake, from the reference pass's numbers.
 
 Each hypothesis is a small function of the per-position numbers of one forward pass
-(reference.TokenStats), so all of them together cost nothing beyond the reference. On a
+(stats.TokenStats), so all of them together cost nothing beyond the reference. On a
 mismatch, the reported number is compared with each, and the one that reproduces it is named.
 A hypothesis that equals the reference on this window (no padding makes "padding included" the
 reference itself) cannot explain a mismatch and is never claimed.
@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .reference import TokenStats
+from .stats import TokenStats
 
 SMOOTHING = (0.05, 0.1, 0.2)
 

@@ -21,64 +21,19 @@ from __future__ import annotations
 
 import inspect
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
+import torch
 
 from ..errors import LabelLintError
-
-if TYPE_CHECKING:
-    import torch
+from .stats import TokenStats
 
 CHUNK_BYTES = 128 << 20
 TOKEN_COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids")
 # Keys a padding-free (flattened) batch carries for FlashAttention's varlen kernels.
 VARLEN_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k", "seq_idx")
 NOT_MODEL_INPUTS = ("labels", "shift_labels", "num_items_in_batch", "use_cache", "return_dict")
-
-
-@dataclass
-class TokenStats:
-    """Per-position numbers of one micro-batch, numpy [rows, positions].
-
-    `nll_*` is minus the log-probability of a candidate target at each position, `ok_*` whether
-    that position has such a target. `shift` is how far ahead the label scored at position t
-    sits (1: Hugging Face, the model shifts; 0: the dataset already shifted).
-    """
-
-    shift: int
-    nll_ref: np.ndarray      # labels[t + shift]: the reference
-    ok_ref: np.ndarray
-    nll_noshift: np.ndarray  # labels[t + shift - 1]: a loss that does not shift
-    ok_noshift: np.ndarray
-    nll_double: np.ndarray   # labels[t + shift + 1]: a loss that shifts again
-    ok_double: np.ndarray
-    nll_next: np.ndarray     # input_ids[t + 1]: labels = input_ids
-    ok_next: np.ndarray
-    smooth: np.ndarray       # -mean_v log p_v: the label-smoothing term
-    pad_next: np.ndarray     # position t + 1 is padding
-    attended_next: np.ndarray  # attention_mask[t + 1] (all True without a mask)
-    labelled: np.ndarray     # labels[t] != ignore_index, unshifted (a common wrong count)
-    nonfinite: np.ndarray    # the logits at t hold inf or NaN
-    vocab_size: int
-    dtype: str
-
-    @property
-    def rows(self) -> int:
-        return self.nll_ref.shape[0]
-
-    @property
-    def positions(self) -> int:
-        return self.nll_ref.shape[1]
-
-    @property
-    def supervised(self) -> int:
-        return int(self.ok_ref.sum())
-
-    @property
-    def loss_sum(self) -> float:
-        return float(self.nll_ref[self.ok_ref].sum())
 
 
 # -- batches ----------------------------------------------------------------------------------
@@ -97,8 +52,6 @@ def as_micro_batches(batches: Any) -> list[Mapping[str, Any]]:
 
 def to_tensors(batch: Mapping[str, Any], device: Any = None) -> dict[str, Any]:
     """The batch's columns as 2-D tensors on `device`; other keys pass through unchanged."""
-    import torch
-
     if "input_ids" not in batch:
         raise LabelLintError(f"the batch has no 'input_ids' (found: {', '.join(batch) or 'none'})")
     if "labels" not in batch:
@@ -127,24 +80,11 @@ def to_tensors(batch: Mapping[str, Any], device: Any = None) -> dict[str, Any]:
     return out
 
 
-def supervised_count(batch: Mapping[str, Any], *, ignore_index: int = -100,
-                     label_shift: str = "model") -> int:
-    """Targets the loss should average over: labels[..., 1:] != ignore_index (label_shift model)."""
-    labels = np.asarray(batch["labels"].cpu() if hasattr(batch["labels"], "cpu")
-                        else batch["labels"])
-    labels = labels[None] if labels.ndim == 1 else labels
-    if label_shift == "model":
-        labels = labels[:, 1:]
-    return int(np.count_nonzero(labels != ignore_index))
-
-
 # -- the per-position computation -------------------------------------------------------------
 
 
 def _ahead(x: torch.Tensor, d: int, fill: int) -> torch.Tensor:
     """x[:, t + d], `fill` past the end (d >= 0) or before the start (d < 0)."""
-    import torch
-
     out = torch.full_like(x, fill)
     T = x.shape[1]
     if d >= 0 and d < T:
@@ -156,8 +96,6 @@ def _ahead(x: torch.Tensor, d: int, fill: int) -> torch.Tensor:
 
 def _padding(batch: Mapping[str, Any], pad_id: int | None) -> torch.Tensor:
     """Padding positions: attention_mask == 0, or without a mask the trailing run of pad_id."""
-    import torch
-
     ids = batch["input_ids"]
     if "attention_mask" in batch:
         return batch["attention_mask"] == 0
@@ -184,8 +122,6 @@ def token_stats(
     logits_of(start, stop): the logits of flat positions [start, stop) (row-major over
     [rows, positions]), in any dtype; they are upcast to float64 one chunk at a time.
     """
-    import torch
-
     ids, labels = batch["input_ids"], batch["labels"].long()
     rows, T = ids.shape
     V = vocab_size
@@ -249,8 +185,6 @@ def _mask_views(padding: torch.Tensor, labels: torch.Tensor,
 def stats_from_logits(logits: Any, batch: Mapping[str, Any], *, device: Any = None,
                       **options: Any) -> TokenStats:
     """TokenStats from already-computed logits [rows, positions, vocab] (or log-probs)."""
-    import torch
-
     logits = getattr(logits, "logits", None) if not isinstance(logits, torch.Tensor) else logits
     if logits is None:
         raise LabelLintError("outputs must be logits tensors or model outputs with .logits")
@@ -282,8 +216,6 @@ def stats_from_target_log_probs(log_probs: Any, batch: Mapping[str, Any], *,
     padding counted, smoothing) have nothing to work with and stay out of the verdict; those
     about averaging (LL903) need nothing more.
     """
-    import torch
-
     ids, labels = batch["input_ids"], batch["labels"].long()
     rows, T = ids.shape
     if tuple(log_probs.shape) != (rows, T - 1):
@@ -316,8 +248,6 @@ def stats_from_target_log_probs(log_probs: Any, batch: Mapping[str, Any], *,
 
 def resolve_device(device: str | None, model: Any = None) -> Any:
     """`auto`: the model's accelerator if it is on one, else CUDA when available, else CPU."""
-    import torch
-
     if device in (None, "auto"):
         if model is not None:
             current = next(model.parameters()).device
@@ -336,8 +266,6 @@ def resolve_device(device: str | None, model: Any = None) -> Any:
 @contextmanager
 def evaluating(model: Any, device: Any) -> Iterator[None]:
     """No gradients, dropout off, on `device`; the model's mode and device are restored after."""
-    import torch
-
     was_training = model.training
     home = next(model.parameters()).device
     model.eval()
@@ -370,8 +298,6 @@ def accepts_loss_kwargs(model: Any) -> bool:
 
 def _postprocess(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """What a model does to its head's output before the loss (Gemma 2's soft-capping)."""
-    import torch
-
     config = getattr(model, "config", None)
     cap = getattr(config, "final_logit_softcapping", None) if config is not None else None
     if not cap:
@@ -438,17 +364,9 @@ def stats_from_model(model: Any, batch: Mapping[str, Any], **options: Any) -> To
 def naive_loss(logits: Any, labels: Any, *, ignore_index: int = -100,
                label_shift: str = "model") -> float:
     """The textbook loss in float64 over full logits: for tests and the memory benchmark."""
-    import torch
-
     logits = logits.detach().double()
     labels = labels.long()
     if label_shift == "model":
         logits, labels = logits[:, :-1], labels[:, 1:]
     return float(torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=ignore_index))
-
-
-def reference_loss(stats: Sequence[TokenStats]) -> float:
-    """The token mean over the whole window: sum of target losses / number of targets."""
-    n = sum(s.supervised for s in stats)
-    return sum(s.loss_sum for s in stats) / n if n else float("nan")

@@ -1,4 +1,4 @@
-"""LossEvidence (what the loss rules judge) and LossReport (what check_loss returns).
+"""The loss check's result: LossEvidence (what the loss rules judge), LossReport (what it returns).
 
 A LossReport carries the numbers, not only a verdict: the reference loss, the reported one, the
 window's supervised-token count and every forensic hypothesis's loss. It answers like the data
