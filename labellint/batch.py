@@ -128,7 +128,7 @@ class Batch:
     @classmethod
     def from_dict(cls, batch: Mapping, facts: Facts = Facts(), **kwargs) -> Batch:
         """A Batch from a dict batch (lists, numpy, torch): for testing rules of your own."""
-        from .sources import batch_to_chunk, column_names
+        from .columns import batch_to_chunk, column_names
 
         return cls.from_columns(batch_to_chunk(batch, column_names(None)), facts, **kwargs)
 

@@ -210,7 +210,7 @@ def test_jsonl_rows_may_carry_other_fields_and_are_streamed(tmp_path, monkeypatc
         for i in range(3000):
             row = rows_of()[i % 3] | ({"messages": [{"role": "user"}]} if i > 2000 else {})
             f.write(json.dumps(row) + "\n")
-    monkeypatch.setattr("labellint.sources.JSON_BLOCK", 1 << 14)  # many blocks
+    monkeypatch.setattr("labellint.sources.readers.JSON_BLOCK", 1 << 14)  # many blocks
     report = labellint.check(path, pad_id=0, bos_id=1, eos_id=2, vocab_size=50)
     assert report.sources[0].rows == 3000
     assert [f.count_rows for f in report.findings] == [1000, 1000]

@@ -175,7 +175,7 @@ def test_json_lines_read_the_same_rows_at_any_block_size(tmp_path, monkeypatch, 
     data = b"".join(json.dumps(r).encode() + (b"\r\n" if i % 2 else b"\n\n")
                     for i, r in enumerate(rows)).rstrip(b"\r\n")
     (tmp_path / "a.jsonl").write_bytes(data)
-    monkeypatch.setattr("labellint.sources.JSON_BLOCK", block)
+    monkeypatch.setattr("labellint.sources.readers.JSON_BLOCK", block)
     report = labellint.check(tmp_path / "a.jsonl", pad_id=0, bos_id=1, eos_id=2,
                              vocab_size=400, select=["LL405"])
     assert (report.sources[0].rows, report.sources[0].tokens) == (5, sum((3, 40, 5, 300, 9)))

@@ -357,7 +357,7 @@ def _refuse_writing_over_input(target: Path, path: str) -> None:
     itself, a shard of the folder, a member of the glob, a hard or symbolic link to one (the
     same device and inode), nor a new data file inside a folder being read (the next read would
     take it for a shard)."""
-    from ..sources import _format, input_files
+    from ..sources.locate import file_format, input_files
 
     inputs = input_files(path)
     try:
@@ -376,7 +376,7 @@ def _refuse_writing_over_input(target: Path, path: str) -> None:
         raise LabelLintError(f"{target}: is a file of the data being shown ({path}); "
                              "write elsewhere")
     folders = {os.path.dirname(r) for r in resolved}
-    if _format(target) and os.path.dirname(os.path.realpath(target)) in folders:
+    if file_format(target) and os.path.dirname(os.path.realpath(target)) in folders:
         raise LabelLintError(f"{target}: would be read as data next to the files of {path}; "
                              "write elsewhere")
 
