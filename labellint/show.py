@@ -19,9 +19,11 @@ import numpy as np
 from rich.text import Text
 
 from . import arguments, engine, view
-from .batch import Batch, slice_ragged
+from .batch import Batch
 from .errors import LabelLintError
-from .facts import Facts, infer_facts
+from .facts import Facts
+from .inference import infer_facts
+from .ragged import slice_ragged
 from .registry import resolve_options, select_rules
 from .report import SEVERITY_STYLE, Finding, Printable, _ranges
 from .sources import open_sources

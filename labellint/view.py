@@ -27,7 +27,8 @@ import numpy as np
 from rich.cells import cell_len
 from rich.text import Text
 
-from .batch import COLUMNS, Batch
+from .batch import Batch
+from .columns import COLUMNS
 
 if TYPE_CHECKING:
     from .report import SourceResult

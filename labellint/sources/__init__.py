@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..arguments import ID_LIMIT, describe
-from ..batch import SOURCE_COLUMNS, Ragged
+from ..columns import SOURCE_COLUMNS
+from ..ragged import Ragged
 from ..errors import LabelLintError
 from ..files import mapped, open_fd, read_error, read_json, regular, stat_path
 
