@@ -1,7 +1,8 @@
-"""Ragged token columns as flat values plus row offsets, with their flat-index helpers.
+"""Ragged rows over flat token arrays: (values, offsets) columns, per-row reductions, flat indices.
 
 Arrow's list layout: a column is (values, offsets), row i being values[offsets[i]:offsets[i+1]].
-Flat index arrays are kept sorted, so membership and union are binary searches and merges.
+`Rows` reduces flat arrays per row (Batch is Rows with token columns); flat index arrays are kept
+sorted, so membership and union are binary searches and merges.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ import pyarrow as pa
 
 from ..arguments import ID_LIMIT, describe
 from ..columns import SOURCE_COLUMNS
-from ..ragged import Ragged
 from ..errors import LabelLintError
 from ..files import mapped, open_fd, read_error, read_json, regular, stat_path
+from ..ragged import Ragged
 
 CHUNK_ROWS = 8192
 Chunk = dict[str, Ragged]
