@@ -2,7 +2,7 @@
 
 from .api import check
 from .batch import Batch
-from .chat import ChatFormat
+from .chat_format import ChatFormat
 from .errors import LabelLintError
 from .facts import Facts
 from .loss import check_loss

@@ -13,68 +13,19 @@ datasets, no token can be padding.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+import functools
+from typing import Callable, Mapping, TypeVar
 
 import numpy as np
 
+from .columns import COLUMNS
 from .facts import Facts
+from .ragged import Ragged, Rows, Runs, cached_property, is_any, union_sorted
 
-COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids")
-# Labels already shifted for the loss (sequence-parallel training: transformers' context
-# parallelism, accelerate's Ulysses adapter, TRL): read when present, and judged as the labels.
-SHIFT_LABELS = "shift_labels"
-SOURCE_COLUMNS = COLUMNS + (SHIFT_LABELS,)
-Ragged = tuple[np.ndarray, np.ndarray]  # (flat values, offsets of n_rows + 1)
+T = TypeVar("T")
 
 
-class cached_property:  # noqa: N801  (named for what it replaces)
-    """functools.cached_property without its lock.
-
-    Before Python 3.12 that lock is one per property for the whole class, so threads checking
-    different chunks would wait on each other for every derived view.
-    """
-
-    def __init__(self, func):
-        self.func = func
-        self.__doc__ = func.__doc__
-
-    def __set_name__(self, owner, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self
-        value = obj.__dict__[self.name] = self.func(obj)
-        return value
-
-
-# A mask holding at fewer than 1 in SPARSE tokens is reduced per row from its flat indices.
-SPARSE = 16
-
-
-@dataclass(frozen=True)
-class Runs:
-    """The runs of True in a token mask, cut at row boundaries, in flat order."""
-
-    start: np.ndarray  # flat index of each run's first token
-    stop: np.ndarray  # flat index one past each run's last token
-    row: np.ndarray  # the row of each run (ascending)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.stop - self.start
-
-    def _first_of_row(self) -> np.ndarray:
-        return np.flatnonzero(np.r_[True, self.row[1:] != self.row[:-1]]) if self.row.size \
-            else np.zeros(0, dtype=np.int64)
-
-    def _last_of_row(self) -> np.ndarray:
-        return np.flatnonzero(np.r_[self.row[1:] != self.row[:-1], True]) if self.row.size \
-            else np.zeros(0, dtype=np.int64)
-
-
-class Batch:
+class Batch(Rows):
     """Rows of tokens as flat arrays plus `offsets`; `row_start` is the global index of row 0."""
 
     def __init__(
@@ -169,39 +120,9 @@ class Batch:
         return Batch(self.input_ids[tokens], offsets, facts=self.facts, row_start=self.row_start,
                      **columns)
 
-    # -- shape ---------------------------------------------------------------------------------
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.offsets) - 1
-
     @property
     def n_tokens(self) -> int:
         return int(self.input_ids.size)
-
-    @cached_property
-    def starts(self) -> np.ndarray:
-        return self.offsets[:-1]
-
-    @cached_property
-    def ends(self) -> np.ndarray:
-        return self.offsets[1:]
-
-    @cached_property
-    def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    @cached_property
-    def row_of_token(self) -> np.ndarray:
-        return np.repeat(np.arange(self.n_rows, dtype=np.int64), self.lengths)
-
-    @cached_property
-    def token_index(self) -> np.ndarray:
-        return np.arange(self.n_tokens, dtype=np.int64)
-
-    @cached_property
-    def position_in_row(self) -> np.ndarray:
-        return self.token_index - np.repeat(self.starts, self.lengths)
 
     # -- labels --------------------------------------------------------------------------------
 
@@ -216,7 +137,7 @@ class Batch:
     def supervised_per_row(self) -> np.ndarray:
         if self.facts.label_shift == "model":  # targets plus a label at position 0
             out = self.targets_per_row.copy()
-            out[self.nonempty] += self.supervised[self._nonempty_starts]
+            out[self.nonempty] += self.supervised[self.nonempty_starts]
             return out
         return self.targets_per_row
 
@@ -227,7 +148,7 @@ class Batch:
             return None
         if self.facts.label_shift == "model":
             targets = self.supervised.copy()
-            targets[self._nonempty_starts] = False
+            targets[self.nonempty_starts] = False
             return targets
         return self.supervised
 
@@ -243,6 +164,22 @@ class Batch:
     def first_target_index(self) -> np.ndarray:
         """Flat index of each row's first target; -1 for rows with none."""
         return self.first_index(self.target_runs)
+
+    @cached_property
+    def trained(self) -> np.ndarray | None:
+        """Input positions whose token is a target of the loss, under either label convention.
+
+        With the model's shift that is where the label is kept (after position 0); with labels
+        already shifted, the token after a kept label.
+        """
+        if self.labels is None:
+            return None
+        if self.facts.label_shift == "model":
+            return self.targets
+        out = np.zeros(self.n_tokens, dtype=bool)
+        out[1:] = self.supervised[:-1]
+        out[self.nonempty_starts] = False
+        return out
 
     @cached_property
     def label_is_input(self) -> np.ndarray:
@@ -389,12 +326,6 @@ class Batch:
         return ids, ok
 
     @cached_property
-    def packed(self) -> np.ndarray:
-        """Rows holding several sequences: position_ids restart inside the row (or a
-        segment-id attention_mask changes value); see `sequence_starts`."""
-        return self.rows_hit(self.sequence_starts)
-
-    @cached_property
     def at_max_length(self) -> np.ndarray:
         """Rows whose real length reaches max_length: cut there, or cut from a token stream."""
         if self.facts.max_length is None:
@@ -422,7 +353,7 @@ class Batch:
         """Flat indices of targets whose label is EOS or an end-of-turn token, sorted."""
         if self.labels is None or not self.facts.stop_ids:
             return np.zeros(0, dtype=np.int64)
-        index = np.flatnonzero(_is_any(self.labels, self.facts.stop_ids))
+        index = np.flatnonzero(is_any(self.labels, self.facts.stop_ids))
         return index[self.targets[index]]
 
     @cached_property
@@ -447,246 +378,30 @@ class Batch:
             out |= ok & np.isin(ids, self.facts.stop_ids)
         return out
 
-    # -- per-row reductions --------------------------------------------------------------------
-
-    def rows_of(self, index: np.ndarray) -> np.ndarray:
-        """The row of each flat token index."""
-        return np.searchsorted(self.offsets, index, side="right") - 1
-
-    def row_sum(self, mask: np.ndarray) -> np.ndarray:
-        """Per-row count of True (or sum of values); 0 for empty rows."""
-        out = np.zeros(self.n_rows, dtype=np.int64)
-        if not self._nonempty_starts.size:
-            return out
-        if mask.dtype == bool:
-            hits = np.count_nonzero(mask)
-            if hits == 0:
-                return out
-            if hits * SPARSE < mask.size:
-                return np.bincount(self.rows_of(np.flatnonzero(mask)), minlength=self.n_rows)
-            # A uint8 view summed into int32 runs about twice as fast as bools into int64.
-            out[self.nonempty] = np.add.reduceat(mask.view(np.uint8), self._nonempty_starts,
-                                                 dtype=np.int32)
-            return out
-        out[self.nonempty] = np.add.reduceat(mask, self._nonempty_starts, dtype=np.int64)
-        return out
-
-    def row_any(self, mask: np.ndarray) -> np.ndarray:
-        return self.row_sum(mask) > 0
-
-    def runs(self, mask: np.ndarray) -> Runs:
-        """Where each run of True in `mask` starts and stops, runs cut at row boundaries."""
-        edge = np.empty(self.n_tokens, dtype=bool)
-        starts, last = self._nonempty_starts, self.ends[self.nonempty] - 1
-        edge[:1] = mask[:1]
-        np.greater(mask[1:], mask[:-1], out=edge[1:])  # True after False
-        edge[starts] = mask[starts]
-        start = np.flatnonzero(edge)
-        edge[-1:] = mask[-1:]
-        np.greater(mask[:-1], mask[1:], out=edge[:-1])  # True before False
-        edge[last] = mask[last]
-        stop = np.flatnonzero(edge) + 1
-        return Runs(start, stop, self.rows_of(start))
-
-    def count_per_row(self, runs: Runs) -> np.ndarray:
-        """Per row, how many tokens the runs cover."""
-        if not runs.row.size:
-            return np.zeros(self.n_rows, dtype=np.int64)
-        return np.bincount(runs.row, weights=runs.lengths,
-                           minlength=self.n_rows).astype(np.int64)
-
-    def first_index(self, runs: Runs) -> np.ndarray:
-        """Per row, the flat index of the first token the runs cover; -1 for none."""
-        out = np.full(self.n_rows, -1, dtype=np.int64)
-        first = runs._first_of_row()
-        out[runs.row[first]] = runs.start[first]
-        return out
-
-    def last_index(self, runs: Runs) -> np.ndarray:
-        """Per row, the flat index of the last token the runs cover; -1 for none."""
-        out = np.full(self.n_rows, -1, dtype=np.int64)
-        last = runs._last_of_row()
-        out[runs.row[last]] = runs.stop[last] - 1
-        return out
-
-    @cached_property
-    def nonempty(self) -> np.ndarray:
-        return self.lengths > 0
-
-    @cached_property
-    def _nonempty_starts(self) -> np.ndarray:
-        # reduceat over the starts of non-empty rows sums exactly each row: an empty row between
-        # two others adds nothing, and reduceat cannot express an empty segment itself.
-        return self.starts[self.nonempty]
-
-    def segment(self, ufunc: np.ufunc, values: np.ndarray, empty) -> np.ndarray:
-        """`ufunc.reduceat` per row, with `empty` for rows of no tokens."""
-        out = np.full(self.n_rows, empty, dtype=values.dtype)
-        if self._nonempty_starts.size:
-            out[self.nonempty] = ufunc.reduceat(values, self._nonempty_starts)
-        return out
-
-    def at_rows(self, per_row: np.ndarray) -> np.ndarray:
-        """Broadcast a per-row array to tokens."""
-        return per_row[self.row_of_token]
-
-    # -- packed sequences ----------------------------------------------------------------------
-    # Boundaries are rare (a few per row at most), so these views find candidate positions with
-    # one vectorised pass and judge only those: per-candidate numpy, never a per-token mask chain.
-
-    def rows_hit(self, index: np.ndarray) -> np.ndarray:
-        """A row mask: the rows holding the flat token indices `index`."""
-        out = np.zeros(self.n_rows, dtype=bool)
-        out[self.rows_of(index)] = True
-        return out
-
-    def token_mask(self, index: np.ndarray) -> np.ndarray:
-        """A token mask, True at the flat token indices `index`."""
-        out = np.zeros(self.n_tokens, dtype=bool)
-        out[index] = True
-        return out
-
     def inside_row(self, index: np.ndarray) -> np.ndarray:
         """For flat token indices: real, and after their row's first real token."""
         first = self.first_real_index[self.rows_of(index)]
         return (first >= 0) & (index > first) & self.real[index]
 
-    @cached_property
-    def position_steps(self) -> np.ndarray | None:
-        """position_ids[t] - position_ids[t-1]; meaningful only inside a row."""
-        if self.position_ids is None:
-            return None
-        pos = self.position_ids.astype(np.int64, copy=False)
-        out = np.ones(self.n_tokens, dtype=np.int64)
-        out[1:] = pos[1:] - pos[:-1]
-        return out
+    # -- views of modules above this one -------------------------------------------------------
 
     @cached_property
-    def row_first_position(self) -> np.ndarray:
-        """Per row, the position id of its first real token (0 without position_ids)."""
-        out = np.zeros(self.n_rows, dtype=np.int64)
-        if self.position_ids is not None:
-            ok = self.first_real_index >= 0
-            out[ok] = self.position_ids[self.first_real_index[ok]]
-        return out
+    def memos(self) -> dict:
+        """The views of families in their own modules (turns, sequences): see `batch_view`."""
+        return {}
 
-    @cached_property
-    def position_breaks(self) -> np.ndarray:
-        """Flat indices of real tokens, after their row's first, where position_ids do not
-        count up by one: packed-sequence starts and invalid steps alike."""
-        if self.position_ids is None:
-            return np.zeros(0, dtype=np.int64)
-        index = np.flatnonzero(self.position_steps != 1)
-        return index[self.inside_row(index)]
+    def regroup(self, offsets: np.ndarray) -> Batch:
+        """The same tokens cut into other rows (packed sequences as rows of their own).
 
-    @cached_property
-    def position_restarts(self) -> np.ndarray:
-        """Flat indices where position_ids go back to the row's first value: a new sequence.
-
-        DataCollatorWithFlattening, TRL's padding-free collator and pack_dataset's
-        `seq_lengths` all restart at 0 (at `position_ids_start` in general: the row's first
-        value covers it). Padding is left out: TRL pads position_ids with 0.
+        The flat columns are shared, not copied, and so is what belongs to the tokens, not to
+        how they are grouped: a row's padding stays padding in its last sequence.
         """
-        index = self.position_breaks
-        if index.size == 0:
-            return index
-        rows = self.rows_of(index)
-        return index[self.position_ids[index] == self.row_first_position[rows]]
-
-    @cached_property
-    def segment_changes(self) -> np.ndarray:
-        """Flat indices where a segment-id attention_mask (1, 1, 2, 2, 3: Axolotl's and
-        LLaMA-Factory's packing) takes a new value: the model isolates those segments."""
-        mask = self.attention_mask
-        if mask is None or mask.dtype == bool or mask.size == 0 or mask.max() <= 1:
-            return np.zeros(0, dtype=np.int64)
-        index = np.flatnonzero(mask[1:] != mask[:-1]) + 1
-        index = index[(mask[index] > 0) & (mask[index - 1] > 0)]
-        return index[self.inside_row(index)]
-
-    @cached_property
-    def sequence_starts(self) -> np.ndarray:
-        """Flat indices where a packed sequence other than its row's first begins."""
-        return union_sorted(self.position_restarts, self.segment_changes)
-
-    @property
-    def sequences(self) -> Batch:
-        """The packed sequences as rows of their own (this batch when nothing is packed).
-
-        The flat columns are shared, not copied; `sequence_row` maps each back to its row.
-        A row's padding stays with its first or last sequence.
-        """
-        # Not cached when it is this batch: a batch holding itself is a reference cycle, and
-        # every chunk's arrays would wait for the garbage collector.
-        return self if self.sequence_starts.size == 0 else self._sequences
-
-    @cached_property
-    def _sequences(self) -> Batch:
-        starts = union_sorted(self.sequence_starts, self.starts[self.nonempty])
-        offsets = np.append(starts, self.n_tokens)
         columns = {name: getattr(self, name) for name in COLUMNS[1:]}
-        seq = Batch(self.input_ids, offsets, facts=self.facts, row_start=self.row_start,
+        out = Batch(self.input_ids, offsets, facts=self.facts, row_start=self.row_start,
                     **columns)
-        # What belongs to the tokens, not to how they are grouped, is shared, not recomputed:
-        # a row's padding stays padding in its last sequence. A sequence holds no other.
         for name in ("is_pad", "real", "attended", "supervised"):
-            seq.__dict__[name] = getattr(self, name)
-        seq.__dict__["sequence_starts"] = np.zeros(0, dtype=np.int64)
-        return seq
-
-    @cached_property
-    def sequence_row(self) -> np.ndarray:
-        """The row of each of `sequences`' rows."""
-        if self.sequences is self:
-            return np.arange(self.n_rows, dtype=np.int64)
-        return self.rows_of(self.sequences.starts)
-
-    @cached_property
-    def sequence_ends_row(self) -> np.ndarray:
-        """Per sequence of `sequences`, whether it is its row's last."""
-        return np.append(self.sequence_row[1:] != self.sequence_row[:-1], True)
-
-    def rows_of_sequences(self, per_sequence: np.ndarray) -> np.ndarray:
-        """A row mask from a mask over `sequences`: a row is hit when one of its sequences is."""
-        if self.sequences is self:
-            return per_sequence
-        return np.bincount(self.sequence_row[per_sequence], minlength=self.n_rows) > 0
-
-    def sequence_first(self, index: np.ndarray) -> np.ndarray:
-        """For flat token indices: the flat index of the first real token of their sequence."""
-        first = self.first_real_index[self.rows_of(index)]
-        starts = self.sequence_starts
-        if starts.size == 0:
-            return first
-        j = np.searchsorted(starts, index, side="right") - 1
-        return np.maximum(first, np.where(j >= 0, starts[np.maximum(j, 0)], -1))
-
-    # -- chat turns (labellint.chat) -----------------------------------------------------------
-
-    @cached_property
-    def trained(self) -> np.ndarray | None:
-        """Input positions whose token is a target of the loss, under either label convention.
-
-        With the model's shift that is where the label is kept (after position 0); with labels
-        already shifted, the token after a kept label.
-        """
-        if self.labels is None:
-            return None
-        if self.facts.label_shift == "model":
-            return self.targets
-        out = np.zeros(self.n_tokens, dtype=bool)
-        out[1:] = self.supervised[:-1]
-        out[self._nonempty_starts] = False
+            out.__dict__[name] = getattr(self, name)
         return out
-
-    @cached_property
-    def turns(self):
-        """The chat turns found from `facts.chat`'s role headers; None without them."""
-        if self.facts.chat is None or not self.facts.chat.headers:
-            return None
-        from .chat import Turns
-
-        return Turns(self)
 
 
 def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
@@ -696,29 +411,6 @@ def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
     if ids.dtype.kind == "i":
         return ids.view(ids.dtype.str.replace("i", "u")) >= vocab_size
     return (ids < 0) | (ids >= vocab_size)
-
-
-def union_sorted(*parts: np.ndarray) -> np.ndarray:
-    """The sorted union of flat index arrays (np.union1d hashes, several times slower here)."""
-    out = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
-    out.sort()
-    return out[np.r_[True, out[1:] != out[:-1]]] if out.size else out
-
-
-def in_sorted(values: np.ndarray, sorted_index: np.ndarray) -> np.ndarray:
-    """np.isin for a sorted array of flat indices, by binary search."""
-    if not sorted_index.size:
-        return np.zeros(values.shape, dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_index, values), sorted_index.size - 1)
-    return sorted_index[at] == values
-
-
-def _is_any(values: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
-    """values == any of a few ids: one comparison per id beats np.isin's sort or table."""
-    out = np.zeros(values.shape, dtype=bool)
-    for i in ids:
-        out |= values == i
-    return out
 
 
 def _realign(
@@ -740,18 +432,15 @@ def _realign(
     return out
 
 
-def concat_ragged(parts: list[Ragged]) -> Ragged:
-    """Join ragged columns end to end."""
-    if len(parts) == 1:
-        return parts[0]
-    values = np.concatenate([v for v, _ in parts])
-    shifts = np.cumsum([0] + [int(o[-1]) for _, o in parts[:-1]])
-    offsets = np.concatenate([parts[0][1][:1]] + [o[1:] + s for (_, o), s in zip(parts, shifts)])
-    return values, offsets
+def batch_view(func: Callable[[Batch], T]) -> Callable[[Batch], T]:
+    """`func(b)` computed once per batch, kept in `b.memos` as a cached property would be: for
+    a family of views in a module of its own (turns, packed sequences)."""
 
+    @functools.wraps(func)
+    def view(b: Batch) -> T:
+        memos = b.memos
+        if view not in memos:
+            memos[view] = func(b)
+        return memos[view]
 
-def slice_ragged(column: Ragged, start: int, stop: int) -> Ragged:
-    """Rows [start, stop) of a ragged column, with offsets rebased to 0."""
-    values, offsets = column
-    lo, hi = int(offsets[start]), int(offsets[stop])
-    return values[lo:hi], offsets[start : stop + 1] - lo
+    return view

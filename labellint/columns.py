@@ -1,4 +1,4 @@
-"""User column values (lists, arrays, tensors, Arrow) turned into checked Ragged chunks.
+"""The token columns labellint reads, from user values (lists, arrays, tensors, Arrow) to Ragged.
 
 A chunk is {column: (flat values, offsets)}: every input form reaches the rules as chunks.
 """
@@ -11,9 +11,14 @@ import numpy as np
 import pyarrow as pa
 
 from .arguments import ID_LIMIT, describe
-from .batch import SOURCE_COLUMNS, Ragged
+from .ragged import Ragged
 from .errors import LabelLintError
 
+COLUMNS = ("input_ids", "labels", "attention_mask", "position_ids")
+# Labels already shifted for the loss (sequence-parallel training: transformers' context
+# parallelism, accelerate's Ulysses adapter, TRL): read when present, and judged as the labels.
+SHIFT_LABELS = "shift_labels"
+SOURCE_COLUMNS = COLUMNS + (SHIFT_LABELS,)
 Chunk = dict[str, Ragged]
 
 

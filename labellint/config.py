@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .arguments import ID_LIMIT, describe
-from .batch import SOURCE_COLUMNS
+from .columns import SOURCE_COLUMNS
 from .errors import LabelLintError
 
 FACTS = {"pad-id": int, "bos-id": int, "eos-id": int, "vocab-size": int, "max-length": int,

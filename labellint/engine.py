@@ -15,18 +15,13 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .batch import (
-    COLUMNS,
-    SHIFT_LABELS,
-    SOURCE_COLUMNS,
-    Batch,
-    Ragged,
-    concat_ragged,
-    slice_ragged,
-)
+from .batch import Batch
+from .columns import COLUMNS, SHIFT_LABELS, SOURCE_COLUMNS
 from .errors import LabelLintError
-from .facts import Facts, infer_facts
+from .facts import Facts
+from .inference import infer_facts
 from .partial import Example, Key, Partial, RulePartial, merge
+from .ragged import Ragged, concat_ragged, slice_ragged
 from .registry import NOT_APPLICABLE, REQUIREMENTS, Rule, Skip
 from .formats import plural
 from .report import Finding, SourceResult

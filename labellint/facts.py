@@ -1,4 +1,4 @@
-"""Facts about the tokenizer and model that rules need, and where each one came from.
+"""The Facts value: what rules know of the tokenizer, the model, the labels, with each origin.
 
 A fact is given by the user, read from a tokenizer or model, inferred from the data, or a
 default. The report states the origin of each, because an inferred EOS id is a guess and a
@@ -7,7 +7,7 @@ reader should know which findings rest on it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
@@ -16,18 +16,9 @@ from .arguments import ID_LIMIT, describe
 from .errors import LabelLintError
 
 if TYPE_CHECKING:
-    from .batch import Batch
-    from .chat import ChatFormat
+    from .chat_format import ChatFormat
 
 LABEL_SHIFTS = ("model", "dataset")
-
-# How sure inference must be before it names a token. A fact inferred from too little or too
-# mixed evidence is left unknown, and the rules that need it are skipped, never guessed at.
-MIN_ROWS_TO_INFER = 2
-SHARE_OF_ROWS = 0.9
-MIN_ROWS_FOR_BLOCKS = 4
-MIN_PILE_UP = 3
-SPIKE_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -40,7 +31,7 @@ class Facts:
     end_of_turn_ids: ids that also end a supervised answer (`<|im_end|>`, `<|eot_id|>`), read from
     the tokenizer's special tokens.
     chat: the chat template's role headers and turn end as ids, and the special texts that must
-    stay one token (labellint.chat.ChatFormat), found from the tokenizer's template.
+    stay one token (labellint.ChatFormat), found from the tokenizer's template.
     assistant_only_loss: whether prompt turns are meant to be masked (True) or trained on
     (False, full-sequence training chosen on purpose); inferred from the data when not given.
     tokenizer_size, model_vocab_size: len(tokenizer) and the model's embedding rows.
@@ -105,7 +96,7 @@ class Facts:
                 raise LabelLintError(
                     f"{name} {value} is not below vocab_size {self.vocab_size}")
         if self.chat is not None and not hasattr(self.chat, "headers"):
-            raise LabelLintError("chat must be a labellint.chat.ChatFormat, not "
+            raise LabelLintError("chat must be a labellint.ChatFormat, not "
                                  f"{type(self.chat).__name__}")
 
     @property
@@ -167,152 +158,3 @@ def merge_facts(*layers: tuple[str, Mapping[str, Any]]) -> Facts:
             values[key] = value
             origin[key] = name
     return Facts(**values, origin=origin)
-
-
-def _dominant(values: np.ndarray, *, share: float, over: int,
-              min_over: int = MIN_ROWS_TO_INFER) -> int | None:
-    """The most common value, if it makes up `share` of `over` items; else None."""
-    if values.size == 0 or over < min_over:
-        return None
-    uniq, counts = np.unique(values, return_counts=True)
-    top = int(np.argmax(counts))
-    return int(uniq[top]) if counts[top] >= share * over else None
-
-
-def infer_pad_id(b: Batch) -> int | None:
-    """The id at the masked edge of rows, when one id clearly dominates there.
-
-    Rows that end with attention off end in padding (nobody hides the end of an answer), so the
-    trailing edge decides. Only without such rows does the leading edge (left padding) count,
-    and then only when the masked positions are nearly all that one id: a hidden prompt, a
-    classic masking mistake, is masked at the leading edge too, but with many different ids.
-    """
-    hidden = ~b.attended
-    last = b.ends[b.nonempty] - 1
-    trailing = b.input_ids[last[hidden[last]]]
-    if trailing.size:
-        return _dominant(trailing, share=SHARE_OF_ROWS, over=trailing.size, min_over=1)
-    first = b.starts[b.nonempty]
-    leading = b.input_ids[first[hidden[first]]]
-    pad = _dominant(leading, share=SHARE_OF_ROWS, over=leading.size, min_over=1)
-    masked = b.input_ids[hidden & b.at_rows(b.row_any(hidden))]
-    if pad is None or np.count_nonzero(masked == pad) < SHARE_OF_ROWS * masked.size:
-        return None
-    return pad
-
-
-def _edges(b: Batch, index: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ids at each row's edge token, and at its real neighbour `step` inward."""
-    edge, ok = b.ids_at(index)
-    near, near_ok = b.ids_at(index, step)
-    return edge[ok], near[near_ok]
-
-
-def _owned_by_edges(b: Batch, token: int | None, edge: np.ndarray, near: np.ndarray) -> bool:
-    """Whether more than half of the token's real occurrences sit at a row's edge.
-
-    `<|im_start|>` starts every ChatML row but also every other turn, and `<|im_end|>` ends
-    every turn: neither is BOS or EOS. A doubled BOS still counts: both copies are at the edge.
-    """
-    if token is None:
-        return False
-    at_edges = np.count_nonzero(edge == token) + np.count_nonzero(near == token)
-    return 2 * int(at_edges) > int(np.count_nonzero(b.input_ids[b.real] == token))
-
-
-def infer_bos_id(b: Batch) -> int | None:
-    """The first real token, when nearly every row starts with it and it rarely occurs elsewhere."""
-    first, second = _edges(b, b.first_real_index, 1)
-    bos = _dominant(first, share=SHARE_OF_ROWS, over=first.size)
-    return bos if _owned_by_edges(b, bos, first, second) else None
-
-
-def infer_eos_id(b: Batch) -> int | None:
-    """The last real token, when nearly every row ends with it and it rarely occurs elsewhere."""
-    last, before = _edges(b, b.last_real_index, -1)
-    eos = _dominant(last, share=SHARE_OF_ROWS, over=last.size)
-    return eos if _owned_by_edges(b, eos, last, before) else None
-
-
-def infer_max_length(b: Batch) -> int | None:
-    """The length rows were cut to, when the data shows it beyond doubt.
-
-    Either every row has the same real length (fixed-length blocks, as run_clm's group_texts
-    makes), or several rows pile up at exactly the longest length, a spike above every length
-    just below it (truncation). A smaller spike (two rows) counts when those rows end mid-answer
-    while the shorter ones end with a stop token (`cut_at_longest`).
-    """
-    lengths = b.real_lengths
-    if lengths.size == 0 or lengths.max() == 0:
-        return None
-    longest = int(lengths.max())
-    width = b.lengths
-    if b.may_pad and (width == width[0]).all() and longest < width[0]:
-        # Padded to a fixed width (padding="max_length") that no row fills: nothing was cut,
-        # whatever lengths happen to repeat.
-        return None
-    if lengths.size >= MIN_ROWS_FOR_BLOCKS and (lengths == longest).all():
-        return longest
-    counts = np.bincount(lengths)
-    at_max = int(counts[longest])
-    below = counts[max(longest - SPIKE_WINDOW, 0) : longest]
-    if at_max == lengths.size:  # every row alike, but too few rows to call them blocks
-        return None
-    if at_max <= below.max(initial=0):
-        return None
-    if at_max < max(MIN_PILE_UP, 0.01 * lengths.size):
-        # Too few to call a spike on their own: the way they end must show the cut.
-        return longest if cut_at_longest(b, longest) else None
-    return longest
-
-
-def cut_at_longest(b: Batch, longest: int) -> bool:
-    """Whether the rows at the longest real length were cut there: at least two of them, and
-    most, end with a supervised token and no stop token, while the shorter rows with a target
-    nearly all end with one.
-
-    That is what truncation leaves behind (TRL's max_length, the llama-recipes `max_words`
-    recipe), and what no collator's padding makes: padding to the longest row leaves that row
-    as it was, EOS and all, and a row missing its EOS for another reason is missing it at any
-    length (missing-eos), not only at the longest.
-    """
-    if b.labels is None or not b.facts.stop_ids:
-        return False
-    lengths = b.real_lengths
-    at_longest = lengths == longest
-    cut = at_longest & b.ends_supervised & ~b.ends_with_stop
-    n_cut = int(np.count_nonzero(cut))
-    shorter = ~at_longest & (lengths > 0) & (b.targets_per_row > 0)
-    n_shorter = int(np.count_nonzero(shorter))
-    return (n_cut >= MIN_ROWS_TO_INFER and 2 * n_cut > np.count_nonzero(at_longest)
-            and n_shorter >= MIN_ROWS_TO_INFER
-            and np.count_nonzero(shorter & b.ends_with_stop) >= SHARE_OF_ROWS * n_shorter)
-
-
-def infer_facts(sample: Batch) -> Facts:
-    """Fill the facts the sample's Facts lack from the data; inferred ones are marked so."""
-    facts = sample.facts
-    if sample.length_mismatch.any():
-        # A mismatched row's columns are stand-ins: they say nothing about the tokenizer.
-        sample = sample.take_rows(~sample.length_mismatch)
-    inferred: dict[str, Any] = {}
-    if facts.pad_id is None and sample.attention_mask is not None:
-        inferred["pad_id"] = infer_pad_id(sample)
-        # Padding depends on the pad id, and the edge tokens below depend on padding.
-        sample = sample.with_facts(replace(facts, pad_id=inferred["pad_id"]))
-    if facts.bos_id is None and "bos_id" not in facts.origin:
-        inferred["bos_id"] = infer_bos_id(sample)
-    if facts.eos_id is None:
-        inferred["eos_id"] = infer_eos_id(sample)
-    if facts.max_length is None:
-        # A cut shows as answers ending without EOS: the EOS just inferred says which that is.
-        eos = facts.eos_id if facts.eos_id is not None else inferred["eos_id"]
-        inferred["max_length"] = infer_max_length(sample.with_facts(replace(
-            sample.facts, eos_id=eos)))
-    if facts.assistant_only_loss is None and facts.chat is not None:
-        from .chat import infer_assistant_only_loss
-
-        inferred["assistant_only_loss"] = infer_assistant_only_loss(sample)
-    known = {k: v for k, v in inferred.items() if v is not None}
-    origin = dict(facts.origin) | {k: "inferred from data" for k in known}
-    return replace(facts, **known, origin=origin)

@@ -102,7 +102,7 @@ def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
         i for i in (special.get(t) for t in END_OF_TURN)
         if i is not None and i not in (facts["eos_id"], facts["pad_id"])
     )
-    from .chat import chat_format
+    from .chat_format import chat_format
 
     facts["chat"] = chat_format(tok)
     if facts["chat"] is not None and len(facts["chat"].turn_end) == 1:
@@ -154,7 +154,7 @@ def _eos_every_turn(tok: Any, eos_id: int | None, chat: Any) -> bool | None:
 def _written_twice(tok: Any, token_id: int) -> bool | None:
     """Whether the template writes `token_id` twice in a two-answer conversation; None when it
     cannot be rendered or encoded (chat_format reports why)."""
-    from .chat import TemplateUnreadable, render
+    from .template import TemplateUnreadable, render
 
     turns = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 2
     try:

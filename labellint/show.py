@@ -19,14 +19,16 @@ import numpy as np
 from rich.text import Text
 
 from . import arguments, engine, html
-from .batch import Batch, slice_ragged
+from .batch import Batch
 from .errors import LabelLintError
-from .facts import Facts, infer_facts
+from .facts import Facts
+from .inference import infer_facts
 from .decode import decode_window
 from .formats import ranges
 from .plan import Plan
 from .printable import SEVERITY_STYLE, WIDTH, Printable
 from .report import Finding
+from .ragged import slice_ragged
 from .sources import open_sources
 from .strips import chips, fold, legend
 from .window import HIDDEN, MASKED, PADDING, TRAINED, TokenWindow, tokens_of

@@ -24,7 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .batch import COLUMNS, Batch
+from .batch import Batch
+from .columns import COLUMNS
 
 TRAINED, MASKED, PADDING, HIDDEN = "trained", "masked", "padding", "attention-off"
 STATES = (TRAINED, MASKED, PADDING, HIDDEN)

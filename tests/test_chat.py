@@ -13,7 +13,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
 import labellint  # noqa: E402
-from labellint.chat import ChatFormat, chat_format  # noqa: E402
+from labellint.chat_format import ChatFormat, chat_format  # noqa: E402
+from labellint.turns import turns_of  # noqa: E402
 from labellint.testing import chatml_tokenizer, llama3_tokenizer  # noqa: E402
 
 CHAT_CODES = {"LL403", "LL407", "LL601", "LL602", "LL603"}
@@ -495,7 +496,7 @@ def test_segmentation_is_vectorised_over_large_batches(family):
     facts = labellint.Facts(chat=chat_format(tok), eos_id=tok.eos_token_id)
     b = labellint.Batch(ids, offsets, labels=labels, facts=facts)
     start = time.perf_counter()
-    t = b.turns
+    t = turns_of(b)
     assert t.assistant.sum() == 5000 * sum(
         m["role"] == "assistant" for c in CONVERSATIONS for m in c)
     assert time.perf_counter() - start < 2.0

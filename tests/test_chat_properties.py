@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import labellint  # noqa: E402
-from labellint.chat import chat_format  # noqa: E402
+from labellint.chat_format import chat_format  # noqa: E402
 from labellint.testing import CORPUS, chatml_tokenizer, llama3_tokenizer  # noqa: E402
 
 TOKENIZERS = {"chatml": chatml_tokenizer(), "llama3": llama3_tokenizer()}

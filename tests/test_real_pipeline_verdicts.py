@@ -196,7 +196,7 @@ def completion_masked_without_generation_prompt(tok, convs=CONVERSATIONS):
 def test_an_assistant_header_trained_in_every_row_is_supervised_role_header(family):
     from test_chat import FAMILIES
 
-    from labellint.chat import chat_format
+    from labellint.chat_format import chat_format
 
     tok = FAMILIES[family]()
     rows = completion_masked_without_generation_prompt(tok)

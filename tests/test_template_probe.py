@@ -7,7 +7,7 @@ import time
 import pytest
 
 import labellint
-from labellint import chat
+from labellint import chat_format, template
 from labellint.testing import chatml_tokenizer
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -42,8 +42,8 @@ def _facts_line(report) -> str:
 
 @pytest.fixture
 def fast_probe(monkeypatch):
-    monkeypatch.setattr(chat, "PROBE_SECONDS", 0.3)
-    monkeypatch.setattr(chat, "_FAILED", {})
+    monkeypatch.setattr(template, "PROBE_SECONDS", 0.3)
+    monkeypatch.setattr(template, "_FAILED", {})
 
 
 @pytest.mark.parametrize("case", HOSTILE, ids=str)
@@ -65,10 +65,10 @@ def test_the_default_bound_stops_a_template_that_would_run_for_minutes():
     tok = chatml_tokenizer()
     tok.chat_template = HOSTILE["loops nested 12 deep over the messages"]
     start = time.monotonic()
-    fmt = chat.chat_format(tok)
+    fmt = chat_format.chat_format(tok)
     took = time.monotonic() - start
-    assert took < 3 * chat.PROBE_SECONDS
-    assert f"its render ran past {chat.PROBE_SECONDS:g} s" in fmt.origin
+    assert took < 3 * template.PROBE_SECONDS
+    assert f"its render ran past {template.PROBE_SECONDS:g} s" in fmt.origin
 
 
 @pytest.mark.parametrize("template, reason", [
@@ -102,17 +102,17 @@ def test_a_template_whose_tokenizer_has_no_known_family_still_says_why():
     assert not fmt.headers and "it raised TemplateError: no" in fmt.origin
 
 
-@pytest.mark.parametrize("roles", chat.PROBES)
+@pytest.mark.parametrize("roles", chat_format.PROBES)
 def test_the_bounded_render_matches_transformers(roles):
     tok = chatml_tokenizer()
     messages = [{"role": r, "content": f"turn {i}"} for i, r in enumerate(roles)]
     for add in (False, True):
-        assert chat.render(tok, messages, add_generation_prompt=add) == \
+        assert template.render(tok, messages, add_generation_prompt=add) == \
             tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add)
 
 
 def test_the_sandbox_still_refuses_internals():
     tok = chatml_tokenizer()
     tok.chat_template = "{{ messages.__class__.__mro__ }}" + CHATML
-    with pytest.raises(chat.TemplateUnreadable, match="SecurityError|UndefinedError|raised"):
-        chat.render(tok, [{"role": "user", "content": "a"}])
+    with pytest.raises(template.TemplateUnreadable, match="SecurityError|UndefinedError|raised"):
+        template.render(tok, [{"role": "user", "content": "a"}])

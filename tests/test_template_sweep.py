@@ -2,7 +2,7 @@
 vocabulary whose tokens hold its markers, judged on rows built as training code builds them.
 
 A template qualifies for a vocabulary when transformers renders a plain conversation with it and
-the markers labellint itself reads from it (`labellint.chat.chat_format`: the role headers and
+the markers labellint itself reads from it (`chat_format.chat_format`: the role headers and
 the turn end) are each one token of that vocabulary. Rows are the rendered conversations,
 tokenized, with labels on the assistant contents and each assistant turn's end-of-turn marker:
 from the template's `{% generation %}` masks where it has them, else from the character offsets
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import labellint
-from labellint.chat import MARKER, chat_format
+from labellint.chat_format import MARKER, chat_format
 
 # The variant whose special tokens (BOS, EOS, pad) each vocabulary's tokenizer carries: the
 # Instruct model's where there is one, since those are what chat data is built with.

@@ -12,7 +12,7 @@ from typing import Sequence
 from rich.console import Console
 
 from ..arguments import ID_LIMIT
-from ..batch import SOURCE_COLUMNS
+from ..columns import SOURCE_COLUMNS
 from ..config import Config, load_config, toml_value
 from ..errors import LabelLintError
 from ..plan import Plan

@@ -1,7 +1,7 @@
 """LL407 and LL6xx: chat-template markers, and which turns of a chat row are trained.
 
 Turns come from the role headers in `facts.chat` (found from the tokenizer's chat template), so
-these rules need a tokenizer with a template, or a `labellint.chat.ChatFormat` given as `chat`.
+these rules need a tokenizer with a template, or a `labellint.ChatFormat` given as `chat`.
 A prompt turn is any role but the assistant's (system, user, and whatever else the template
 names); a turn's content is what follows its header, up to the next header.
 """
@@ -9,8 +9,9 @@ names); a turn's content is what follows its header, up to the next header.
 import numpy as np
 
 from ..batch import Batch
-from ..chat import NO_TEMPLATE, TAG_LIKE, masking, prompt_rows
+from ..chat_format import NO_TEMPLATE, TAG_LIKE
 from ..registry import rule, skip
+from ..turns import masking, prompt_rows, turns_of
 
 NO_HEADERS = "the chat template's role headers are unknown (give a tokenizer with a chat template)"
 FULL_SEQUENCE = "assistant_only_loss=False: whole conversations are trained on purpose"
@@ -121,7 +122,7 @@ def supervised_role_header(b: Batch):
     """The assistant role header itself (`<|im_start|>assistant`) trained in a masked chat row."""
     if (why := _chat(b)) is not None:
         return why
-    t = b.turns
+    t = turns_of(b)
     rows = prompt_rows(b)
     # Rows whose prompt turns are all masked: masking is on, so a trained header is its slip.
     # Rows that train prompt turns are LL601's; the header's trailing newline is content-like

@@ -7,8 +7,17 @@ boundary inside a row, which `document_starts` looks for.
 
 import numpy as np
 
-from ..batch import Batch, union_sorted
+from ..batch import Batch
+from ..ragged import union_sorted
 from ..registry import rule, skip
+from ..sequences import (
+    packed,
+    position_breaks,
+    position_restarts,
+    sequence_first,
+    sequence_starts,
+)
+from ..turns import turns_of
 
 
 def stream_blocks(b: Batch) -> np.ndarray:
@@ -20,15 +29,16 @@ def stream_blocks(b: Batch) -> np.ndarray:
     if b.labels is None or not b.at_max_length.any():
         return b.at_max_length
     blocks = b.at_max_length & ~b.row_any(b.real & ~b.supervised)
-    if blocks.any() and b.turns is not None and b.turns.n:
-        blocks[b.turns.row] = False
+    turns = turns_of(b) if blocks.any() else None
+    if turns is not None and turns.n:
+        blocks[turns.row] = False
     return blocks
 
 
 def in_leading_run(b: Batch, index: np.ndarray, bos_at: np.ndarray) -> np.ndarray:
     """For BOS positions `index`: whether only BOS precede them in their sequence (a doubled
     BOS at a start is duplicate-bos's finding, not a boundary). `bos_at`: every BOS, sorted."""
-    first = b.sequence_first(index)
+    first = sequence_first(b, index)
     run = np.searchsorted(bos_at, index, side="right") - np.searchsorted(bos_at, first)
     return (first >= 0) & (run == index - first + 1)
 
@@ -63,7 +73,7 @@ def _document_starts(b: Batch) -> np.ndarray:
     index = union_sorted(after_eos, bos_at)
     if index.size == 0:
         return none
-    index = index[b.inside_row(index) & ~b.packed[b.rows_of(index)]]
+    index = index[b.inside_row(index) & ~packed(b)[b.rows_of(index)]]
     if f.bos_id is not None and f.bos_id == eos and index.size:
         # One id both opening and closing rows (GPT-2's `<|endoftext|>`, Qwen's GGUF vocab) with
         # a template writing `{{ bos_token }}`: the row's leading copies open it, and what
@@ -102,7 +112,7 @@ def _document_starts(b: Batch) -> np.ndarray:
 )
 def supervised_packing_boundary(b: Batch):
     """A packed sequence's first token carries a label, trained from the previous sequence."""
-    starts = b.sequence_starts
+    starts = sequence_starts(b)
     if b.facts.label_shift == "dataset":
         # labels[t] is the target of t: the last token of a sequence must have none.
         starts = starts - 1
@@ -138,11 +148,11 @@ def packed_without_position_ids(b: Batch):
 )
 def packed_with_attention_mask(b: Batch):
     """Packed sequences (restarting position_ids) passed with a plain 0/1 attention_mask."""
-    packed = b.rows_hit(b.position_restarts)
-    if not packed.any():
-        return packed
+    rows = b.rows_hit(position_restarts(b))
+    if not rows.any():
+        return rows
     # A mask of segment ids (1, 1, 2, 2) isolates the sequences itself: that is not this.
-    return packed & (b.segment(np.maximum, b.attention_mask.astype(np.int64), 0) <= 1)
+    return rows & (b.segment(np.maximum, b.attention_mask.astype(np.int64), 0) <= 1)
 
 
 @rule(
@@ -160,8 +170,8 @@ def invalid_position_ids(b: Batch):
     # differences. Starting past the row's length means positions counted across rows.
     # Rows whose position_ids differ in length from input_ids are length-mismatch's.
     pos = b.position_ids
-    restarts = b.position_restarts
-    bad = b.position_breaks[~np.isin(b.position_breaks, restarts)]
+    restarts, breaks = position_restarts(b), position_breaks(b)
+    bad = breaks[~np.isin(breaks, restarts)]
     first = b.first_real_index[b.first_real_index >= 0]
     start = pos[first]
     # A negative id is wrong on padding too: `attention_mask.cumsum(-1) - 1` on left padding

@@ -3,7 +3,8 @@
 
 import numpy as np
 
-from ..batch import SPARSE, Batch, outside_vocab
+from ..batch import Batch, outside_vocab
+from ..ragged import SPARSE
 from ..registry import rule, skip
 
 MIN_MATCHES = 2

@@ -2,8 +2,18 @@
 
 import numpy as np
 
-from ..batch import Batch, in_sorted, outside_vocab
+from ..batch import Batch, outside_vocab
+from ..ragged import in_sorted
 from ..registry import rule, skip
+from ..sequences import (
+    packed,
+    rows_of_sequences,
+    sequence_ends_row,
+    sequence_first,
+    sequence_row,
+    sequences,
+)
+from ..turns import answer_unfinished, rows_with_turn_end, turns_of
 
 
 def _stream_blocks(b: Batch) -> np.ndarray:
@@ -16,7 +26,7 @@ def _stream_blocks(b: Batch) -> np.ndarray:
     """
     from .packing import document_starts, stream_blocks
 
-    return stream_blocks(b) | b.packed | b.rows_hit(document_starts(b))
+    return stream_blocks(b) | packed(b) | b.rows_hit(document_starts(b))
 
 
 @rule(
@@ -64,10 +74,8 @@ def eos_never_supervised(b: Batch):
     first = b.first_target_index[rows]
     out = b.rows_hit(stops[(first >= 0) & (stops >= first)])
     out[b.rows_of(b.stop_target_index)] = False
-    if b.turns is not None:
+    if turns_of(b) is not None:
         # A chat row's closed assistant turns are LL603's (end-of-turn-not-supervised).
-        from ..chat import rows_with_turn_end
-
         out &= ~rows_with_turn_end(b)
     return out
 
@@ -82,9 +90,9 @@ def missing_eos(b: Batch):
     # Rows without labels are prompts for generation, which end where the model takes over.
     # Each packed sequence must end with EOS as a row must: it is judged on its own, except
     # the last of a row cut at max_length (wrapped packing continues it in the next row).
-    s = b.sequences
-    cut = s.at_max_length | (b.at_max_length[b.sequence_row] & b.sequence_ends_row)
-    return b.rows_of_sequences((s.real_lengths > 0) & ~s.ends_with_stop & ~cut)
+    s = sequences(b)
+    cut = s.at_max_length | (b.at_max_length[sequence_row(b)] & sequence_ends_row(b))
+    return rows_of_sequences(b, (s.real_lengths > 0) & ~s.ends_with_stop & ~cut)
 
 
 def _out_of_vocab_message(t):
@@ -119,8 +127,8 @@ def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
 def truncated_target(b: Batch):
     """Rows cut at max_length mid-answer or before it: answers that stop, or none at all."""
     # Packed sequences are judged each on its own: TRL's bfd packing truncates sequences.
-    s = b.sequences
-    return b.rows_of_sequences(_truncated(s))
+    s = sequences(b)
+    return rows_of_sequences(b, _truncated(s))
 
 
 def _truncated(b: Batch):
@@ -128,11 +136,10 @@ def _truncated(b: Batch):
         return b.at_max_length
     cut = b.at_max_length & ~_stream_blocks(b)
     out = cut & b.ends_supervised & ~b.ends_with_stop
-    if b.turns is not None and b.turns.n and cut.any():
+    turns = turns_of(b) if cut.any() else None
+    if turns is not None and turns.n:
         # In a chat row a stop token may be the user's end of turn: the row is whole only
         # when its last turn is an assistant turn that reached its own end.
-        from ..chat import answer_unfinished
-
         out |= cut & answer_unfinished(b)
     return out
 
@@ -157,7 +164,7 @@ def stray_bos(b: Batch):
     def expected(index: np.ndarray) -> np.ndarray:
         """A sequence's start, its doubled BOS (duplicate-bos's), or a document boundary
         (packed-without-position-ids'); with a per-turn-BOS template, a BOS after EOS."""
-        out = (b.sequence_first(index) == index) | in_sorted(index, document_starts(b))
+        out = (sequence_first(b, index) == index) | in_sorted(index, document_starts(b))
         is_bos = ids[index] == f.bos_id
         out |= is_bos & in_leading_run(b, index, bos_at)
         if f.bos_every_turn and f.eos_id is not None:
