@@ -11,9 +11,9 @@ from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
 from .report import Finding, SourceResult
 from .show import RowView, show
 from .text_report import Report
+from .version import __version__
 from .window import TokenWindow
 
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):
