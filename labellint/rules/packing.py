@@ -1,8 +1,8 @@
 """LL3xx/LL5xx: several sequences packed in one row, and the position_ids that isolate them.
 
 A packed sequence starts where position_ids go back to the row's first value (see
-`Batch.sequence_starts`). Packing without position_ids shows only in the tokens: a document
-boundary inside a row, which `document_starts` looks for.
+`labellint.sequences.sequence_starts`). Packing without position_ids shows only in the tokens:
+a document boundary inside a row, which `document_starts` looks for.
 """
 
 import numpy as np
