@@ -1,4 +1,4 @@
-"""Checks of the keyword arguments `check` and `show` share, run before any data is read."""
+"""Checks of the keyword arguments every entry point shares, run before any data is read."""
 
 from __future__ import annotations
 

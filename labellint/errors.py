@@ -1,4 +1,4 @@
-"""The one exception labellint raises for bad input and for failed checks."""
+"""LabelLintError: the one exception labellint raises, for bad input or a failed check."""
 
 
 class LabelLintError(Exception):

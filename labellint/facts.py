@@ -67,6 +67,13 @@ class Facts:
         if not isinstance(self.label_shift, str) or self.label_shift not in LABEL_SHIFTS:
             raise LabelLintError(f"label_shift must be one of {', '.join(LABEL_SHIFTS)}, "
                                  f"not {describe(self.label_shift)}")
+        self._check_numbers()
+        self._check_token_ids()
+        if self.chat is not None and not hasattr(self.chat, "headers"):
+            raise LabelLintError("chat must be a labellint.ChatFormat, not "
+                                 f"{type(self.chat).__name__}")
+
+    def _check_numbers(self) -> None:
         for name in ("vocab_size", "max_length", "tokenizer_size", "model_vocab_size"):
             value = getattr(self, name)
             if value is not None and (not _is_int(value) or not 1 <= value < ID_LIMIT):
@@ -79,6 +86,8 @@ class Facts:
             value = getattr(self, name)
             if value is not None and not isinstance(value, (bool, np.bool_)):
                 raise LabelLintError(f"{name} must be True, False or None, not {describe(value)}")
+
+    def _check_token_ids(self) -> None:
         for name in ("model_bos_id", "model_pad_id"):
             if getattr(self, name) is not None:
                 _token_id(getattr(self, name), name)
@@ -95,9 +104,6 @@ class Facts:
             if self.vocab_size is not None and value >= self.vocab_size and not from_model:
                 raise LabelLintError(
                     f"{name} {value} is not below vocab_size {self.vocab_size}")
-        if self.chat is not None and not hasattr(self.chat, "headers"):
-            raise LabelLintError("chat must be a labellint.ChatFormat, not "
-                                 f"{type(self.chat).__name__}")
 
     @property
     def stop_ids(self) -> tuple[int, ...]:

@@ -61,6 +61,20 @@ def _bounded_iter(iterable: Any) -> Any:
         yield item
 
 
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse, before it is computed, an operation whose result would exceed the bounds."""
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and \
+                    len(seq) * n > PROBE_CHARS:
+                raise _too_big(f"a {type(seq).__name__} repeated {n:,} times")
+    if operator == "**" and isinstance(left, int) and isinstance(right, int) and \
+            abs(left) > 1 and right * max(abs(left).bit_length(), 1) > 4 * PROBE_CHARS:
+        raise _too_big(f"a power {left}**{right}")
+    if operator == "%" and isinstance(left, str) and FORMAT_WIDTH.search(left):
+        raise _too_big("a format width")
+
+
 @lru_cache(maxsize=1)
 def _environment() -> Any:
     import json
@@ -93,16 +107,7 @@ def _environment() -> Any:
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             _tick()
-            if operator == "*":
-                for seq, n in ((left, right), (right, left)):
-                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and \
-                            len(seq) * n > PROBE_CHARS:
-                        raise _too_big(f"a {type(seq).__name__} repeated {n:,} times")
-            if operator == "**" and isinstance(left, int) and isinstance(right, int) and \
-                    abs(left) > 1 and right * max(abs(left).bit_length(), 1) > 4 * PROBE_CHARS:
-                raise _too_big(f"a power {left}**{right}")
-            if operator == "%" and isinstance(left, str) and FORMAT_WIDTH.search(left):
-                raise _too_big("a format width")
+            _check_binop(operator, left, right)
             return super().call_binop(context, operator, left, right)
 
     def guarded(f: Any) -> Any:

@@ -1,6 +1,8 @@
-"""Offline building blocks for tests: a tiny BPE tokenizer trained in well under a second, and
-chat tokenizers in the ChatML and Llama-3 families built on it, and tiny Llama and GPT-2 models
-built from a config (random init, fixed seed).
+"""Offline building blocks for tests: tiny tokenizers (plain, ChatML, Llama 3), tiny models.
+
+The BPE tokenizer trains in well under a second; the chat tokenizers in the ChatML and Llama-3
+families are built on it; the Llama and GPT-2 models are built from a config (random init, fixed
+seed).
 
 Nothing here touches a hub. Requires the `tokenizers` and `transformers` packages.
 """

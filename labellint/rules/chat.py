@@ -1,4 +1,4 @@
-"""LL407 and LL6xx: chat-template markers, and which turns of a chat row are trained.
+"""LL407, LL6xx: chat rows whose template markers or trained turns are wrong.
 
 Turns come from the role headers in `facts.chat` (found from the tokenizer's chat template), so
 these rules need a tokenizer with a template, or a `labellint.ChatFormat` given as `chat`.

@@ -1,4 +1,4 @@
-"""LL3xx/LL5xx: several sequences packed in one row, and the position_ids that isolate them.
+"""LL3xx/LL5xx: packed rows whose sequences are not isolated from each other.
 
 A packed sequence starts where position_ids go back to the row's first value (see
 `labellint.sequences.sequence_starts`). Packing without position_ids shows only in the tokens:

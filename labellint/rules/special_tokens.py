@@ -1,4 +1,4 @@
-"""LL4xx: BOS, EOS and token ids as the model will see them."""
+"""LL4xx: special tokens (BOS, EOS, pad, token ids) as the model will see them."""
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""LL408: a tokenizer and a model that do not belong together."""
+"""LL408: a tokenizer that does not belong to the model."""
 
 from __future__ import annotations
 
