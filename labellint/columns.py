@@ -158,15 +158,7 @@ def to_ragged(value: Any, name: str) -> Ragged:
         return arrow_to_ragged(value, name)
     value = plain(value)
     if isinstance(value, np.ndarray) and value.dtype != object:
-        if value.ndim == 2:
-            rows, width = value.shape
-            return (_validated(value.reshape(-1), name),
-                    np.arange(rows + 1, dtype=np.int64) * width)
-        if value.ndim == 1:
-            return _validated(value, name), np.array([0, value.size], dtype=np.int64)
-        raise LabelLintError(
-            f"{name} has {value.ndim} dimensions; labellint reads one sequence per row "
-            "(a 2-D batch or a list of rows)")
+        return _array_to_ragged(value, name)
     why = _not_a_column(value, name)
     if why is not None:
         raise LabelLintError(why)
@@ -175,6 +167,29 @@ def to_ragged(value: Any, name: str) -> Ragged:
         return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
     if all(is_scalar(x) for x in seq):
         return _validated(_scalars(seq, name), name), np.array([0, len(seq)], dtype=np.int64)
+    fast = _converted_rows(seq, name)
+    if fast is not None:
+        return fast
+    # Row by row, so that the first bad row is the one named.
+    return _joined_rows([_row_values(row, i, name) for i, row in enumerate(seq)], name)
+
+
+def _array_to_ragged(value: np.ndarray, name: str) -> Ragged:
+    """A numeric numpy column: a 2-D batch (rows of one width) or a single 1-D row."""
+    if value.ndim == 2:
+        rows, width = value.shape
+        return (_validated(value.reshape(-1), name),
+                np.arange(rows + 1, dtype=np.int64) * width)
+    if value.ndim == 1:
+        return _validated(value, name), np.array([0, value.size], dtype=np.int64)
+    raise LabelLintError(
+        f"{name} has {value.ndim} dimensions; labellint reads one sequence per row "
+        "(a 2-D batch or a list of rows)")
+
+
+def _converted_rows(seq: list, name: str) -> Ragged | None:
+    """A list of rows converted in one call (numpy for rectangular, Arrow for ragged ints);
+    None when neither applies and the rows must be read one by one."""
     try:  # rectangular lists convert in one call
         rect = np.asarray(seq)
     except (ValueError, TypeError, OverflowError):
@@ -183,7 +198,7 @@ def to_ragged(value: Any, name: str) -> Ragged:
     # tell those from real floats.
     if rect is not None and rect.dtype.kind not in "Of" and rect.ndim != 1:
         return to_ragged(rect, name)
-    try:  # ragged lists of ints convert in C; tensors and odd rows take the slow path below
+    try:  # ragged lists of ints convert in C; tensors and odd rows take the slow path
         arrow = pa.array(seq)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         arrow = None
@@ -192,33 +207,46 @@ def to_ragged(value: Any, name: str) -> Ragged:
             first = int(np.argmax(arrow.is_null().to_numpy(zero_copy_only=False)))
             raise LabelLintError(f"{name} row {first} is None, not a list of token ids")
         return arrow_to_ragged(arrow, name)
-    rows = []
-    for i, row in enumerate(seq):
-        if row is None:
-            raise LabelLintError(f"{name} row {i} is None, not a list of token ids")
-        row = plain(row)
+    return None
+
+
+def _row_values(row: Any, i: int, name: str) -> np.ndarray:
+    """Row i of a column as a flat numeric array, or the error that names what is wrong."""
+    if row is None:
+        raise LabelLintError(f"{name} row {i} is None, not a list of token ids")
+    row = plain(row)
+    if isinstance(row, np.ndarray):
+        row_values = row
+    else:
         why = _not_a_column(row, f"{name} row {i}", "a list of token ids")
-        if why is not None and not isinstance(row, np.ndarray):
+        if why is not None:
             raise LabelLintError(why)
-        if isinstance(row, np.ndarray):
-            row_values = row
-        else:
-            odd = next((x for x in row if not is_scalar(x)), None)
-            if odd is not None and not isinstance(odd, (str, bytes)) and \
-                    isinstance(plain(odd), (Iterable, np.ndarray)):
-                raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
-            if odd is not None or any(x is None for x in row):
-                raise LabelLintError(f"{name} row {i} holds {describe(odd)} among its values; "
-                                     f"it must hold {_wanted(name)}")
-            row_values = _scalars(list(row), name)
-        if row_values.ndim != 1:
-            raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
-        if row_values.dtype.kind == "O":
-            raise LabelLintError(_object_values(row_values, f"{name} row {i}"))
-        rows.append(row_values)
+        row_values = _scalar_row(row, i, name)
+    if row_values.ndim != 1:
+        raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
+    if row_values.dtype.kind == "O":
+        raise LabelLintError(_object_values(row_values, f"{name} row {i}"))
+    return row_values
+
+
+def _scalar_row(row: Iterable, i: int, name: str) -> np.ndarray:
+    """A row given as a Python sequence, which must hold numbers only (no nested lists)."""
+    odd = next((x for x in row if not is_scalar(x)), None)
+    if odd is not None and not isinstance(odd, (str, bytes)) and \
+            isinstance(plain(odd), (Iterable, np.ndarray)):
+        raise LabelLintError(f"{name} row {i} is not a flat list of token ids")
+    if odd is not None or any(x is None for x in row):
+        raise LabelLintError(f"{name} row {i} holds {describe(odd)} among its values; "
+                             f"it must hold {_wanted(name)}")
+    return _scalars(list(row), name)
+
+
+def _joined_rows(rows: list[np.ndarray], name: str) -> Ragged:
+    """Checked rows as one ragged column; rows of different kinds (ints and floats) refused."""
     lengths = np.fromiter((r.size for r in rows), dtype=np.int64, count=len(rows))
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
+    # Empty rows have no kind of their own (numpy makes them float): they mix with any.
     nonempty = [r for r in rows if r.size]
     kinds = {r.dtype.kind for r in nonempty}
     if len(kinds) > 1 and not kinds <= set("iu"):

@@ -44,10 +44,6 @@ def window_from_path(path: str, *, batch_size: int, accumulation: int, pad_id: i
     labels with the ignore index, attention_mask with 0 (made when the data has none and rows
     differ in length). A dataset without labels is trained on every token: labels = input_ids.
     """
-    import itertools
-
-    import numpy as np
-
     from ..sources import open_sources
 
     if batch_size < 1 or accumulation < 1:
@@ -57,14 +53,7 @@ def window_from_path(path: str, *, batch_size: int, accumulation: int, pad_id: i
     if len(sources) != 1:
         raise LabelLintError(f"{path}: {len(sources)} splits here "
                              f"({', '.join(s.name for s in sources)}); give one split's folder")
-    source = sources[0]
-    rows: list[dict[str, np.ndarray]] = []
-    for chunk in source.chunks:  # per row, but only the few rows of one optimizer step
-        n = len(chunk["input_ids"][1]) - 1
-        for i in itertools.islice(range(n), wanted - len(rows)):
-            rows.append({k: v[o[i]:o[i + 1]] for k, (v, o) in chunk.items()})
-        if len(rows) >= wanted:
-            break
+    rows = _first_rows(sources[0], wanted)
     if len(rows) < wanted:
         raise LabelLintError(f"{path}: {len(rows)} rows, fewer than --batch-size x "
                              f"--accumulation = {wanted}")
@@ -73,34 +62,63 @@ def window_from_path(path: str, *, batch_size: int, accumulation: int, pad_id: i
         notes.append("the data has no labels column: every token is a target (labels = "
                      "input_ids)")
     pad = 0 if pad_id is None else pad_id
-    batches = []
-    for k in range(accumulation):
-        group = rows[k * batch_size:(k + 1) * batch_size]
-        width = max(len(r["input_ids"]) for r in group)
-        ragged = any(len(r["input_ids"]) != width for r in group)
-
-        def padded(column: str, fill: int, group=group, width=width) -> np.ndarray:
-            out = np.full((len(group), width), fill, dtype=np.int64)
-            for i, r in enumerate(group):
-                out[i, :len(r[column])] = r[column]
-            return out
-
-        real = np.zeros((len(group), width), dtype=np.int64)
-        for i, r in enumerate(group):
-            real[i, :len(r["input_ids"])] = 1
-        batch = {"input_ids": padded("input_ids", pad)}
-        if "labels" in rows[0]:
-            batch["labels"] = padded("labels", ignore_index)
-        else:
-            batch["labels"] = np.where(real == 1, batch["input_ids"], ignore_index)
-        if "attention_mask" in rows[0]:
-            batch["attention_mask"] = padded("attention_mask", 0)
-        elif ragged:
-            batch["attention_mask"] = real
-        if "position_ids" in rows[0]:
-            batch["position_ids"] = padded("position_ids", 0)
-        batches.append(batch)
+    # Which columns exist is decided by the first row, for every micro-batch alike.
+    columns = frozenset(rows[0])
+    batches = [_padded_batch(rows[k * batch_size:(k + 1) * batch_size], columns, pad=pad,
+                             ignore_index=ignore_index)
+               for k in range(accumulation)]
     return batches, notes
+
+
+def _first_rows(source: Any, wanted: int) -> list[dict[str, Any]]:
+    """Up to `wanted` rows of a source, each column sliced out of its chunk (row by row, but
+    only the few rows of one optimizer step)."""
+    import itertools
+
+    rows: list[dict[str, Any]] = []
+    for chunk in source.chunks:
+        n = len(chunk["input_ids"][1]) - 1
+        for i in itertools.islice(range(n), wanted - len(rows)):
+            rows.append({k: v[o[i]:o[i + 1]] for k, (v, o) in chunk.items()})
+        if len(rows) >= wanted:
+            break
+    return rows
+
+
+def _padded(group: list[dict[str, Any]], column: str, fill: int, width: int) -> Any:
+    """One column of a micro-batch's rows, right-padded with `fill` to `width`."""
+    import numpy as np
+
+    out = np.full((len(group), width), fill, dtype=np.int64)
+    for i, r in enumerate(group):
+        out[i, :len(r[column])] = r[column]
+    return out
+
+
+def _padded_batch(group: list[dict[str, Any]], columns: frozenset, *, pad: int,
+                  ignore_index: int) -> dict[str, Any]:
+    """One micro-batch of rows, padded to its longest row (see window_from_path)."""
+    import numpy as np
+
+    width = max(len(r["input_ids"]) for r in group)
+    ragged = any(len(r["input_ids"]) != width for r in group)
+    real = np.zeros((len(group), width), dtype=np.int64)
+    for i, r in enumerate(group):
+        real[i, :len(r["input_ids"])] = 1
+    batch = {"input_ids": _padded(group, "input_ids", pad, width)}
+    if "labels" in columns:
+        batch["labels"] = _padded(group, "labels", ignore_index, width)
+    else:
+        batch["labels"] = np.where(real == 1, batch["input_ids"], ignore_index)
+    if "attention_mask" in columns:
+        batch["attention_mask"] = _padded(group, "attention_mask", 0, width)
+    elif ragged:
+        # Only padding needs a mask: equal-length rows stay as the data has them (no mask),
+        # so packed rows stay isolated by their position_ids, as check_loss leaves them.
+        batch["attention_mask"] = real
+    if "position_ids" in columns:
+        batch["position_ids"] = _padded(group, "position_ids", 0, width)
+    return batch
 
 
 def _config_pad_id(folder: str) -> int | None:

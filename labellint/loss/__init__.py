@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from .. import engine
 from ..errors import LabelLintError
@@ -119,19 +119,9 @@ def check_loss(
     rtol, atol: the tolerance; rtol defaults by the logits' dtype (RTOL).
     chunk: positions per chunk of the reference (default: CHUNK_BYTES of upcast logits).
     """
-    if at_init not in (None, True, False):
-        raise LabelLintError(f"at_init must be True, False or None, not {at_init!r}")
-    if window not in WINDOWS:
-        raise LabelLintError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
-    if label_shift not in LABEL_SHIFTS:
-        raise LabelLintError(f"label_shift must be one of {', '.join(LABEL_SHIFTS)}, "
-                             f"not {label_shift!r}")
-    if model is None and outputs is None:
-        raise LabelLintError("check_loss needs a model, or the outputs (logits) of its forward")
-    if reported is not None and loss_fn is not None:
-        raise LabelLintError("pass reported= or loss_fn=, not both")
-    from .reference import (as_micro_batches, evaluating, resolve_device, stats_from_logits,
-                            stats_from_model, to_tensors)
+    _check_arguments(model=model, outputs=outputs, reported=reported, loss_fn=loss_fn,
+                     at_init=at_init, window=window, label_shift=label_shift)
+    from .reference import as_micro_batches, to_tensors
 
     micro = as_micro_batches(batches)
     if outputs is not None:
@@ -147,65 +137,130 @@ def check_loss(
     given_tensors = [to_tensors(b) for b in micro]  # validated before any model runs
     counts = [supervised_count(t, ignore_index=ignore_index, label_shift=label_shift)
               for t in given_tensors]
-    n_window = sum(counts)
-    notes: list[str] = []
+    if model is not None:
+        found = _from_model(model, given_tensors, outputs=outputs, reported=reported,
+                            loss_fn=loss_fn, device=device, window=window,
+                            n_window=sum(counts), stat_options=stat_options)
+    else:
+        found = _from_outputs(outputs, given_tensors, reported=reported, device=device,
+                              window=window, stat_options=stat_options)
+    value = _reported_value(reported, len(micro), found.losses, found.how)
+    return report_from_stats(found.stats, value, found.reported_from, at_init=at_init,
+                             rtol=rtol, atol=atol, ignore_index=ignore_index, select=select,
+                             ignore=ignore, options=options, notes=found.notes,
+                             device=found.device, name=name)
+
+
+def _check_arguments(*, model: Any, outputs: Any, reported: Any, loss_fn: Any, at_init: Any,
+                     window: str, label_shift: str) -> None:
+    """check_loss's argument errors, before any batch is read or model run."""
+    if at_init not in (None, True, False):
+        raise LabelLintError(f"at_init must be True, False or None, not {at_init!r}")
+    if window not in WINDOWS:
+        raise LabelLintError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
+    if label_shift not in LABEL_SHIFTS:
+        raise LabelLintError(f"label_shift must be one of {', '.join(LABEL_SHIFTS)}, "
+                             f"not {label_shift!r}")
+    if model is None and outputs is None:
+        raise LabelLintError("check_loss needs a model, or the outputs (logits) of its forward")
+    if reported is not None and loss_fn is not None:
+        raise LabelLintError("pass reported= or loss_fn=, not both")
+
+
+class _Computed(NamedTuple):
+    """What one window's forward (or given outputs) produced, before the verdict."""
+
+    stats: list[TokenStats]
+    losses: list[float]  # per micro-batch: the training code's own numbers, if it gave any
+    how: str  # how `losses` combine into the window's loss: "sum" or "mean"
+    reported_from: str
+    device: str
+    notes: list[str]
+
+
+def _from_model(model: Any, given_tensors: list[dict[str, Any]], *, outputs: Any,
+                reported: Any, loss_fn: Any, device: str, window: str, n_window: int,
+                stat_options: Mapping[str, Any]) -> _Computed:
+    """The reference from the model (or from the outputs given, on the model's device), and
+    the losses of the model's own forward or of loss_fn when neither reported= nor outputs
+    give them."""
+    from .reference import (evaluating, resolve_device, stats_from_logits, stats_from_model,
+                            to_tensors)
+
+    _check_ids_fit(model, given_tensors)
+    dev = resolve_device(device, model)
     losses: list[float] = []
     how = "mean" if window == "auto" else window
     reported_from = "given"
-
-    if model is not None:
-        _check_ids_fit(model, given_tensors)
-        dev = resolve_device(device, model)
-        import torch
-
-        with evaluating(model, dev):
-            tensors = [to_tensors(t, dev) for t in given_tensors]
-            if outputs is not None:
-                stats = [stats_from_logits(o, t, **stat_options) for o, t in zip(outputs, tensors)]
-            elif reported is None and loss_fn is None:
-                stats, losses, how = _own_loss(model, tensors, n_window, stat_options, window)
-                reported_from = "the model's own loss"
-            else:
-                stats = [stats_from_model(model, t, **stat_options) for t in tensors]
-                if loss_fn is not None:
-                    takes, auto = _loss_fn_window(loss_fn)
-                    how = auto if window == "auto" else window
-                    extra = {"num_items_in_batch": torch.tensor(n_window, device=dev)} if takes \
-                        else {}
-                    for t in tensors:
-                        value = loss_fn(model, dict(t), **extra)
-                        value = value[0] if isinstance(value, (tuple, list)) else value
-                        losses.append(_float(value, "loss_fn's result"))
-                    reported_from = "loss_fn"
-        if reported is not None and _dropout(model):
-            notes.append("the model has dropout: the reference runs without it, so a loss "
-                         "logged in train mode differs by noise the tolerance does not cover")
-        dev_name = str(dev)
-    else:
-        dev = None if device in (None, "auto") else resolve_device(device)
-        stats = [stats_from_logits(o, t, device=dev, **stat_options)
-                 for o, t in zip(outputs, given_tensors)]
-        dev_name = str(dev or getattr(getattr(outputs[0], "logits", outputs[0]), "device", "cpu"))
-        if reported is None:
-            own = [getattr(o, "loss", None) for o in outputs]
-            if all(x is not None for x in own):
-                losses = [_float(x, "outputs' loss") for x in own]
-                reported_from = "outputs"
-
-    if reported is not None:
-        if isinstance(reported, (list, tuple)):
-            if len(reported) != len(micro):
-                raise LabelLintError(f"{len(reported)} reported numbers for {len(micro)} "
-                                     "micro-batches: give one per micro-batch, or one number")
-            losses = [_float(x, "reported") for x in reported]
-            value: float | None = _combine(losses, how)
+    with evaluating(model, dev):
+        tensors = [to_tensors(t, dev) for t in given_tensors]
+        if outputs is not None:
+            stats = [stats_from_logits(o, t, **stat_options) for o, t in zip(outputs, tensors)]
+        elif reported is None and loss_fn is None:
+            stats, losses, how = _own_loss(model, tensors, n_window, stat_options, window)
+            reported_from = "the model's own loss"
         else:
-            value = _float(reported, "reported")
-    else:
-        value = _combine(losses, how) if losses else None
-    return report_from_stats(stats, value, reported_from, at_init=at_init, rtol=rtol, atol=atol,
-                   ignore_index=ignore_index, select=select, ignore=ignore, options=options,
-                   notes=notes, device=dev_name, name=name)
+            stats = [stats_from_model(model, t, **stat_options) for t in tensors]
+            if loss_fn is not None:
+                losses, how = _loss_fn_losses(loss_fn, model, tensors, n_window, dev, window)
+                reported_from = "loss_fn"
+    notes = []
+    if reported is not None and _dropout(model):
+        notes.append("the model has dropout: the reference runs without it, so a loss "
+                     "logged in train mode differs by noise the tolerance does not cover")
+    return _Computed(stats, losses, how, reported_from, str(dev), notes)
+
+
+def _loss_fn_losses(loss_fn: Callable[..., Any], model: Any, tensors: list[dict[str, Any]],
+                    n_window: int, dev: Any, window: str) -> tuple[list[float], str]:
+    """loss_fn's value per micro-batch, and how they combine (as the Trainer would combine a
+    compute_loss of that kind, unless `window` says)."""
+    import torch
+
+    takes, auto = _loss_fn_window(loss_fn)
+    how = auto if window == "auto" else window
+    extra = {"num_items_in_batch": torch.tensor(n_window, device=dev)} if takes else {}
+    losses = []
+    for t in tensors:
+        value = loss_fn(model, dict(t), **extra)
+        # A compute_loss(return_outputs=True) style result: (loss, outputs).
+        value = value[0] if isinstance(value, (tuple, list)) else value
+        losses.append(_float(value, "loss_fn's result"))
+    return losses, how
+
+
+def _from_outputs(outputs: list[Any], given_tensors: list[dict[str, Any]], *, reported: Any,
+                  device: str, window: str, stat_options: Mapping[str, Any]) -> _Computed:
+    """The reference from outputs given without a model; their own .loss is the reported
+    loss when every micro-batch's output has one and reported= is not given."""
+    from .reference import resolve_device, stats_from_logits
+
+    dev = None if device in (None, "auto") else resolve_device(device)
+    stats = [stats_from_logits(o, t, device=dev, **stat_options)
+             for o, t in zip(outputs, given_tensors)]
+    dev_name = str(dev or getattr(getattr(outputs[0], "logits", outputs[0]), "device", "cpu"))
+    losses: list[float] = []
+    reported_from = "given"
+    if reported is None:
+        own = [getattr(o, "loss", None) for o in outputs]
+        if all(x is not None for x in own):
+            losses = [_float(x, "outputs' loss") for x in own]
+            reported_from = "outputs"
+    return _Computed(stats, losses, "mean" if window == "auto" else window, reported_from,
+                     dev_name, [])
+
+
+def _reported_value(reported: Any, n_micro: int, losses: list[float], how: str) -> float | None:
+    """The window's reported loss: reported= (one number, or one per micro-batch combined by
+    `how`), else the losses found while computing the reference, else None."""
+    if reported is None:
+        return _combine(losses, how) if losses else None
+    if not isinstance(reported, (list, tuple)):
+        return _float(reported, "reported")
+    if len(reported) != n_micro:
+        raise LabelLintError(f"{len(reported)} reported numbers for {n_micro} "
+                             "micro-batches: give one per micro-batch, or one number")
+    return _combine([_float(x, "reported") for x in reported], how)
 
 
 def _own_loss(model: Any, tensors: list[dict[str, Any]], n_window: int,

@@ -159,12 +159,7 @@ def locate(path: Path, *, depth: int = 0, seen: frozenset = frozenset()) -> list
         return [_glob(path)]
     st = stat_path(path)
     if not stat.S_ISDIR(st.st_mode):
-        if file_format(path) is None:
-            raise LabelLintError(f"{path}: unknown format "
-                                 f"{''.join(path.suffixes) or '(no suffix)'}; labellint reads "
-                                 "parquet, arrow, feather, jsonl (.gz) and save_to_disk folders")
-        regular(path)
-        return [Located(str(path), (path,))]
+        return [_data_file(path)]
     key = (st.st_dev, st.st_ino)
     if key in seen:
         raise LabelLintError(f"{path}: a folder that contains itself (a symbolic link loop)")
@@ -176,16 +171,32 @@ def locate(path: Path, *, depth: int = 0, seen: frozenset = frozenset()) -> list
     shards = _dataset_files(path)
     if shards:
         return [Located(str(path), tuple(shards))]
-    # A repository layout (data/train/, data/test/): each folder holding a dataset.
-    nested = []
+    nested = _nested(path, depth=depth, seen=seen)
+    if not nested:
+        raise LabelLintError(f"{path}: no dataset here (no save_to_disk state.json, "
+                             "no parquet, arrow or jsonl files)")
+    return nested
+
+
+def _data_file(path: Path) -> Located:
+    """A path that is not a folder: one data file of a format labellint reads."""
+    if file_format(path) is None:
+        raise LabelLintError(f"{path}: unknown format "
+                             f"{''.join(path.suffixes) or '(no suffix)'}; labellint reads "
+                             "parquet, arrow, feather, jsonl (.gz) and save_to_disk folders")
+    regular(path)
+    return Located(str(path), (path,))
+
+
+def _nested(path: Path, *, depth: int, seen: frozenset) -> list[Located]:
+    """A repository layout (data/train/, data/test/): each folder below holding a dataset,
+    down to MAX_DEPTH folders."""
+    nested: list[Located] = []
     if depth < MAX_DEPTH:
         for sub in _entries(path):
             if sub.name.startswith(".") or not _is_dir(sub) or not _holds_dataset(sub):
                 continue
             nested += locate(sub, depth=depth + 1, seen=seen)
-    if not nested:
-        raise LabelLintError(f"{path}: no dataset here (no save_to_disk state.json, "
-                             "no parquet, arrow or jsonl files)")
     return nested
 
 
