@@ -11,7 +11,7 @@ from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
 from .report import Finding, SourceResult
 from .show import RowView, show
 from .text_report import Report
-from .version import __version__
+from .version import __version__ as __version__
 from .window import TokenWindow
 
 

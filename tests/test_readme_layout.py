@@ -10,7 +10,7 @@ PACKAGE = ROOT / "labellint"
 
 
 def _module(token: str, package: str | None = None) -> str:
-    """`show.py` -> labellint.show, `loss/` -> labellint.loss, `loss/stats.py` -> labellint.loss.stats."""
+    """`show.py` -> labellint.show, `loss/` -> labellint.loss, `loss/stats.py` -> loss.stats."""
     parts = [p for p in token.removesuffix(".py").split("/") if p and p != "__init__"]
     return ".".join(["labellint", *([package] if package else []), *parts])
 
@@ -33,7 +33,7 @@ def _layout_entries() -> list[set[str]]:
             entries.append({_module(n) for n in names})
             package = names[0].rstrip("/") if names[0].endswith("/") else None
             words = line[head.end():]
-        # "show.py  ...; html.py: ..." names a sibling in the same entry (a submodule in a package's)
+        # "show.py ...; html.py: ..." names a sibling in the entry (in a package's: a submodule)
         entries[-1] |= {_module(n, package) for n in re.findall(r"\b([\w/]+\.py)\b", words)}
     return entries
 
