@@ -7,7 +7,8 @@ from .errors import LabelLintError
 from .facts import Facts
 from .loss import check_loss
 from .loss.report import LossReport
-from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
+from .catalog import all_rules, get_rule, rule, select_rules
+from .registry import Rule, Skip, skip
 from .report import Finding, Report, SourceResult
 from .show import RowView, show
 from .view import TokenWindow

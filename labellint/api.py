@@ -6,7 +6,7 @@ import functools
 from typing import Any, Callable, Iterable, Mapping
 
 from . import arguments, engine
-from .registry import resolve_options, select_rules
+from .catalog import resolve_options, select_rules
 from .report import Report
 from .sources import CHUNK_ROWS, open_sources
 from .hf_facts import known_facts, load_tokenizer

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LabelLintError
-from .registry import Rule, all_rules
+from .catalog import all_rules
+from .registry import Rule
 
 HEADINGS = ("What it does", "Why is this bad?", "Example", "Use instead", "Options", "References")
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)

@@ -22,7 +22,7 @@ from . import arguments, engine, view
 from .batch import Batch, slice_ragged
 from .errors import LabelLintError
 from .facts import Facts, infer_facts
-from .registry import resolve_options, select_rules
+from .catalog import resolve_options, select_rules
 from .report import SEVERITY_STYLE, Finding, Printable, _ranges
 from .sources import open_sources
 from .hf_facts import known_facts, load_tokenizer

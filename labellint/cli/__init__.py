@@ -215,7 +215,7 @@ def _keep_freed_memory() -> None:
 
 def _check(args: argparse.Namespace, out: Console) -> int:
     from ..api import check
-    from ..registry import select_rules
+    from ..catalog import select_rules
     from ..report import Report, render_github
     from ..hf_facts import load_tokenizer
 
@@ -291,7 +291,7 @@ class _progress:
 
 def _rules(args: argparse.Namespace, out: Console) -> int:
     from .. import pages
-    from ..registry import all_rules
+    from ..catalog import all_rules
 
     if args.format == "markdown":
         print(pages.index(), end="")
@@ -307,7 +307,7 @@ def _rules(args: argparse.Namespace, out: Console) -> int:
 
 def _rule(args: argparse.Namespace, out: Console) -> int:
     from .. import pages
-    from ..registry import get_rule
+    from ..catalog import get_rule
 
     text = pages.read_page(get_rule(args.rule))
     if out.is_terminal:

@@ -37,7 +37,7 @@ from ..errors import LabelLintError
 from ..loss import RTOL, report_from_stats
 from ..loss.report import LossReport
 from ..loss.reference import TokenStats, stats_from_logits, stats_from_target_log_probs
-from ..registry import select_rules
+from ..catalog import select_rules
 from ..report import FAIL_ON, Report, _n
 
 logger = logging.getLogger("labellint")
