@@ -5,9 +5,10 @@ from .batch import Batch
 from .chat_format import ChatFormat
 from .errors import LabelLintError
 from .facts import Facts
-from .loss import check_loss
+from .loss.check import check_loss
 from .loss.report import LossReport
-from .registry import Rule, Skip, all_rules, get_rule, rule, select_rules, skip
+from .catalog import all_rules, get_rule, rule, select_rules
+from .registry import Rule, Skip, skip
 from .report import Finding, SourceResult
 from .show import RowView, show
 from .text_report import Report

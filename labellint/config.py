@@ -78,7 +78,7 @@ class Config:
         column by column, and anything else given (facts, tokenizer, model, ...) replaces.
         Tokenizer and model from the table are paths.
         """
-        from .registry import options_mapping, selector_list
+        from .catalog import options_mapping, selector_list
 
         select = None if select is None else selector_list(select, "select")
         ignore = None if ignore is None else selector_list(ignore, "ignore")
@@ -273,7 +273,7 @@ def _names(value: Any, where: str) -> list[str]:
 
 def _rule_names(value: Any, where: str) -> list[str]:
     """Rule selectors, each checked now: a misspelt one would leave a rule silently on."""
-    from .registry import check_selectors
+    from .catalog import check_selectors
 
     names = _names(value, where)
     try:
@@ -298,7 +298,7 @@ def _columns(value: Mapping[str, Any], where: str) -> dict[str, str]:
 
 def _options(value: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
     """Options by rule, each checked against the rule now, so that the error names the file."""
-    from .registry import resolve_options
+    from .catalog import resolve_options
 
     out = {}
     for rule, opts in value.items():

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LabelLintError
-from .registry import Rule, all_rules
+from .catalog import all_rules
+from .registry import Rule
 
 HEADINGS = ("What it does", "Why is this bad?", "Example", "Use instead", "Options", "References")
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
@@ -69,7 +70,7 @@ def run_example(example: Example):
     namespace: dict = {}
     exec(compile(example.code, "<rule page example>", "exec"), namespace)  # our own pages only
     if "model" in namespace or "outputs" in namespace:
-        from .loss import check_loss
+        from .loss.check import check_loss
 
         given = {k: namespace[k] for k in LOSS_EXAMPLE_NAMES if k in namespace}
         batches = namespace["batches"] if "batches" in namespace else namespace["batch"]

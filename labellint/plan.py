@@ -11,7 +11,8 @@ from . import arguments, engine
 from .config import Config
 from .facts import Facts
 from .hf_facts import known_facts, load_tokenizer
-from .registry import Rule, resolve_options, select_rules, selector_list
+from .catalog import resolve_options, select_rules, selector_list
+from .registry import Rule
 from .text_report import Report
 from .sources import CHUNK_ROWS, column_names, open_sources
 

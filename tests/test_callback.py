@@ -28,6 +28,10 @@ from labellint.testing import tiny_llama, tiny_tokenizer
 trl = pytest.importorskip("trl")
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
+# Every test here trains with a Trainer or runs pytest in a process that imports
+# transformers: `-m "not slow"` leaves them to CI.
+pytestmark = pytest.mark.slow
+
 WORDS = ("the cat sat on a mat while rain fell over paris and a spider with eight legs said "
          "guten morgen to the sea").split()
 

@@ -204,6 +204,7 @@ def _sft_batches(tok, train, tmp_path, **config):
     return [trainer.data_collator(rows[i:i + 2]) for i in range(0, len(rows), 2)]
 
 
+@pytest.mark.slow
 def test_trl_assistant_only_loss_is_clean(family, tmp_path):
     tok = FAMILIES[family]()
     batches = _sft_batches(tok, [{"messages": c} for c in CONVERSATIONS], tmp_path,
@@ -215,6 +216,7 @@ def test_trl_assistant_only_loss_is_clean(family, tmp_path):
 
 @pytest.mark.parametrize("name, template", [("chatml", "qwen2_5_training"),
                                             ("llama3", "llama3_training")])
+@pytest.mark.slow
 def test_trl_training_templates_are_clean(name, template, tmp_path):
     """TRL's own training templates; Qwen2.5's trains the newline after the header."""
     pytest.importorskip("trl")
@@ -226,6 +228,7 @@ def test_trl_training_templates_are_clean(name, template, tmp_path):
     assert codes(report) == set(), str(report)
 
 
+@pytest.mark.slow
 def test_trl_completion_only_loss_on_prompt_completion_data_is_clean(family, tmp_path):
     tok = FAMILIES[family]()
     train = [{"prompt": c[:-1], "completion": c[-1:]} for c in CONVERSATIONS]
@@ -234,6 +237,7 @@ def test_trl_completion_only_loss_on_prompt_completion_data_is_clean(family, tmp
     assert codes(report) == set(), str(report)
 
 
+@pytest.mark.slow
 def test_trl_with_a_template_whose_generation_block_leaves_out_the_turn_end(family, tmp_path):
     """`{% generation %}content{% endgeneration %}<|im_end|>`: TRL warns, the model never stops."""
     tok = FAMILIES[family](end_in_generation=False)

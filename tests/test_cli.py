@@ -91,6 +91,7 @@ def test_github_format(tmp_path):
     assert body.startswith("labels on padding in 1 row (2 tokens). Rows: 1. Fix: set labels")
 
 
+@pytest.mark.slow
 def test_save_to_disk_folder_and_tokenizer_folder(tmp_path):
     datasets = pytest.importorskip("datasets")
     from labellint.testing import tiny_tokenizer
@@ -153,6 +154,7 @@ def test_rule_prints_the_page_by_code_or_name():
     assert missing.returncode == 2 and "no rule 'LL999'" in missing.stderr
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_rule_pages(tmp_path):
     """`labellint rule` works from an installed wheel, not only from a checkout."""
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from labellint import engine
 from labellint.hf_facts import known_facts
 from labellint.partial import Example, Partial, RulePartial, merge
-from labellint.registry import resolve_options, select_rules
+from labellint.catalog import resolve_options, select_rules
 from labellint.text_report import Report
 from labellint.sources import open_sources
 

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Every test here trains with a Trainer or runs pytest in a process that imports
+# transformers: `-m "not slow"` leaves them to CI.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("transformers")
 pytest.importorskip("datasets")
 EXAMPLE = Path(__file__).parent.parent / "examples" / "finetune"

@@ -206,7 +206,7 @@ def test_report_is_coloured_on_a_terminal(monkeypatch):
 
 def test_a_rule_of_your_own_runs_like_the_built_in_ones():
     """The README's recipe: a predicate over Batch.from_dict, then selected in check()."""
-    from labellint import registry
+    from labellint import catalog
 
     @labellint.rule("LL950", "answer-too-long", severity="warning", per="row",
                     requires=("labels",), message="over {max_targets} targets in {rows} rows",
@@ -223,7 +223,7 @@ def test_a_rule_of_your_own_runs_like_the_built_in_ones():
         assert [(f.code, f.message, f.rows) for f in report.findings] == [
             ("LL950", "over 1 target in 2 rows", (0, 1))]
     finally:
-        registry._REGISTRY.pop("LL950")
+        catalog.remove("LL950")
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32])

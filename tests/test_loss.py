@@ -126,6 +126,7 @@ def _trainer(model, tmp_path, cls=None):
     return (cls or Trainer)(model=model, args=args)
 
 
+@pytest.mark.slow
 def test_a_real_trainers_compute_loss_with_num_items_in_batch_is_clean(tmp_path):
     model = tiny_llama()
     trainer = _trainer(model, tmp_path)
@@ -135,6 +136,7 @@ def test_a_real_trainers_compute_loss_with_num_items_in_batch_is_clean(tmp_path)
     assert report.evidence.reported_from == "loss_fn"
 
 
+@pytest.mark.slow
 def test_a_custom_compute_loss_that_ignores_num_items_in_batch_is_found(tmp_path):
     """The Trainer sums what compute_loss returns (the model takes loss kwargs): a per-micro-
     batch mean sums to the sum of the micro-batch means."""
@@ -515,6 +517,7 @@ def test_cli_loss_errors_are_one_line(saved, tmp_path, capsys):
                                     "LL9")[2]
 
 
+@pytest.mark.slow
 def test_cli_loss_runs_as_a_command(saved):
     """The installed entry point, in a fresh process: exit 0 and the text report."""
     root, _, _ = saved

@@ -16,6 +16,10 @@ pytest.importorskip("trl")
 import labellint  # noqa: E402
 from labellint import cli  # noqa: E402
 
+# Every test here trains with a Trainer or runs pytest in a process that imports
+# transformers: `-m "not slow"` leaves them to CI.
+pytestmark = pytest.mark.slow
+
 # Real, varied text: short and long rows (so batches need padding), several scripts, code,
 # numbers, and whitespace runs that tokenizers treat specially.
 TEXTS = [

@@ -11,6 +11,10 @@ import textwrap
 
 import pytest
 
+# Every test here trains with a Trainer or runs pytest in a process that imports
+# transformers: `-m "not slow"` leaves them to CI.
+pytestmark = pytest.mark.slow
+
 pytest_plugins = ["pytester"]
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")

@@ -120,6 +120,7 @@ def test_llama_recipes_max_words_cut_is_inferred_and_reported(tok):
     assert f"max_length {max_words} (inferred from data)" in str(report)
 
 
+@pytest.mark.slow
 def test_trl_max_length_cutting_two_answers_is_inferred_and_reported(tmp_path):
     from test_real_pipelines import sft_trainer
 

@@ -249,6 +249,7 @@ TRL_LAYOUTS = {
 
 @pytest.mark.parametrize("pad_is_eos", [False, True], ids=["pad", "pad-is-eos"])
 @pytest.mark.parametrize("layout", list(TRL_LAYOUTS))
+@pytest.mark.slow
 def test_trl_completion_only_sft_is_clean(tmp_path, layout, pad_is_eos):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling as TRLCollator
 
@@ -268,6 +269,7 @@ def test_trl_completion_only_sft_is_clean(tmp_path, layout, pad_is_eos):
     assert codes(report) == set(), str(report)
 
 
+@pytest.mark.slow
 def test_trl_truncation_that_cuts_answers_is_flagged_at_exactly_those_rows(tmp_path):
     tok = tiny_tokenizer()
     trainer = sft_trainer(tmp_path, tok, max_length=20, shuffle_dataset=False)

@@ -45,6 +45,7 @@ def test_a_real_tokenizer_carries_its_models_special_tokens_and_template(real_to
     assert tok.decode(rendered).count("Blue.") == 1
 
 
+@pytest.mark.slow
 def test_a_second_load_reuses_the_cache_without_downloading_or_converting(
         real_tokenizers, monkeypatch):
     def forbidden(*args, **kwargs):

@@ -160,6 +160,7 @@ def labellint_cli(*args):
                           capture_output=True, text=True, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_piped_report_decodes_strips_and_puts_carets_under_flagged_tokens(tmp_path, tok):
     tok.save_pretrained(tmp_path / "tok")
     enc = tok("what is the capital of france?")["input_ids"]

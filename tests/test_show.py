@@ -5,6 +5,8 @@ sequences from the real DataCollatorWithFlattening) and written to real files; t
 are checked against the parts each row was built from.
 """
 
+import contextlib
+import io
 import json
 import os
 import pty
@@ -27,10 +29,28 @@ ROOT = Path(__file__).parent.parent
 ANSI = "\x1b["
 
 
-def labellint_cli(*args, env=None, **kw):
+def labellint_process(*args):
+    """The command in a real process: for exit codes and streams as a shell sees them."""
     return subprocess.run([sys.executable, "-m", "labellint", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, **kw)
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def labellint_cli(*args):
+    """The command run in this process (labellint.cli.main), its streams captured.
+
+    Most tests here check what is rendered, which needs no process of its own: starting one
+    that imports transformers costs seconds per test.
+    """
+    from labellint.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code
+    return subprocess.CompletedProcess(["labellint", *map(str, args)], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def encode(tok, text):
@@ -222,8 +242,10 @@ def test_packed_row_in_text_starts_each_sequence_on_its_own_line(packed):
 # -- text -------------------------------------------------------------------------------------
 
 
-def test_text_when_piped_is_plain_with_bracketed_states(data, tok):
-    result = labellint_cli("show", data["path"], "--row", 1, "--tokenizer", data["tok"])
+@pytest.mark.parametrize("run", [labellint_cli,
+                                 pytest.param(labellint_process, marks=pytest.mark.slow)])
+def test_text_when_piped_is_plain_with_bracketed_states(data, tok, run):
+    result = run("show", data["path"], "--row", 1, "--tokenizer", data["tok"])
     assert result.returncode == 0, result.stderr
     assert ANSI not in result.stdout
     body = result.stdout
@@ -265,6 +287,7 @@ def _on_a_terminal(args, env):
     return proc.returncode, b"".join(chunks).decode()
 
 
+@pytest.mark.slow
 def test_terminal_gets_colours_and_no_color_is_honoured(data):
     args = ["show", data["path"], "--row", 0, "--tokenizer", data["tok"]]
     code, coloured = _on_a_terminal(args, {})
@@ -344,20 +367,23 @@ def test_python_show_reads_what_check_reads(tok, data):
 # -- bad input --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("run", [labellint_cli,
+                                 pytest.param(labellint_process, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("args, message", [
     (["--row", "99"], "no row 99; it has 4 rows (0 to 3)"),
     (["--row", "-1"], "row must be a row index (0 or more), not -1"),
 ])
-def test_bad_row_is_one_line_and_exit_2(data, args, message):
-    result = labellint_cli("show", data["path"], *args)
+def test_bad_row_is_one_line_and_exit_2(data, args, message, run):
+    result = run("show", data["path"], *args)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"labellint: error: {data['path']}: {message}"
                                                   if "no row" in message else
                                                   f"labellint: error: {message}"]
 
 
+@pytest.mark.slow
 def test_missing_path_is_one_line_and_exit_2(tmp_path):
-    result = labellint_cli("show", tmp_path / "nope.parquet", "--row", "0")
+    result = labellint_process("show", tmp_path / "nope.parquet", "--row", "0")
     assert result.returncode == 2
     assert result.stderr == f"labellint: error: {tmp_path / 'nope.parquet'}: no such file or " \
                             "folder\n"

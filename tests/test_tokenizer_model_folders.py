@@ -173,6 +173,7 @@ def _labellint(*args, cwd, env=None):
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
 
 
+@pytest.mark.slow
 def test_the_command_line_runs_a_tokenizers_code_only_with_trust_remote_code(saved, tmp_path):
     marker = tmp_path / "ran"
     folder = _custom_code(saved, tmp_path, marker, "OwnTokenizer")

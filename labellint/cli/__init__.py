@@ -282,7 +282,7 @@ class _progress:
 
 def _rules(args: argparse.Namespace, out: Console) -> int:
     from .. import pages
-    from ..registry import all_rules
+    from ..catalog import all_rules
 
     if args.format == "markdown":
         print(pages.index(), end="")
@@ -298,7 +298,7 @@ def _rules(args: argparse.Namespace, out: Console) -> int:
 
 def _rule(args: argparse.Namespace, out: Console) -> int:
     from .. import pages
-    from ..registry import get_rule
+    from ..catalog import get_rule
 
     text = pages.read_page(get_rule(args.rule))
     if out.is_terminal:

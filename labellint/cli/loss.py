@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import LabelLintError
-from ..loss import check_loss
+from ..loss.check import check_loss
 from ..loss.report import LossReport
-from ..registry import select_rules
+from ..catalog import select_rules
 
 
 def load_model(path: str, *, device: str = "auto", trust_remote_code: bool = False) -> Any:

@@ -31,7 +31,7 @@ from transformers import Trainer, TrainerCallback
 from ..config import Config, load_config
 from ..errors import LabelLintError
 from ..formats import counted
-from ..loss import RTOL, report_from_stats
+from ..loss.check import RTOL, report_from_stats
 from ..loss.report import LossReport
 from ..loss.reference import stats_from_logits, stats_from_target_log_probs
 from ..loss.stats import TokenStats

@@ -1,13 +1,1 @@
-"""The built-in rules, grouped by concern. Importing this package registers them."""
-
-from . import (  # noqa: F401
-    attention,
-    chat,
-    labels,
-    loss,
-    packing,
-    shift,
-    special_tokens,
-    structure,
-    tokenizer_model,
-)
+"""The built-in rules' predicates, one module per concern; labellint.catalog lists the modules."""
