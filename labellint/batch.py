@@ -241,8 +241,15 @@ class Batch(Rows):
             none = np.zeros(self.n_rows, dtype=np.int64)
             return none, none
         return pad_edges(self.input_ids, self.offsets,
-                         attention_mask=self.attention_mask if self.hides_tokens else None,
+                         hidden=self.hidden_index if self.hides_tokens else None,
                          pad_id=self.facts.pad_id, eos_id=self.facts.eos_id)
+
+    @cached_property
+    def hidden_index(self) -> np.ndarray:
+        """Flat indices where attention is off, sorted (padding, mostly: a small share)."""
+        if not self.hides_tokens:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.attention_mask == 0)
 
     @cached_property
     def pad_index(self) -> np.ndarray:

@@ -26,6 +26,8 @@ def edge_run(holds: Holds, edge: np.ndarray, room: np.ndarray, step: int) -> np.
     O(n) reads, and no window reaches past the longest room still open.
     """
     out = np.zeros(edge.size, dtype=np.int64)
+    if not edge.size:
+        return out
     todo = np.arange(edge.size)
     done, width = 0, FIRST_WINDOW
     while todo.size:
@@ -45,54 +47,69 @@ def pad_edges(
     input_ids: np.ndarray,
     offsets: np.ndarray,
     *,
-    attention_mask: np.ndarray | None,
+    hidden: np.ndarray | None,
     pad_id: int | None,
     eos_id: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, how many tokens of padding lead it and how many trail it (Batch.is_pad's
     definition); `trail` never counts a token `lead` does, so the two add up to the padding.
 
-    attention_mask: None when no token has attention off (then only a trailing run of the pad
-    id can be padding).
+    hidden: the flat indices where attention is off, sorted; None when there are none (then
+    only a trailing run of the pad id can be padding).
     """
-    starts, lengths = offsets[:-1], np.diff(offsets)
+    starts, ends = offsets[:-1], offsets[1:]
+    lengths = ends - starts
     lead = np.zeros(lengths.size, dtype=np.int64)
     trail = np.zeros(lengths.size, dtype=np.int64)
-    rows = np.flatnonzero(lengths > 0)
-    first = starts[rows]
-    last = first + lengths[rows] - 1
-    if attention_mask is not None:
-        def padlike(pos: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
-            out = attention_mask[pos] == 0
-            if pad_id is not None:
-                # A negative id cannot be content: input_ids padded with -100 is still padding.
-                ids = input_ids[pos]
-                out &= (ids == pad_id) | (ids < 0)
-            return out
-
-        for edge, step, out in ((first, 1, lead), (last, -1, trail)):
-            hit = padlike(edge)
-            r, e = rows[hit], edge[hit]
-            out[r] = _padlike_run(padlike, input_ids, e, lengths[r], step, pad_id is None)
+    if hidden is not None and hidden.size:
+        ids = input_ids[hidden]
+        if pad_id is None:
+            # Attention off over several ids is hidden content, not padding: a run counts only
+            # when it is one id throughout.
+            lead, trail = index_runs(hidden, starts, ends)
+            one_lead, one_trail = index_runs(hidden, starts, ends, cut=ids[1:] != ids[:-1])
+            lead[one_lead != lead] = 0
+            trail[one_trail != trail] = 0
+        else:
+            # A negative id cannot be content: input_ids padded with -100 is still padding.
+            lead, trail = index_runs(hidden[(ids == pad_id) | (ids < 0)], starts, ends)
     if pad_id is not None:
         # Padding added by hand with attention_mask left at 1 is still padding to the loss; when
-        # the pad id is also EOS, the run's first token is the real EOS.
-        hit = input_ids[last] == pad_id
-        r = rows[hit]
-        run = edge_run(lambda pos, _: input_ids[pos] == pad_id, last[hit], lengths[r], -1)
+        # the pad id is also EOS, the run's first token is the real EOS. The pad id's run from
+        # the end outgrows the attention run only where the token before that run is the pad id.
+        rows = np.flatnonzero(lengths > trail)
+        r = rows[input_ids[ends[rows] - 1 - trail[rows]] == pad_id]
+        run = edge_run(lambda pos, _: input_ids[pos] == pad_id, ends[r] - 1, lengths[r], -1)
         trail[r] = np.maximum(trail[r], run - (pad_id == eos_id))
     np.minimum(trail, lengths - lead, out=trail)
     return lead, trail
 
 
-def _padlike_run(padlike: Holds, input_ids: np.ndarray, edge: np.ndarray, room: np.ndarray,
-                 step: int, one_id: bool) -> np.ndarray:
-    """The run of padding-like tokens at each edge; with `one_id` (the pad id unknown), only a
-    run of one id counts: attention off over several ids is hidden content, not padding."""
-    run = edge_run(padlike, edge, room, step)
-    if one_id and run.size:
-        edge_ids = input_ids[edge]
-        same = edge_run(lambda pos, w: padlike(pos) & (input_ids[pos] == edge_ids[w, None]),
-                        edge, room, step)
-        run[same != run] = 0
-    return run
+def index_runs(index: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+               cut: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row [start, end), how many tokens from its start, and how many up to its end, are
+    in `index` (sorted flat indices) without a gap; `cut` (bools over index[1:]) marks further
+    places where a run stops.
+
+    Only each row's two edges are looked up, in the runs of `index`: the work is per row and
+    per index, never per token.
+    """
+    lead = np.zeros(starts.size, dtype=np.int64)
+    trail = np.zeros(starts.size, dtype=np.int64)
+    if not index.size:
+        return lead, trail
+    breaks = index[1:] != index[:-1] + 1
+    if cut is not None:
+        breaks |= cut
+    run_first = np.flatnonzero(np.r_[True, breaks])  # where each run starts, in `index`
+    run_last = np.r_[run_first[1:] - 1, index.size - 1]
+    rows = np.flatnonzero(ends > starts)
+    for edge, out in ((starts[rows], lead), (ends[rows] - 1, trail)):
+        at = np.minimum(np.searchsorted(index, edge), index.size - 1)
+        hit = index[at] == edge
+        r, run = rows[hit], np.searchsorted(run_first, at[hit], side="right") - 1
+        if out is lead:
+            out[r] = np.minimum(index[run_last[run]] + 1, ends[r]) - starts[r]
+        else:
+            out[r] = ends[r] - np.maximum(index[run_first[run]], starts[r])
+    return lead, trail

@@ -19,7 +19,7 @@ def attention_masked_target(b: Batch):
     if not b.hides_tokens:
         return np.zeros(b.n_tokens, dtype=bool)
     out = np.zeros(b.n_tokens, dtype=bool)
-    hidden = np.flatnonzero(~b.attended)  # few: padding, mostly
+    hidden = b.hidden_index
     hidden = hidden[b.real_at(hidden)]
     if not hidden.size:
         return out
