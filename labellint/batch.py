@@ -260,6 +260,14 @@ class Batch(Rows):
         return ranges_index(lo, hi)
 
     @cached_property
+    def hidden_content(self) -> np.ndarray:
+        """Flat indices where attention is off on a token that is not padding, sorted."""
+        hidden = self.hidden_index
+        if np.array_equal(hidden, self.pad_index):  # the usual case: attention off on padding
+            return hidden[:0]
+        return hidden[self.real_at(hidden)]
+
+    @cached_property
     def is_pad(self) -> np.ndarray:
         """Padding: a run of one pad id at either edge of a row, with attention off.
 
@@ -326,8 +334,9 @@ class Batch(Rows):
         ok = (index >= 0) & (pos >= self.starts) & (pos < self.ends)
         ids = np.full(self.n_rows, -1, dtype=np.int64)
         ids[ok] = self.input_ids[pos[ok]]
-        if self.may_pad:
-            ok[ok] &= self.real_at(pos[ok])
+        if self.may_pad:  # a row's real tokens lie between its leading and trailing padding
+            lead, trail = self.pad_edges
+            ok &= (pos >= self.starts + lead) & (pos < self.ends - trail)
         return ids, ok
 
     @cached_property

@@ -16,11 +16,8 @@ from ..registry import rule
 )
 def attention_masked_target(b: Batch):
     """attention_mask is 0 on a supervised token, or on content before one."""
-    if not b.hides_tokens:
-        return np.zeros(b.n_tokens, dtype=bool)
     out = np.zeros(b.n_tokens, dtype=bool)
-    hidden = b.hidden_index
-    hidden = hidden[b.real_at(hidden)]
+    hidden = b.hidden_content  # few, or none: attention off is padding, mostly
     if not hidden.size:
         return out
     last_supervised = b.last_index(b.runs(b.supervised))
