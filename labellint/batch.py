@@ -8,7 +8,8 @@ Speed comes from touching each token as few times as possible. Per-row answers a
 the runs of a mask (where each run of True starts and stops: a few passes over bools, then work
 per run) or from the few flat indices where a sparse mask holds, rather than from a reduction or
 a per-token row index over every token; and padding views cost nothing when, as in most saved
-datasets, no token can be padding.
+datasets, no token can be padding, and little when some rows are padded: padding is counted per
+row from the row edges (`pad_edges`), and the views that need single tokens read those counts.
 """
 
 from __future__ import annotations
