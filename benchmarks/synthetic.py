@@ -4,6 +4,10 @@ Rows look like tokenised chat SFT data: BOS, a prompt masked with -100, a superv
 EOS; ragged lengths (log-normal, median ~300, capped at 4096); list<int32> columns. A few rows
 carry the mistakes labellint exists for, at known rows, so the benchmark also checks that the
 fast path still finds them.
+
+The padded shape (`padded=True`) is what a dataset saved from collated batches looks like: about
+a third of the rows right-padded to a multiple of 64, with the pad id, attention_mask 0 and
+labels -100 there, and a few of them with labels left on the padding (LL103).
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ PLANTED = {
     "LL404": (1013, 11),  # missing-eos
     "LL405": (4001, 13),  # token-out-of-vocab
 }
+# Only in the padded shape, and only in rows that are padded (every third row is); with them
+# about 1% of the rows carry a defect. Not in LL101's rows: a label on padding is a target.
+PLANTED_PADDED = {
+    "LL103": (153, 51),  # labels-on-padding: labels padded with the pad id, not -100
+}
+PAD_EVERY, PAD_TO = 3, 64  # rows i % 3 == 0 are right-padded up to a multiple of 64
 
 
 def lengths(n_rows: int, rng: np.random.Generator) -> np.ndarray:
@@ -31,10 +41,19 @@ def lengths(n_rows: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(raw, 16, MAX_LEN).astype(np.int64)
 
 
-def build_table(n_tokens: int, seed: int = 0) -> pa.Table:
+def build_table(n_tokens: int, seed: int = 0, padded: bool = False) -> pa.Table:
     rng = np.random.default_rng(seed)
     n_rows = int(n_tokens / 390)  # the mean of the length distribution
     lens = lengths(n_rows, rng)
+    if padded:
+        # A row already at a multiple of PAD_TO gets no padding: not so LL103's rows.
+        planted = expected_rows("LL103", n_rows)
+        lens[planted] -= lens[planted] % PAD_TO == 0
+        return _pad(_build(n_rows, lens, rng), lens)
+    return _build(n_rows, lens, rng)
+
+
+def _build(n_rows: int, lens: np.ndarray, rng: np.random.Generator) -> pa.Table:
     offsets = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
     total = int(offsets[-1])
@@ -68,10 +87,43 @@ def build_table(n_tokens: int, seed: int = 0) -> pa.Table:
                      "labels": column(labels)})
 
 
+def _pad(table: pa.Table, lens: np.ndarray) -> pa.Table:
+    """Every third row right-padded to a multiple of PAD_TO, as a right-padding collator leaves
+    it; LL103's rows keep labels = input_ids on the padding (labels padded with the pad id)."""
+    rows = np.arange(lens.size)
+    padded = rows % PAD_EVERY == 0
+    width = np.where(padded, -(-lens // PAD_TO) * PAD_TO, lens)
+    offsets = np.zeros(lens.size + 1, dtype=np.int64)
+    np.cumsum(width, out=offsets[1:])
+    total = int(offsets[-1])
+    pos = np.arange(total) - np.repeat(offsets[:-1], width)
+    real = pos < np.repeat(lens, width)
+    on_padding = np.repeat(np.isin(rows, expected_rows("LL103", lens.size)), width) & ~real
+
+    def spread(name: str, fill: int) -> np.ndarray:
+        out = np.full(total, fill, dtype=np.int32)
+        out[real] = table.column(name).combine_chunks().values.to_numpy()
+        return out
+
+    ids = spread("input_ids", PAD)
+    labels = spread("labels", -100)
+    labels[on_padding] = PAD
+    mask = real.astype(np.int8)
+
+    def column(values: np.ndarray) -> pa.ListArray:
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+
+    return pa.table({"input_ids": column(ids), "attention_mask": column(mask),
+                     "labels": column(labels)})
+
+
 def expected_rows(code: str, n_rows: int) -> np.ndarray:
-    period, phase = PLANTED[code]
+    period, phase = {**PLANTED, **PLANTED_PADDED}[code]
     rows = np.arange(n_rows)
-    return rows[rows % period == phase]
+    hit = rows % period == phase
+    if code in PLANTED_PADDED:
+        hit &= rows % PLANTED["LL101"][0] != PLANTED["LL101"][1]
+    return rows[hit]
 
 
 def write(table: pa.Table, out: Path, *, parquet_shards: int = 4) -> dict[str, Path]:

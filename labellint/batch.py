@@ -8,7 +8,8 @@ Speed comes from touching each token as few times as possible. Per-row answers a
 the runs of a mask (where each run of True starts and stops: a few passes over bools, then work
 per run) or from the few flat indices where a sparse mask holds, rather than from a reduction or
 a per-token row index over every token; and padding views cost nothing when, as in most saved
-datasets, no token can be padding.
+datasets, no token can be padding, and little when some rows are padded: padding is counted per
+row from the row edges (`pad_edges`), and the views that need single tokens read those counts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 
 from .columns import COLUMNS
 from .facts import Facts
-from .ragged import Ragged, Rows, Runs, cached_property, is_any, union_sorted
+from .padding import pad_edges
+from .ragged import Ragged, Rows, Runs, cached_property, is_any, ranges_index, union_sorted
 
 T = TypeVar("T")
 
@@ -105,7 +107,7 @@ class Batch(Rows):
         if mask_pad_id and self.facts.pad_id is not None:
             labels[self.where_id(self.facts.pad_id)] = self.facts.ignore_index
         elif self.may_pad:
-            labels[self.is_pad] = self.facts.ignore_index
+            labels[self.pad_index] = self.facts.ignore_index
         b = self.with_facts(self.facts)
         b.labels = labels
         return b
@@ -233,6 +235,40 @@ class Batch(Rows):
         return bool((self.input_ids[self.ends[self.nonempty] - 1] == pad_id).any())
 
     @cached_property
+    def pad_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, how many tokens of padding lead it and how many trail it (see `is_pad`):
+        padding is a run at a row's edge, so it is measured from the edges inward."""
+        if not self.may_pad:
+            none = np.zeros(self.n_rows, dtype=np.int64)
+            return none, none
+        return pad_edges(self.input_ids, self.offsets,
+                         hidden=self.hidden_index if self.hides_tokens else None,
+                         pad_id=self.facts.pad_id, eos_id=self.facts.eos_id)
+
+    @cached_property
+    def hidden_index(self) -> np.ndarray:
+        """Flat indices where attention is off, sorted (padding, mostly: a small share)."""
+        if not self.hides_tokens:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.attention_mask == 0)
+
+    @cached_property
+    def pad_index(self) -> np.ndarray:
+        """Flat indices of padding, sorted."""
+        lead, trail = self.pad_edges
+        lo = np.stack([self.starts, self.ends - trail], axis=1).ravel()
+        hi = np.stack([self.starts + lead, self.ends], axis=1).ravel()
+        return ranges_index(lo, hi)
+
+    @cached_property
+    def hidden_content(self) -> np.ndarray:
+        """Flat indices where attention is off on a token that is not padding, sorted."""
+        hidden = self.hidden_index
+        if np.array_equal(hidden, self.pad_index):  # the usual case: attention off on padding
+            return hidden[:0]
+        return hidden[self.real_at(hidden)]
+
+    @cached_property
     def is_pad(self) -> np.ndarray:
         """Padding: a run of one pad id at either edge of a row, with attention off.
 
@@ -240,47 +276,13 @@ class Batch(Rows):
         rather than padding: the classic mistake of masking the prompt with attention_mask,
         which rules must tell apart from padding even when the pad id is unknown. Without an
         attention_mask, padding is the trailing run of the pad id; when the pad id is also EOS,
-        the run's first token is the real EOS.
+        the run's first token is the real EOS. Padding added by hand with attention_mask left
+        at 1 (a trailing run of the pad id) is padding too.
         """
-        if not self.may_pad:
-            return np.zeros(self.n_tokens, dtype=bool)
-        pad_id = self.facts.pad_id
-        is_pad_id = None if pad_id is None else self.input_ids == pad_id
-        if self.attention_mask is None:
-            # Without a mask, padding is the trailing run of the pad id.
-            return np.zeros(self.n_tokens, dtype=bool) if is_pad_id is None else \
-                self._trailing_run(is_pad_id, keep_first=pad_id == self.facts.eos_id)
-        padlike = ~self.attended
-        if is_pad_id is not None:
-            # A negative id cannot be content: input_ids padded with -100 is still padding.
-            padlike &= is_pad_id | (self.input_ids < 0)
         out = np.zeros(self.n_tokens, dtype=bool)
-        if padlike.any():  # most saved datasets have no masked token at all
-            trailing = self._trailing_run(padlike)
-            first = self.first_index(self.runs(~padlike))  # the first token not padding-like
-            first = np.where(first >= 0, first, self.ends)
-            leading = padlike & (self.token_index < self.at_rows(first))
-            if pad_id is None:
-                leading &= self.at_rows(self._one_id_run(leading, self.starts))
-                trailing &= self.at_rows(self._one_id_run(trailing, self.ends - 1))
-            out = leading | trailing
-        if is_pad_id is not None and is_pad_id.any():
-            # Padding added by hand with attention_mask left at 1 is still padding to the loss.
-            out |= self._trailing_run(is_pad_id, keep_first=pad_id == self.facts.eos_id)
+        if self.may_pad:
+            out[self.pad_index] = True
         return out
-
-    def _trailing_run(self, mask: np.ndarray, *, keep_first: bool = False) -> np.ndarray:
-        """Tokens of `mask` that only `mask` follows to the row's end; `keep_first` leaves the
-        run's first token out (a real EOS when the pad id is also EOS)."""
-        last_other = self.last_index(self.runs(~mask))
-        last_other = np.where(last_other >= 0, last_other, self.starts - 1)
-        return mask & (self.token_index > self.at_rows(last_other) + keep_first)
-
-    def _one_id_run(self, run: np.ndarray, edge: np.ndarray) -> np.ndarray:
-        """Per row, whether every token of `run` repeats the id at the row's `edge` index."""
-        edge_ids = np.zeros(self.n_rows, dtype=self.input_ids.dtype)
-        edge_ids[self.nonempty] = self.input_ids[edge[self.nonempty]]
-        return self.row_sum(run & (self.input_ids != self.at_rows(edge_ids))) == 0
 
     @cached_property
     def real(self) -> np.ndarray:
@@ -288,29 +290,41 @@ class Batch(Rows):
 
     def real_at(self, index: np.ndarray) -> np.ndarray:
         """Whether the tokens at flat indices `index` are real (not padding)."""
-        return self.real[index] if self.may_pad else np.ones(index.shape, dtype=bool)
+        if not self.may_pad:
+            return np.ones(index.shape, dtype=bool)
+        if "real" in self.__dict__:
+            return self.real[index]
+        # Real tokens are one range per row, between its leading and its trailing padding.
+        rows = self.rows_of(index)
+        lead, trail = self.pad_edges
+        return (index >= (self.starts + lead)[rows]) & (index < (self.ends - trail)[rows])
 
     @cached_property
     def real_runs(self) -> Runs:
-        return self.runs(self.real)
+        rows = np.flatnonzero(self.real_lengths > 0)
+        first = self.first_real_index[rows]
+        return Runs(first, first + self.real_lengths[rows], rows)
 
     @cached_property
     def real_lengths(self) -> np.ndarray:
-        return self.count_per_row(self.real_runs) if self.may_pad else self.lengths
+        if not self.may_pad:
+            return self.lengths
+        lead, trail = self.pad_edges
+        return self.lengths - lead - trail
 
     @cached_property
     def first_real_index(self) -> np.ndarray:
         """Flat index of each row's first non-padding token; -1 for rows with none."""
         if not self.may_pad:
             return np.where(self.nonempty, self.starts, -1)
-        return self.first_index(self.real_runs)
+        return np.where(self.real_lengths > 0, self.starts + self.pad_edges[0], -1)
 
     @cached_property
     def last_real_index(self) -> np.ndarray:
         """Flat index of each row's last non-padding token; -1 for rows with none."""
         if not self.may_pad:
             return np.where(self.nonempty, self.ends - 1, -1)
-        return self.last_index(self.real_runs)
+        return np.where(self.real_lengths > 0, self.ends - self.pad_edges[1] - 1, -1)
 
     def ids_at(self, index: np.ndarray, step: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Per row, input_ids at flat `index + step`, and whether that is a real token of the row.
@@ -321,8 +335,9 @@ class Batch(Rows):
         ok = (index >= 0) & (pos >= self.starts) & (pos < self.ends)
         ids = np.full(self.n_rows, -1, dtype=np.int64)
         ids[ok] = self.input_ids[pos[ok]]
-        if self.may_pad:
-            ok[ok] &= self.real[pos[ok]]
+        if self.may_pad:  # a row's real tokens lie between its leading and trailing padding
+            lead, trail = self.pad_edges
+            ok &= (pos >= self.starts + lead) & (pos < self.ends - trail)
         return ids, ok
 
     @cached_property
@@ -381,7 +396,7 @@ class Batch(Rows):
     def inside_row(self, index: np.ndarray) -> np.ndarray:
         """For flat token indices: real, and after their row's first real token."""
         first = self.first_real_index[self.rows_of(index)]
-        return (first >= 0) & (index > first) & self.real[index]
+        return (first >= 0) & (index > first) & self.real_at(index)
 
     # -- views of modules above this one -------------------------------------------------------
 
@@ -391,16 +406,27 @@ class Batch(Rows):
         return {}
 
     def regroup(self, offsets: np.ndarray) -> Batch:
-        """The same tokens cut into other rows (packed sequences as rows of their own).
+        """The same tokens cut into other rows, each within one of this batch's rows (packed
+        sequences as rows of their own).
 
         The flat columns are shared, not copied, and so is what belongs to the tokens, not to
-        how they are grouped: a row's padding stays padding in its last sequence.
+        how they are grouped: a row's padding stays padding in its first or last sequence.
         """
         columns = {name: getattr(self, name) for name in COLUMNS[1:]}
         out = Batch(self.input_ids, offsets, facts=self.facts, row_start=self.row_start,
                     **columns)
-        for name in ("is_pad", "real", "attended", "supervised"):
-            out.__dict__[name] = getattr(self, name)
+        for name in ("is_pad", "real", "attended", "supervised", "pad_index"):
+            if name in self.__dict__:
+                out.__dict__[name] = self.__dict__[name]
+        out.__dict__["may_pad"] = self.may_pad
+        if self.may_pad:
+            # A sequence's padding is what of its row's leading or trailing padding it holds.
+            row = self.rows_of(out.starts)
+            lead, trail = self.pad_edges
+            seq_lead = np.clip(self.starts[row] + lead[row] - out.starts, 0, out.lengths)
+            seq_trail = np.clip(out.ends - (self.ends[row] - trail[row]), 0,
+                                out.lengths - seq_lead)
+            out.__dict__["pad_edges"] = (seq_lead, seq_trail)
         return out
 
 

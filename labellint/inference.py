@@ -72,7 +72,10 @@ def _owned_by_edges(b: Batch, token: int | None, edge: np.ndarray, near: np.ndar
     if token is None:
         return False
     at_edges = np.count_nonzero(edge == token) + np.count_nonzero(near == token)
-    return 2 * int(at_edges) > int(np.count_nonzero(b.input_ids[b.real] == token))
+    occurs = np.count_nonzero(b.input_ids == token)
+    if b.may_pad:  # padding is a small share: its occurrences are taken off, not the rest kept
+        occurs -= np.count_nonzero(b.input_ids[b.pad_index] == token)
+    return 2 * int(at_edges) > int(occurs)
 
 
 def infer_bos_id(b: Batch) -> int | None:

@@ -40,6 +40,16 @@ def union_sorted(*parts: np.ndarray) -> np.ndarray:
     return out[np.r_[True, out[1:] != out[:-1]]] if out.size else out
 
 
+def ranges_index(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The flat indices of the ranges [lo, hi), in order (sorted when the ranges are)."""
+    lengths = hi - lo
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    before = np.cumsum(lengths) - lengths  # indices of ranges before each one
+    return np.repeat(lo - before, lengths) + np.arange(total, dtype=np.int64)
+
+
 def in_sorted(values: np.ndarray, sorted_index: np.ndarray) -> np.ndarray:
     """np.isin for a sorted array of flat indices, by binary search."""
     if not sorted_index.size:

@@ -16,13 +16,13 @@ from ..registry import rule
 )
 def attention_masked_target(b: Batch):
     """attention_mask is 0 on a supervised token, or on content before one."""
-    if not b.hides_tokens:
-        return np.zeros(b.n_tokens, dtype=bool)
-    hidden = ~b.attended & ~b.is_pad
-    if not hidden.any():
-        return hidden
+    out = np.zeros(b.n_tokens, dtype=bool)
+    hidden = b.hidden_content  # few, or none: attention off is padding, mostly
+    if not hidden.size:
+        return out
     last_supervised = b.last_index(b.runs(b.supervised))
-    return hidden & (b.supervised | (b.token_index < b.at_rows(last_supervised)))
+    out[hidden[b.supervised[hidden] | (hidden < last_supervised[b.rows_of(hidden)])]] = True
+    return out
 
 
 @rule(

@@ -1,5 +1,6 @@
 """LL1xx: labels that give no signal, or a wrong one."""
 
+import numpy as np
 
 from ..batch import Batch, outside_vocab
 from ..registry import rule
@@ -43,10 +44,14 @@ def fully_masked_batch(b: Batch):
 )
 def labels_on_padding(b: Batch):
     """Padding positions carry a label, so the loss trains the model to emit padding."""
+    out = np.zeros(b.n_tokens, dtype=bool)
     if not b.may_pad:
-        return b.is_pad
+        return out
+    pad = b.pad_index  # padding is a small share of the tokens: judge it alone
+    labels = b.labels[pad]
     # A negative label on padding (-1 as the ignore index) is invalid-label's finding.
-    return b.is_pad & b.supervised & (b.labels >= 0)
+    out[pad[(labels != b.facts.ignore_index) & (labels >= 0)]] = True
+    return out
 
 
 @rule(

@@ -202,7 +202,7 @@ def pad_is_eos(b: Batch):
     eos = np.flatnonzero(b.input_ids == f.eos_id)
     # The label that targets input t sits at t - shift; that of t - 1 at t - 1 - shift.
     shift = 1 if f.label_shift == "dataset" else 0
-    eos = eos[b.real[eos] & (eos - b.starts[b.rows_of(eos)] >= 1 + shift)]
+    eos = eos[b.real_at(eos) & (eos - b.starts[b.rows_of(eos)] >= 1 + shift)]
     kept = b.supervised[eos - shift]
     answered = b.targets[eos - 1 - shift]
     # The answer is supervised up to a real EOS whose label is gone: what masking every pad id
