@@ -43,8 +43,8 @@ def check(
     progress: called as progress(source, rows, tokens, total_rows) after each chunk is checked.
     trust_remote_code: let a tokenizer folder run its own code (`auto_map`); off by default.
     jobs: worker processes for a path, Dataset or Table (its parts: row groups, record
-        batches, files): every core by default, 1 to check in this process. The report is the
-        same whatever the number.
+        batches, files): every core by default on Linux, 1 to check in this process. The
+        report is the same whatever the number.
     facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
         end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.
     """

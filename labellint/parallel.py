@@ -6,6 +6,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
+import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence
@@ -24,9 +26,14 @@ PartReader = tuple[str, Callable[[], Iterator[engine.Chunk]]]
 _WORK: tuple[engine.Prepared, Sequence[PartReader]] | None = None
 
 
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
 def default_jobs() -> int:
-    """Every core this process may run on, as ruff does; 1 where workers cannot be forked."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+    """Every core this process may run on, as ruff does, on Linux; elsewhere 1, since forking
+    is unsafe on macOS (its system libraries) and missing on Windows."""
+    if not sys.platform.startswith("linux"):
         return 1
     try:
         return len(os.sched_getaffinity(0))
@@ -48,7 +55,7 @@ def check_parts(prepared: engine.Prepared, parts: Sequence[PartReader], *, jobs:
         raise RuntimeError("check_parts is not reentrant")
     _WORK = (prepared, parts)
     try:
-        with _quiet_tokenizers(), ProcessPoolExecutor(
+        with _quiet_fork(), ProcessPoolExecutor(
                 max_workers=max(1, min(jobs, len(parts))),
                 mp_context=multiprocessing.get_context("fork"),
                 initializer=_start_worker) as pool:
@@ -101,16 +108,25 @@ def _check(index: int) -> Partial:
 
 
 @contextlib.contextmanager
-def _quiet_tokenizers() -> Iterator[None]:
-    """The tokenizers library warns in each forked child when its thread pool was used before
-    the fork, unless TOKENIZERS_PARALLELISM is set; the workers never tokenize, so it is set
-    for them (their environment is copied at the fork) and put back for this process."""
+def _quiet_fork() -> Iterator[None]:
+    """Forking without the warnings that do not apply to these workers.
+
+    The tokenizers library warns in each forked child when its thread pool was used before the
+    fork, unless TOKENIZERS_PARALLELISM is set: the workers never tokenize, so it is set for
+    them (their environment is copied at the fork) and put back for this process. Python 3.12+
+    warns that forking a process with threads may deadlock a child that takes a lock one of
+    them held: the workers run numpy and Arrow (whose thread pools are re-made after a fork),
+    and this process's own threads (read-ahead) are stopped first.
+    """
     key = "TOKENIZERS_PARALLELISM"
     saved = os.environ.get(key)
     if saved is None:
         os.environ[key] = "false"
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                    message=".*fork.*")
+            yield
     finally:
         if saved is None:
             os.environ.pop(key, None)

@@ -141,14 +141,16 @@ class Plan:
             options=self.options, training_batches=s.training_batches,
             max_examples=self.max_examples, missing_labels=self.missing_labels)
         parts = None
-        if self.jobs > 1 and s.parts is not None and \
+        if self.jobs > 1 and s.parts is not None and parallel.can_fork() and \
                 (s.total_rows is None or s.total_rows > self.chunk_rows):
             parts = s.parts()
         if parts is None or len(parts) < 2:
             return engine.finish(prepared, engine.check_part(prepared, stream, progress=report))
+        # The sample's chunks, its reader and read-ahead thread go before the workers fork.
+        stream.close()
         close = getattr(s.chunks, "close", None)
         if close is not None:
-            close()  # the sample's reader and its read-ahead thread, before the workers fork
+            close()
         return engine.finish(prepared, parallel.check_parts(prepared, parts, jobs=self.jobs,
                                                             progress=report))
 
