@@ -212,3 +212,23 @@ def test_the_command_takes_jobs_from_its_flag_and_its_table(planted_rows, tmp_pa
     (tmp_path / "pyproject.toml").write_text("[tool.labellint]\njobs = 0\n")
     bad = run()
     assert bad.returncode == 2 and "jobs" in bad.stderr and len(bad.stderr.splitlines()) == 1
+
+
+ALLOCATOR = """
+import sys
+import labellint
+from labellint import allocator
+labellint.check({"input_ids": [[1, 5, 2]], "labels": [[-100, 5, 2]]})
+print(allocator._done)
+labellint.check(sys.argv[1], jobs=1)
+print(allocator._done)
+"""
+
+
+def test_checking_a_dataset_through_the_api_sets_the_allocator_as_the_command_does(tmp_path):
+    """The speed of `check(path)` must not depend on calling it through the command line; a
+    training batch (the Trainer callback's) leaves a host process's allocator alone."""
+    path = write("parquet-row-groups", _fixed_rows(10), tmp_path)
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR, str(path)], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["False", "True"]
