@@ -207,6 +207,9 @@ def test_the_command_takes_jobs_from_its_flag_and_its_table(planted_rows, tmp_pa
     one, two = run("--jobs", "1"), run("-j", "2")
     assert one.returncode == two.returncode == 1
     assert one.stdout == two.stdout
+    # The text report, token strips included, too.
+    one, two = run("--jobs", "1", "--format", "text"), run("-j", "2", "--format", "text")
+    assert one.stdout == two.stdout and "LL101" in one.stdout
     bad = run("--jobs", "0")
     assert bad.returncode == 2 and "positive" in bad.stderr
     (tmp_path / "pyproject.toml").write_text("[tool.labellint]\njobs = 0\n")
@@ -232,3 +235,27 @@ def test_checking_a_dataset_through_the_api_sets_the_allocator_as_the_command_do
     out = subprocess.run([sys.executable, "-c", ALLOCATOR, str(path)], capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == ["False", "True"]
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-instruct", "llama3-instruct"])
+def test_chat_data_with_its_real_tokenizer_reads_the_same_in_workers(name, real_tokenizers,
+                                                                     tmp_path):
+    """Chat rows from a real template, half of them with the prompt trained: the findings,
+    their decoded strips and the facts are the same with workers as in one process."""
+    tok = real_tokenizers[name].tokenizer
+    rows = []
+    for i in range(30):
+        conv = [{"role": "user", "content": f"question {i}: how many legs has a spider?"},
+                {"role": "assistant", "content": f"eight, answer {i}."}]
+        ids = list(tok.apply_chat_template(conv, tokenize=True, return_dict=True)["input_ids"])
+        prompt = len(tok.apply_chat_template(conv[:1], tokenize=True, return_dict=True,
+                                             add_generation_prompt=True)["input_ids"])
+        labels = ids if i % 2 else [-100] * prompt + ids[prompt:]
+        rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids)})
+    path = tmp_path / "chat.parquet"
+    pq.write_table(_table(rows), path, row_group_size=4)
+    one = labellint.check(path, tok, jobs=1, chunk_rows=4)
+    two = labellint.check(path, tok, jobs=2, chunk_rows=4)
+    assert one.to_json() == two.to_json()
+    assert one.render() == two.render() and "LL601" in one.render()
+    assert any(f.rows[:3] == (1, 3, 5) for f in one.findings)
