@@ -206,8 +206,8 @@ def main() -> None:
     naive_rate = naive["tokens"] / naive["check_s"]
 
     print(f"\n{cores} cores; tokens/s inside check (tokenizer loaded before the clock)\n")
-    print(f"| run | M tokens | in-process s | M tokens/s | peak RSS GB | worker peak RSS GB "
-          f"| anon GB (all processes) |")
+    print("| run | M tokens | in-process s | M tokens/s | peak RSS GB | worker peak RSS GB "
+          "| anon GB (all processes) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in rows:
         n = r.get("tokens") or unpadded_tokens(rows)
