@@ -1,14 +1,19 @@
-"""labellint's speed and memory on a synthetic SFT dataset, in one run.
+"""labellint's speed and memory on the shapes users have, in one run.
 
-    python benchmarks/bench.py [--tokens 80e6] [--data /tmp/labellint-bench]
+    python benchmarks/bench.py [--tokens 80e6] [--chat-tokens 100e6] [--data /tmp/labellint-bench]
+                               [--memory-tokens 300e6 | --no-memory]
 
-Builds the dataset once (seeded; reused when present), then measures, each in a fresh process
-so that peak RSS is that run's alone:
-  - `labellint check` on the save_to_disk folder and on the parquet shards: wall time of the
-    whole command, and the time inside `check` (without interpreter start-up and imports),
-    with its peak anonymous memory (peak RSS also counts the mapped file's pages);
-  - pyarrow's own read of the same parquet columns;
-  - a naive per-row Python checker of the same rules, on a slice, as tokens/s.
+Builds each input once (seeded; reused when present), then measures every run in a fresh
+process, so that peak RSS is that run's alone:
+  - in-process `labellint.check(path)` (the tokenizer, where there is one, loaded before the
+    clock starts) on each shape, with one process (`jobs=1`) and with every core: unpadded rows
+    with facts given, padded rows with facts inferred, chat data with its tokenizer and without;
+    tokens/s, the scaling ratio, peak RSS and anonymous memory of the checking processes;
+  - the naive per-row Python checker (`naive.py`) on a slice, and pyarrow's own read of the
+    same parquet columns, as ratios;
+  - memory at `--memory-tokens` in every file form (`memory.py`);
+  - start-up: `labellint check small.parquet --tokenizer DIR` end to end (`startup.py`).
+Every planted defect must be found at exactly its rows, in every run: the script checks it.
 """
 
 from __future__ import annotations
@@ -26,27 +31,45 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 CHECK = """
-import json, sys, threading, time
+import json, os, resource, sys, threading, time
 t0 = time.perf_counter()
 import labellint
-from labellint.cli import _keep_freed_memory
-_keep_freed_memory()  # as `labellint check` does in its own process
+from labellint.hf_facts import load_tokenizer
+args = json.loads(sys.argv[1])
+tokenizer = load_tokenizer(args["tokenizer"]) if args["tokenizer"] else None
 # Peak RSS counts the pages of memory-mapped files that were read (the page cache, which the
-# kernel reclaims at will); the process's own memory is the anonymous part, sampled here.
+# kernel reclaims at will); the processes' own memory is the anonymous part, sampled here over
+# this process and its workers together.
 anon, done = [0], threading.Event()
+def rss_anon(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+def children():
+    out = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            out += open(f"/proc/self/task/{task}/children").read().split()
+        except OSError:
+            pass
+    return out
 def sample():
     while not done.wait(0.005):
-        for line in open("/proc/self/status"):
-            if line.startswith("RssAnon:"):
-                anon[0] = max(anon[0], int(line.split()[1]))
+        anon[0] = max(anon[0], rss_anon("self") + sum(rss_anon(p) for p in children()))
 threading.Thread(target=sample, daemon=True).start()
 t1 = time.perf_counter()
-report = labellint.check(sys.argv[1], eos_id=2, bos_id=1, pad_id=0, vocab_size=32000)
+report = labellint.check(args["path"], tokenizer, jobs=args["jobs"], **args["facts"])
 t2 = time.perf_counter()
 done.set()
-print(json.dumps({"import_s": t1 - t0, "check_s": t2 - t1, "tokens": report.sources[0].tokens,
-                  "anon_gb": anon[0] / 2**20,
-                  "findings": {f.code: f.count_rows for f in report.findings}}))
+found = {f.code: [f.count_rows, list(f.rows)] for f in report.findings}
+print(json.dumps({"import_s": t1 - t0, "check_s": t2 - t1,
+                  "tokens": sum(s.tokens for s in report.sources), "anon_gb": anon[0] / 2**20,
+                  "worker_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
+                  "findings": found}))
 """
 
 PYARROW_READ = """
@@ -72,6 +95,8 @@ t1 = time.perf_counter()
 print(json.dumps({"check_s": t1 - t0, "tokens": tokens, "findings": dict(hits)}))
 """
 
+FACTS = {"eos_id": 2, "bos_id": 1, "pad_id": 0, "vocab_size": 32000}
+
 
 def measure(argv: list[str]) -> dict:
     """Run a command; its JSON output, wall time and peak RSS (from the kernel's rusage)."""
@@ -92,58 +117,138 @@ def measure(argv: list[str]) -> dict:
     return result
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokens", type=float, default=80e6)
-    p.add_argument("--data", type=Path, default=Path("/tmp/labellint-bench"))
-    p.add_argument("--naive-rows", type=int, default=5000)
-    args = p.parse_args()
+def check_run(path: Path, jobs: int, facts: dict, tokenizer: Path | None = None) -> dict:
+    args = {"path": str(path), "jobs": jobs, "facts": facts,
+            "tokenizer": str(tokenizer) if tokenizer else None}
+    return measure([sys.executable, "-c", CHECK, json.dumps(args)])
 
+
+def verify(name: str, result: dict, expected: dict[str, "list[int]"]) -> str:
+    """Each planted code found in exactly its planted rows (count and first example rows)."""
+    wrong = []
+    for code, rows in expected.items():
+        count, first = result["findings"].get(code, [0, []])
+        if count != len(rows) or first != [int(r) for r in rows[:len(first)]] or not first:
+            wrong.append(f"{code}: planted in {len(rows)} rows, found in {count} {first[:3]}")
+    if wrong:
+        raise SystemExit(f"{name}: planted defects not found at their rows: {'; '.join(wrong)}")
+    return f"{len(expected)} planted codes found at exactly their rows"
+
+
+def shapes(args: argparse.Namespace) -> dict[str, dict]:
+    """Each shape: its path, facts given, tokenizer, and planted rows by code."""
+    import chat_shape
     import synthetic
 
     out = args.data / f"{int(args.tokens / 1e6)}M"
-    if not (out / "sft").exists() or not (out / "parquet").exists():
-        # In a process of its own: a child inherits its parent's peak RSS across fork and exec,
-        # so this process must stay small for the measurements below to be each run's own.
-        subprocess.run([sys.executable, str(HERE / "synthetic.py"), str(int(args.tokens)),
-                        str(out)], check=True)
-    paths = {"save_to_disk": out / "sft", "parquet": out / "parquet"}
-    py = sys.executable
-    results = {}
-    # One warm-up read so that every measurement sees the files in the page cache.
-    measure([py, "-c", PYARROW_READ, str(paths["parquet"])])
-    for form, path in paths.items():
-        results[f"labellint {form}"] = measure([py, "-c", CHECK, str(path)])
-        results[f"labellint CLI {form}"] = measure(
-            [py, "-m", "labellint", "check", str(path), "--format", "json", "--eos-id", "2",
-             "--bos-id", "1", "--pad-id", "0", "--vocab-size", "32000"])
-    results["pyarrow read parquet"] = measure([py, "-c", PYARROW_READ, str(paths["parquet"])])
-    arrow_file = next(paths["save_to_disk"].glob("*.arrow"))
-    results["naive per-row Python"] = measure([py, "-c", NAIVE, str(arrow_file),
-                                               str(args.naive_rows)])
+    padded = args.data / f"{int(args.tokens / 1e6)}M-padded"
+    chat = args.data / f"{int(args.chat_tokens / 1e6)}M-chat"
+    for folder, extra in ((out, []), (padded, ["--padded"])):
+        if not (folder / "sft").exists() or not (folder / "parquet").exists():
+            # In a process of its own: a child inherits its parent's peak RSS across fork and
+            # exec, so this process must stay small for the measurements to be each run's own.
+            subprocess.run([sys.executable, str(HERE / "synthetic.py"), str(int(args.tokens)),
+                            str(folder), *extra], check=True)
+    if not (chat / "sft").exists():
+        subprocess.run([sys.executable, str(HERE / "chat_shape.py"), str(int(args.chat_tokens)),
+                        str(chat)], check=True)
+    n_rows = pq_rows(out / "parquet")
+    n_padded = pq_rows(padded / "parquet")
+    chat_paths = chat_shape.paths(chat)
+    return {
+        "unpadded, facts given": dict(
+            path=out / "sft", facts=FACTS, tokenizer=None,
+            planted={c: synthetic.expected_rows(c, n_rows) for c in synthetic.PLANTED},
+            parquet=out / "parquet"),
+        "padded, facts inferred": dict(
+            path=padded / "sft", facts={}, tokenizer=None,
+            planted={c: synthetic.expected_rows(c, n_padded, padded=True)
+                     for c in synthetic.planted_codes(padded=True)}),
+        "chat, with its tokenizer": dict(
+            path=chat_paths["save_to_disk"], facts={}, tokenizer=chat_paths["tokenizer"],
+            planted=chat_shape.planted_rows(chat)),
+        "chat, no tokenizer": dict(path=chat_paths["save_to_disk"], facts={}, tokenizer=None,
+                                   planted=None),
+    }
 
-    tokens = results["labellint save_to_disk"]["tokens"]
-    print(f"\n{tokens / 1e6:.1f}M tokens, {os.cpu_count()} cores\n")
-    print(f"{'run':<32}{'wall s':>9}{'in-process s':>14}{'M tokens/s':>12}{'peak RSS GB':>13}"
-          f"{'of it anon GB':>15}")
-    for name, r in results.items():
-        n = r.get("tokens") or tokens
-        inner = r.get("check_s")
-        rate = n / inner / 1e6 if inner else n / r["wall_s"] / 1e6
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tokens", type=float, default=80e6)
+    p.add_argument("--chat-tokens", type=float, default=100e6)
+    p.add_argument("--data", type=Path, default=Path("/tmp/labellint-bench"))
+    p.add_argument("--naive-rows", type=int, default=5000)
+    p.add_argument("--memory-tokens", type=float, default=300e6)
+    p.add_argument("--no-memory", action="store_true")
+    args = p.parse_args()
+    cores = len(os.sched_getaffinity(0))
+    py = sys.executable
+
+    runs = shapes(args)
+    unpadded = runs["unpadded, facts given"]
+    measure([py, "-c", PYARROW_READ, str(unpadded["parquet"])])  # the page cache, warmed
+    rows, rates, checked = [], {}, []
+    for name, shape in runs.items():
+        for jobs in (1, cores):
+            r = check_run(shape["path"], jobs, shape["facts"], shape["tokenizer"])
+            if shape["planted"] is not None:
+                checked.append(f"{name}, jobs={jobs}: {verify(name, r, shape['planted'])}")
+            rates[name, jobs] = r["tokens"] / r["check_s"]
+            rows.append((f"{name}, jobs={jobs}", r))
+    parquet = {jobs: check_run(unpadded["parquet"], jobs, FACTS) for jobs in (1, cores)}
+    for jobs, r in parquet.items():
+        rows.append((f"unpadded parquet, jobs={jobs}", r))
+    read = measure([py, "-c", PYARROW_READ, str(unpadded["parquet"])])
+    rows.append(("pyarrow read_table, same parquet", read))
+    arrow_file = next(Path(runs["padded, facts inferred"]["path"]).glob("*.arrow"))
+    naive = measure([py, "-c", NAIVE, str(arrow_file), str(args.naive_rows)])
+    rows.append(("naive per-row Python (padded, slice)", naive))
+    naive_rate = naive["tokens"] / naive["check_s"]
+
+    print(f"\n{cores} cores; tokens/s inside check (tokenizer loaded before the clock)\n")
+    print("| run | M tokens | in-process s | M tokens/s | peak RSS GB | worker peak RSS GB "
+          "| anon GB (all processes) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in rows:
+        n = r.get("tokens") or unpadded_tokens(rows)
+        rate = n / r["check_s"] / 1e6
         anon = f"{r['anon_gb']:.2f}" if "anon_gb" in r else "-"
-        print(f"{name:<32}{r['wall_s']:>9.2f}{inner if inner else float('nan'):>14.2f}"
-              f"{rate:>12.1f}{r['rss_gb']:>13.2f}{anon:>15}")
-    fast = tokens / results["labellint save_to_disk"]["check_s"]
-    naive = results["naive per-row Python"]
-    slow = naive["tokens"] / naive["check_s"]
-    parquet = results["labellint parquet"]["check_s"] / results["pyarrow read parquet"]["check_s"]
-    print(f"\nlabellint / naive checker: {fast / slow:.0f}x")
-    print(f"labellint parquet / pyarrow read: {parquet:.2f}x")
-    found = results["labellint save_to_disk"]["findings"]
-    n_rows = pq_rows(paths["parquet"])
-    for code in synthetic.PLANTED:
-        planted = synthetic.expected_rows(code, n_rows).size
-        print(f"{code}: planted in {planted} rows, found in {found.get(code, 0)}")
+        worker = f"{r['worker_rss_gb']:.2f}" if r.get("worker_rss_gb") else "-"
+        print(f"| {name} | {n / 1e6:.1f} | {r['check_s']:.2f} | {rate:.1f} | "
+              f"{r['rss_gb']:.2f} | {worker} | {anon} |")
+    print("\n| shape | jobs=1 M tok/s | all cores M tok/s | scaling |")
+    print("|---|---:|---:|---:|")
+    for name in runs:
+        one, many = rates[name, 1], rates[name, cores]
+        print(f"| {name} | {one / 1e6:.1f} | {many / 1e6:.1f} | {many / one:.2f}x |")
+    padded_rate = rates["padded, facts inferred", cores]
+    print(f"\npadded, all cores / naive per-row checker: {padded_rate / naive_rate:.0f}x")
+    for jobs, r in parquet.items():
+        print(f"parquet check, jobs={jobs} / pyarrow read of the same columns: "
+              f"{r['check_s'] / read['check_s']:.2f}x the time")
+    print("\n".join(checked))
+    startup_table(args.data)
+    if not args.no_memory:
+        memory_table(args)
+
+
+def unpadded_tokens(rows: list) -> int:
+    return next(r["tokens"] for name, r in rows if name.startswith("unpadded"))
+
+
+def startup_table(data: Path) -> None:
+    import startup
+
+    print("\nstart-up, end to end (median of fresh processes)\n")
+    for name, seconds in startup.measure_startup(data / "startup").items():
+        print(f"  {name}: {seconds:.2f} s")
+
+
+def memory_table(args: argparse.Namespace) -> None:
+    import memory
+
+    print(f"\nmemory at {args.memory_tokens / 1e6:.0f}M tokens\n")
+    memory.print_table(memory.measure_memory(args.memory_tokens, args.data))
 
 
 def pq_rows(path: Path) -> int:

@@ -24,6 +24,7 @@ def check(
     missing_labels: str = "padding",
     progress: Callable[[str, int, int, int | None], None] | None = None,
     trust_remote_code: bool = False,
+    jobs: int | None = None,
     **facts: Any,
 ) -> Report:
     """Check training data for label, masking, shift and special-token mistakes.
@@ -41,10 +42,14 @@ def check(
         DataCollatorForLanguageModeling), or "skip" (skip the rules that need labels).
     progress: called as progress(source, rows, tokens, total_rows) after each chunk is checked.
     trust_remote_code: let a tokenizer folder run its own code (`auto_map`); off by default.
+    jobs: worker processes for a path, Dataset or Table (its parts: row groups, record
+        batches, files): every core by default on Linux, 1 to check in this process. The
+        report is the same whatever the number.
     facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
         end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.
     """
     plan = Plan(tokenizer, model=model, select=select, ignore=ignore, options=options,
                 columns=columns, max_examples=max_examples, chunk_rows=chunk_rows,
-                missing_labels=missing_labels, trust_remote_code=trust_remote_code, **facts)
+                missing_labels=missing_labels, trust_remote_code=trust_remote_code, jobs=jobs,
+                **facts)
     return plan.run(source, name=name, progress=progress)

@@ -7,6 +7,7 @@ ignore = ["few-supervised-tokens"]
 tokenizer = "artifacts/tokenizer"        # relative to this pyproject.toml
 label-shift = "model"
 max-examples = 5
+jobs = 4                                 # worker processes; every core by default
 
 [tool.labellint.columns]
 input-ids = "tokens"
@@ -39,7 +40,7 @@ FACTS = {"pad-id": int, "bos-id": int, "eos-id": int, "vocab-size": int, "max-le
          "ignore-index": int, "label-shift": str, "add-bos": bool, "assistant-only-loss": bool}
 SETTINGS: dict[str, Any] = {
     "select": list, "ignore": list, "tokenizer": str, "model": str, "max-examples": int,
-    "fail-on": str, "format": str, "missing-labels": str,
+    "fail-on": str, "format": str, "missing-labels": str, "jobs": int,
     "columns": dict, "options": dict, "per-path-ignores": dict, **FACTS,
 }
 FACT_KEYS = tuple(k.replace("-", "_") for k in FACTS)
@@ -47,7 +48,7 @@ PATHS = ("tokenizer", "model")
 # Token ids and lengths are compared as int64; counts and lengths start where they make sense.
 RANGES = {"pad-id": (0, ID_LIMIT), "bos-id": (0, ID_LIMIT), "eos-id": (0, ID_LIMIT),
           "vocab-size": (1, ID_LIMIT), "max-length": (1, ID_LIMIT),
-          "max-examples": (0, ID_LIMIT), "ignore-index": (-ID_LIMIT, ID_LIMIT)}
+          "max-examples": (0, ID_LIMIT), "jobs": (1, 4096), "ignore-index": (-ID_LIMIT, ID_LIMIT)}
 CHOICES = {"fail-on": ("warning", "error"), "format": ("text", "json", "github"),
            "missing-labels": ("padding", "pad-id", "skip"), "label-shift": ("model", "dataset")}
 
@@ -98,7 +99,7 @@ class Config:
             columns={**get("columns", {}), **(columns or {})} or None,
             max_examples=get("max_examples", 5),
             missing_labels=get("missing_labels", "padding"),
-            **{k: get(k) for k in FACT_KEYS if get(k) is not None})
+            **{k: get(k) for k in (*FACT_KEYS, "jobs") if get(k) is not None})
         return settings | {k: v for k, v in given.items() if v is not None}
 
     def ignores_for(self, source: str | os.PathLike) -> list[str]:

@@ -9,7 +9,7 @@ answer does not depend on the order the parts come in, only on their keys.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 # (part, row): `part` orders the parts of a source (an int, or tuples such as (shard, piece)),
@@ -89,3 +89,25 @@ def _merge_rule(parts: list[RulePartial], max_examples: int) -> RulePartial:
         skip=min(skips, default=None),
         by_design=max(flags, default=None),
         examples=tuple(examples[:max_examples]))
+
+
+def shifted(partial: Partial, rows: int) -> Partial:
+    """`partial` of a part checked as if it started at row 0, renumbered to start at `rows`.
+
+    A part read in a worker cannot know how many rows come before it when the files do not
+    say (JSON Lines); the rows it names are moved once every earlier part has been counted.
+    """
+    if rows == 0:
+        return partial
+
+    def key(k: tuple[Key, Any] | None) -> tuple[Key, Any] | None:
+        return None if k is None else ((k[0][0], k[0][1] + rows), k[1])
+
+    def example(e: Example) -> Example:
+        window = e.window if e.window is None else replace(e.window, row=e.window.row + rows)
+        return replace(e, row=e.row + rows, window=window)
+
+    return replace(partial, rules={
+        code: replace(p, skip=key(p.skip), by_design=key(p.by_design),
+                      examples=tuple(example(e) for e in p.examples))
+        for code, p in partial.rules.items()})

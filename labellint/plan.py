@@ -7,14 +7,16 @@ import functools
 import os
 from typing import Any, Callable, Iterable, Mapping
 
-from . import arguments, engine
+from . import arguments, engine, parallel
+from .allocator import keep_freed_memory
 from .config import Config
 from .facts import Facts
 from .hf_facts import known_facts, load_tokenizer
 from .catalog import resolve_options, select_rules, selector_list
 from .registry import Rule
+from .report import SourceResult
 from .text_report import Report
-from .sources import CHUNK_ROWS, column_names, open_sources
+from .sources import CHUNK_ROWS, Source, column_names, open_sources
 
 
 class Plan:
@@ -47,9 +49,12 @@ class Plan:
         missing_labels: str = "padding",
         trust_remote_code: bool = False,
         config: Config | None = None,
+        jobs: int | None = None,
         **facts: Any,
     ) -> None:
         self.max_examples = arguments.whole_number(max_examples, "max_examples")
+        self.jobs = parallel.default_jobs() if jobs is None else \
+            arguments.whole_number(jobs, "jobs", minimum=1)
         self.chunk_rows = arguments.whole_number(chunk_rows, "chunk_rows", minimum=1)
         # Lists, not the iterators a caller may pass: they are read again per path and for
         # the loss rules.
@@ -113,22 +118,41 @@ class Plan:
         """
         name = arguments.source_name(name)
         progress = arguments.callback(progress, "progress")
-        rules = list(self.rules)
         results = []
         for s in open_sources(source, columns=self.columns, chunk_rows=self.chunk_rows,
                               name=name):
             report = None if progress is None else \
                 functools.partial(_report_progress, progress, s.name, s.total_rows)
-            results.append(engine.run(
-                s.chunks, source=s.name, facts=self.facts, rules=rules, options=self.options,
-                training_batches=s.training_batches, max_examples=self.max_examples,
-                missing_labels=self.missing_labels, progress=report))
+            results.append(self._run_source(s, report))
         if self.tokenizer is not None:
             # Example rows are decoded now, while the tokenizer is at hand: the report is not.
             from .decode import decode_results
 
             results = decode_results(self.tokenizer, results)
         return Report(results)
+
+    def _run_source(self, s: Source, report: Callable[[int, int], None] | None) -> SourceResult:
+        """One source: its facts from its first rows, then its parts in worker processes when
+        it has several and jobs allow, else one pass in this process."""
+        if not s.training_batches:
+            keep_freed_memory()  # chunk-sized scratch arrays: the allocator keeps them for reuse
+        prepared, stream = engine.prepare(
+            s.chunks, source=s.name, facts=self.facts, rules=list(self.rules),
+            options=self.options, training_batches=s.training_batches,
+            max_examples=self.max_examples, missing_labels=self.missing_labels)
+        parts = None
+        if self.jobs > 1 and s.parts is not None and parallel.can_fork() and \
+                (s.total_rows is None or s.total_rows > self.chunk_rows):
+            parts = s.parts()
+        if parts is None or len(parts) < 2:
+            return engine.finish(prepared, engine.check_part(prepared, stream, progress=report))
+        # The sample's chunks, its reader and read-ahead thread go before the workers fork.
+        stream.close()
+        close = getattr(s.chunks, "close", None)
+        if close is not None:
+            close()
+        return engine.finish(prepared, parallel.check_parts(prepared, parts, jobs=self.jobs,
+                                                            progress=report))
 
 
 def _named(r: Rule, selectors: list[str]) -> bool:

@@ -83,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--fail-on", choices=("warning", "error"),
                    help="the lowest severity that makes the exit code 1 (default: warning)")
     c.add_argument("--max-examples", type=COUNT, metavar="N", help="example rows per finding")
+    c.add_argument("-j", "--jobs", type=POSITIVE, metavar="N",
+                   help="worker processes (default: every core; 1 checks in this process)")
     c.add_argument("--trust-remote-code", action="store_true",
                    help="let a tokenizer folder run its own code (auto_map; off unless asked)")
     c.add_argument("--missing-labels", choices=("padding", "pad-id", "skip"),
@@ -180,7 +182,7 @@ def _settings(args: argparse.Namespace) -> tuple[Plan, str, str]:
     columns = {c: getattr(args, f"{c}_column") for c in SOURCE_COLUMNS
                if getattr(args, f"{c}_column")}
     given = {k: getattr(args, k) for k in (*FACT_FLAGS, "tokenizer", "model", "max_examples",
-                                           "missing_labels")}
+                                           "missing_labels", "jobs")}
     settings = config.check_kwargs(select=args.select, ignore=args.ignore, options=options,
                                    columns=columns, **given)
     format_ = args.format or config.get("format", "text")
@@ -193,33 +195,9 @@ def _settings(args: argparse.Namespace) -> tuple[Plan, str, str]:
     return plan, format_, fail_on
 
 
-def _keep_freed_memory() -> None:
-    """Let glibc reuse freed chunk-sized blocks instead of returning them to the system.
-
-    By default arrays over 128 KB are mmap-ed and unmapped when freed, so each chunk's scratch
-    arrays fault their pages in again: about 45% of a check's time on a fresh process. The
-    command owns its process, so it raises the thresholds (the Python API leaves a host
-    process's allocator alone). Freed memory kept is bounded by a few chunks' worth.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: its defaults stand
-
-
 def _check(args: argparse.Namespace, out: Console) -> int:
     from ..github import render_github
     from ..text_report import Report
-
-    _keep_freed_memory()
 
     plan, format_, fail_on = _settings(args)
     show_progress = not args.no_progress and sys.stderr.isatty()

@@ -6,12 +6,13 @@ is one training batch exactly as the model receives it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -20,9 +21,10 @@ from ..columns import (BOUNDARY_COLUMNS, Chunk, batch_to_chunk, column_names, is
                        require_input_ids, rows_to_chunk, table_to_chunk)
 from ..errors import LabelLintError
 from .locate import locate
-from .readers import read_ahead, read_located
+from .readers import located_parts, read_ahead, read_located
 
 CHUNK_ROWS = 8192
+PART_CHUNKS = 1  # chunks per part of an in-memory table: a part is ~3M tokens
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Source:
     chunks: Iterator[Chunk]
     training_batches: bool
     total_rows: int | None = None  # when known up front, for progress
+    # The source cut into parts on its chunk boundaries, for worker processes: a list of (what
+    # the part is, a function reading its chunks), together exactly the chunks of `chunks`.
+    # Planned on demand (it reads every file's metadata); None for a stream that cannot be cut.
+    parts: Callable[[], list[tuple[str, Callable[[], Iterator[Chunk]]]]] | None = None
 
 
 def _is_dataset(obj: Any) -> bool:
@@ -76,6 +82,31 @@ def _dataset_chunks(ds: Any, names: Mapping[str, str], size: int) -> Iterator[Ch
         yield table_to_chunk(table, names, "the dataset")
 
 
+def _row_ranges(rows: int, size: int) -> list[tuple[int, int]]:
+    """Rows cut into ranges of PART_CHUNKS chunks: the chunks one pass reads, in groups."""
+    step = size * PART_CHUNKS
+    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def _dataset_parts(ds: Any, names: Mapping[str, str], size: int) -> list[tuple[str, Any]]:
+    # A contiguous `select` is a slice of the dataset's table, and a forked worker has the
+    # table already: nothing is copied.
+    return [(f"rows {a}-{b - 1}",
+             functools.partial(_dataset_chunks, ds.select(range(a, b)), names, size))
+            for a, b in _row_ranges(len(ds), size)]
+
+
+def _table_parts(table: pa.Table, names: Mapping[str, str], size: int) -> list[tuple[str, Any]]:
+    return [(f"rows {a}-{b - 1}",
+             functools.partial(_chunked_table, table.slice(a, b - a), names, size, "the table"))
+            for a, b in _row_ranges(table.num_rows, size)]
+
+
+def _file_parts(found: Any, names: Mapping[str, str], size: int) -> list[tuple[str, Any]]:
+    return [(str(part), functools.partial(part.read, names, size))
+            for part in located_parts(found, size)]
+
+
 def _batches(first: Any, rest: Iterator[Any], names: Mapping[str, str]) -> Iterator[Chunk]:
     for i, batch in enumerate(itertools.chain([first], rest)):
         if not isinstance(batch, Mapping):
@@ -93,20 +124,23 @@ def open_sources(
     """Turn whatever the user handed us into named chunk streams."""
     names = column_names(columns)
     if isinstance(source, (str, os.PathLike)):
-        return [Source(s.name, read_ahead(s.chunks), s.training_batches, s.total_rows)
+        return [Source(s.name, read_ahead(s.chunks), s.training_batches, s.total_rows, s.parts)
                 for s in open_path(Path(source), names, chunk_rows)]
     if _is_dataset_dict(source):
         return [Source(f"{name or 'dataset'}[{split}]",
-                       _dataset_chunks(ds, names, chunk_rows), False)
+                       _dataset_chunks(ds, names, chunk_rows), False, len(ds),
+                       functools.partial(_dataset_parts, ds, names, chunk_rows))
                 for split, ds in source.items()]
     if _is_dataset(source):
-        return [Source(name or "dataset", _dataset_chunks(source, names, chunk_rows), False)]
+        return [Source(name or "dataset", _dataset_chunks(source, names, chunk_rows), False,
+                       len(source), functools.partial(_dataset_parts, source, names, chunk_rows))]
     if type(source).__module__.startswith("pandas") and type(source).__name__ == "DataFrame":
         source = pa.Table.from_pandas(source, preserve_index=False)
     if isinstance(source, (pa.Table, pa.RecordBatch)):
         table = pa.Table.from_batches([source]) if isinstance(source, pa.RecordBatch) else source
         return [Source(name or "table", _chunked_table(table, names, chunk_rows, "the table"),
-                       False)]
+                       False, table.num_rows,
+                       functools.partial(_table_parts, table, names, chunk_rows))]
     if isinstance(source, Mapping):
         if _is_row(source, names):
             return [Source(name or "row", iter([batch_to_chunk(source, names)]), False)]
@@ -132,5 +166,6 @@ def open_path(path: Path, names: Mapping[str, str], size: int) -> list[Source]:
     sources = []
     for found in locate(path):
         chunks, rows = read_located(found, names, size)
-        sources.append(Source(found.name, chunks, False, rows))
+        sources.append(Source(found.name, chunks, False, rows,
+                              functools.partial(_file_parts, found, names, size)))
     return sources

@@ -6,8 +6,9 @@ import os
 import queue
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -94,17 +95,27 @@ def _unique_columns(schema_names: list[str], names: Mapping[str, str], path: Pat
                                  f"{schema_names.count(theirs)} times")
 
 
-def _parquet_chunks(path: Path, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+def _parquet_file(path: Path) -> Any:
     import pyarrow.parquet as pq
 
-    with pq.ParquetFile(pa.BufferReader(mapped(path))) as f:
+    return pq.ParquetFile(pa.BufferReader(mapped(path)))
+
+
+def _parquet_chunks(path: Path, names: Mapping[str, str], size: int,
+                    groups: range | None = None) -> Iterator[Chunk]:
+    """The file's row groups `groups` (all by default) in chunks of at most `size` rows."""
+    with _parquet_file(path) as f:
         schema = f.schema_arrow.names
         require_input_ids(schema, names, str(path))
         _unique_columns(schema, names, path)
         present = [t for t in names.values() if t in schema]
         present += [c for c in BOUNDARY_COLUMNS if c in schema and c not in present]
-        for batch in f.iter_batches(batch_size=size, columns=present):
-            yield table_to_chunk(batch, names, str(path))
+        if groups is None:
+            groups = range(f.num_row_groups)
+        # Row group by row group, so that a part's chunks are those one pass over the file reads.
+        for g in groups:
+            for batch in f.iter_batches(batch_size=size, row_groups=[g], columns=present):
+                yield table_to_chunk(batch, names, str(path))
 
 
 def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -119,29 +130,52 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
         yield reader.get_batch(i)
 
 
-def _arrow_chunks(files: list[Path], names: Mapping[str, str], size: int) -> Iterator[Chunk]:
-    """Record batches as chunks, zero-copy; only batches smaller than `size` rows are joined
-    (a copy), so that a file of tiny batches does not cost a Python round per batch."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for path in files:
-        for batch in _ipc_batches(path):
-            _unique_columns(batch.schema.names, names, path)
-            for start in range(0, batch.num_rows, size):
-                part = batch.slice(start, size)
-                if not pending and part.num_rows >= size // 8:
-                    yield table_to_chunk(part, names, str(path))
-                    continue
-                if pending and part.schema != pending[0].schema:
-                    yield table_to_chunk(pa.Table.from_batches(pending), names, str(path))
-                    pending, rows = [], 0
-                pending.append(part)
-                rows += part.num_rows
-                if rows >= size // 8:
-                    yield table_to_chunk(pa.Table.from_batches(pending), names, str(path))
-                    pending, rows = [], 0
+def arrow_plan(batch_rows: Sequence[int], size: int) -> list[list[tuple[int, int, int]]]:
+    """A file's chunks, from its record batches' row counts: each chunk the (batch, start, stop)
+    slices it joins.
+
+    A batch is cut into slices of at most `size` rows; a slice of at least `size // 8` rows is a
+    chunk alone (zero-copy), smaller ones are joined until they reach it, so that a file of tiny
+    batches does not cost a Python round per batch. Chunks never span files.
+    """
+    chunks: list[list[tuple[int, int, int]]] = []
+    pending: list[tuple[int, int, int]] = []
+    rows, least = 0, max(size // 8, 1)
+    for i, n in enumerate(batch_rows):
+        for start in range(0, n, size):
+            piece = (i, start, min(start + size, n))
+            if not pending and piece[2] - start >= least:
+                chunks.append([piece])
+                continue
+            pending.append(piece)
+            rows += piece[2] - start
+            if rows >= least:
+                chunks.append(pending)
+                pending, rows = [], 0
     if pending:
-        yield table_to_chunk(pa.Table.from_batches(pending), names, str(files[-1]))
+        chunks.append(pending)
+    return chunks
+
+
+def _arrow_chunks(path: Path, names: Mapping[str, str], size: int,
+                  plan: Sequence[list[tuple[int, int, int]]] | None = None) -> Iterator[Chunk]:
+    """An Arrow file's chunks as `arrow_plan` cuts them (all, or the run of them in `plan`),
+    zero-copy but for joined slices."""
+    batches = _ipc_batches(path)
+    if plan is None:
+        batches = list(batches)  # bodies stay unread: the map is only sliced
+        plan = arrow_plan([b.num_rows for b in batches], size)
+        batches = iter(batches)
+    at, batch = -1, None
+    for chunk in plan:
+        pieces = []
+        for i, start, stop in chunk:
+            while at < i:
+                batch, at = next(batches), at + 1
+                _unique_columns(batch.schema.names, names, path)
+            pieces.append(batch.slice(start, stop - start))
+        joined = pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces)
+        yield table_to_chunk(joined, names, str(path))
 
 
 _WHAT_JSON = {ord("n"): "null", ord("["): "an array", ord('"'): "a string",
@@ -260,12 +294,79 @@ def _ipc_rows(files: list[Path]) -> int | None:
 
 
 def _parquet_rows(files: list[Path]) -> int | None:
-    import pyarrow.parquet as pq
-
     try:
-        return sum(pq.ParquetFile(pa.BufferReader(mapped(f))).metadata.num_rows for f in files)
+        return sum(_parquet_file(f).metadata.num_rows for f in files)
     except (LabelLintError, *READ_ERRORS):
         return None
+
+
+@dataclass(frozen=True)
+class Part:
+    """A run of one file's chunks that a process can read on its own, in one pass's order.
+
+    kind: the file's format; units: the parquet row groups, or the Arrow chunks (as
+    `arrow_plan` cuts them), of the run; None for the whole file.
+    """
+
+    path: Path
+    kind: str
+    units: Any = None
+    rows: int | None = None
+
+    def read(self, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+        if self.kind == "parquet":
+            chunks = _parquet_chunks(self.path, names, size, self.units)
+        elif self.kind == "jsonl":
+            chunks = _jsonl_chunks(self.path, names, size)
+        else:
+            chunks = _arrow_chunks(self.path, names, size, self.units)
+        return _guard(self.path, chunks)
+
+    def __str__(self) -> str:
+        if self.units is None:
+            return str(self.path)
+        if self.kind == "parquet":
+            return f"{self.path} (row groups {self.units.start}-{self.units.stop - 1})"
+        first, last = self.units[0][0], self.units[-1][-1]
+        return f"{self.path} (record batches {first[0]}-{last[0]})"
+
+
+def _runs(units: Sequence[Any], rows: Sequence[int], least: int) -> list[tuple[int, int, int]]:
+    """Consecutive units grouped into runs of at least `least` rows (the last may have fewer):
+    (first, stop, rows) each."""
+    runs, first, total = [], 0, 0
+    for i, n in enumerate(rows):
+        total += n
+        if total >= least:
+            runs.append((first, i + 1, total))
+            first, total = i + 1, 0
+    if first < len(units):
+        runs.append((first, len(units), total))
+    return runs
+
+
+def _file_parts(path: Path, size: int) -> list[Part]:
+    """One file's parts of at least `size` rows each; the whole file as one part where its
+    metadata cannot be read (the read then reports why) or gives no rows up front (JSON)."""
+    kind = file_format(path) or "arrow"
+    try:
+        if kind == "parquet":
+            meta = _parquet_file(path).metadata
+            rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+            return [Part(path, kind, range(a, b), n)
+                    for a, b, n in _runs(rows, rows, size)]
+        if kind == "arrow":
+            plan = arrow_plan([b.num_rows for b in _ipc_batches(path)], size)
+            rows = [sum(stop - start for _, start, stop in chunk) for chunk in plan]
+            return [Part(path, kind, plan[a:b], n) for a, b, n in _runs(plan, rows, size)]
+    except (LabelLintError, *READ_ERRORS):
+        pass
+    return [Part(path, kind)]
+
+
+def located_parts(found: Located, size: int) -> list[Part]:
+    """A located dataset's parts, in order: together, exactly the chunks one pass reads."""
+    return [part for f in found.files for part in _file_parts(f, size)]
 
 
 def read_located(found: Located, names: Mapping[str, str],
@@ -273,19 +374,12 @@ def read_located(found: Located, names: Mapping[str, str],
     """Files of one dataset as one stream of chunks (rows numbered across them, facts shared),
     with its row count when the files' metadata gives it."""
     files = list(found.files)
-    if found.save_to_disk:
-        return _guard(Path(found.name), _arrow_chunks(files, names, size)), _ipc_rows(files)
-    kinds = {file_format(f) for f in files}
+    kinds = {"arrow" if found.save_to_disk else file_format(f) for f in files}
 
     def chunks() -> Iterator[Chunk]:
         for f in files:
-            kind = file_format(f)
-            if kind == "parquet":
-                yield from _guard(f, _parquet_chunks(f, names, size))
-            elif kind == "jsonl":
-                yield from _guard(f, _jsonl_chunks(f, names, size))
-            else:
-                yield from _guard(f, _arrow_chunks([f], names, size))
+            yield from Part(f, "arrow" if found.save_to_disk else file_format(f) or "arrow"
+                            ).read(names, size)
 
     rows = (_parquet_rows(files) if kinds == {"parquet"} else
             _ipc_rows(files) if kinds == {"arrow"} else None)

@@ -1,0 +1,132 @@
+"""Worker processes that check the parts of one source, each part's Partial handed back."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+import warnings
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Iterator, Sequence
+
+from . import engine
+from .allocator import keep_freed_memory
+from .errors import LabelLintError
+from .partial import Partial, merge, shifted
+
+# A part: what it is (a file and where in it, for messages) and how to read its chunks.
+PartReader = tuple[str, Callable[[], Iterator[engine.Chunk]]]
+
+# The work of the pool being run: forked workers inherit it, so that nothing but a part's
+# number goes to a worker and nothing but its Partial comes back (no rule, facts or data is
+# serialised, and a rule defined in a notebook works in a worker too).
+_WORK: tuple[engine.Prepared, Sequence[PartReader]] | None = None
+
+
+def can_fork() -> bool:
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def default_jobs() -> int:
+    """Every core this process may run on, as ruff does, on Linux; elsewhere 1, since forking
+    is unsafe on macOS (its system libraries) and missing on Windows."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_parts(prepared: engine.Prepared, parts: Sequence[PartReader], *, jobs: int,
+                progress: Callable[[int, int], None] | None = None) -> Partial:
+    """The merged Partial of every part, checked by up to `jobs` forked worker processes.
+
+    Each part is checked as if it started at row 0 and renumbered here once the rows of the
+    parts before it are known, so the result is the one pass's, whatever the number of jobs.
+    A part that fails raises its error, the first in the source's order; a worker that dies
+    (killed, out of memory) fails the check with one line naming a part it was reading.
+    """
+    global _WORK
+    if _WORK is not None:
+        raise RuntimeError("check_parts is not reentrant")
+    _WORK = (prepared, parts)
+    try:
+        with _quiet_fork(), ProcessPoolExecutor(
+                max_workers=max(1, min(jobs, len(parts))),
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_start_worker) as pool:
+            futures = [pool.submit(_check, i) for i in range(len(parts))]
+            results = _collect(futures, parts, prepared.source, progress)
+    finally:
+        _WORK = None
+    rows, out = 0, []
+    for partial in results:
+        out.append(shifted(partial, rows))
+        rows += partial.rows
+    return merge(*out)
+
+
+def _collect(futures: list, parts: Sequence[PartReader], source: str,
+             progress: Callable[[int, int], None] | None) -> list[Partial]:
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f.done() and f.exception() is not None]
+        if failed:
+            for f in pending:
+                f.cancel()
+            first = failed[0]
+            error = first.exception()
+            if isinstance(error, BrokenProcessPool):
+                unfinished = next(i for i, f in enumerate(futures) if not f.done()
+                                  or f.exception() is not None)
+                raise LabelLintError(
+                    f"{source}: a worker process died while checking {parts[unfinished][0]} "
+                    "(killed, or out of memory); --jobs 1 checks in this process") from None
+            raise error
+        if progress is not None:
+            for f in done:
+                progress(f.result().rows, f.result().tokens)
+    return [f.result() for f in futures]
+
+
+def _start_worker() -> None:
+    # Ctrl-C reaches every process of the group: the parent stops the check, and a worker
+    # printing its own KeyboardInterrupt traceback would only bury the one line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
+
+
+def _check(index: int) -> Partial:
+    assert _WORK is not None, "a worker is forked with its work"
+    prepared, parts = _WORK
+    return engine.check_part(prepared, parts[index][1](), part=index, row_start=0)
+
+
+@contextlib.contextmanager
+def _quiet_fork() -> Iterator[None]:
+    """Forking without the warnings that do not apply to these workers.
+
+    The tokenizers library warns in each forked child when its thread pool was used before the
+    fork, unless TOKENIZERS_PARALLELISM is set: the workers never tokenize, so it is set for
+    them (their environment is copied at the fork) and put back for this process. Python 3.12+
+    warns that forking a process with threads may deadlock a child that takes a lock one of
+    them held: the workers run numpy and Arrow (whose thread pools are re-made after a fork),
+    and this process's own threads (read-ahead) are stopped first.
+    """
+    key = "TOKENIZERS_PARALLELISM"
+    saved = os.environ.get(key)
+    if saved is None:
+        os.environ[key] = "false"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                    message=".*fork.*")
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
