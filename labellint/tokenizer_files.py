@@ -77,12 +77,12 @@ def read_folder(path: Path, *, trust_remote_code: bool = False) -> TokenizerFold
     except ImportError:
         return None
     if not path.is_dir() or any((path / n).exists() for n in (
-            "special_tokens_map.json", "added_tokens.json", "additional_chat_templates")):
+            "added_tokens.json", "additional_chat_templates")):
         # Legacy files whose merge into the config follows rules not repeated here.
         return None
     try:
         config = files.read_json(path / "tokenizer_config.json")
-        if not _plain_config(config, path):
+        if not _plain_config(config, path) or not _map_agrees(config, path):
             return None
         backend = Tokenizer.from_buffer(_read_bytes(path / "tokenizer.json", TOKENIZER_BYTES))
         template = config.get("chat_template")
@@ -128,6 +128,29 @@ def _plain_config(config: dict, path: Path) -> bool:
         # transformers patches the pre-tokenizer of Mistral tokenizers saved before 5.0.
         model = files.read_json(path / "config.json", object)
         if not isinstance(model, dict) or "mistral" in str(model.get("model_type", "")).lower():
+            return False
+    return True
+
+
+def _map_agrees(config: dict, path: Path) -> bool:
+    """Whether special_tokens_map.json (transformers 4 writes one beside the config) says what
+    the config says: transformers reads it only for a config without added_tokens_decoder, and
+    then lets it override the config's special tokens."""
+    if not (path / "special_tokens_map.json").exists():
+        return True
+    mapped = files.read_json(path / "special_tokens_map.json")
+    if "added_tokens_decoder" not in config:
+        return False
+    for key, value in mapped.items():
+        if key in NAMED:
+            if key not in config or _content(value) != _content(config[key]):
+                return False
+        elif key in ("additional_special_tokens", "extra_special_tokens"):
+            mine = config.get("extra_special_tokens") or config.get("additional_special_tokens")
+            if not isinstance(value, list) or [_content(t) for t in value] != \
+                    [_content(t) for t in mine or []]:
+                return False
+        else:
             return False
     return True
 

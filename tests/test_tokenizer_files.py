@@ -12,7 +12,7 @@ import pytest
 
 import labellint
 from labellint.hf_facts import known_facts, load_tokenizer, tokenizer_facts
-from labellint.tokenizer_files import TokenizerFolder, read_folder
+from labellint.tokenizer_files import TokenizerFolder, read_folder, transformers_tokenizer
 
 import real_tokenizers as rt
 
@@ -116,3 +116,35 @@ def test_checking_with_a_tokenizer_folder_imports_neither_transformers_nor_torch
                           cwd=Path(__file__).parent, timeout=120)
     assert "LL101" in done.stdout, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_folder_saved_by_transformers_4_reads_as_transformers_reads_it(real_tokenizers,
+                                                                          tmp_path):
+    real = real_tokenizers["llama3-instruct"]
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    for f in real.path.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    # As transformers 4 saves a fast tokenizer: the added tokens in the config too, and the
+    # special tokens again in special_tokens_map.json.
+    config["added_tokens_decoder"] = {str(i): {"content": t.content, "special": t.special,
+                                               "lstrip": t.lstrip, "rstrip": t.rstrip,
+                                               "normalized": t.normalized,
+                                               "single_word": t.single_word}
+                                      for i, t in real.tokenizer.added_tokens_decoder.items()}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    named = {k: config[k] for k in ("bos_token", "eos_token") if config.get(k)}
+    (folder / "special_tokens_map.json").write_text(json.dumps(named))
+    light = read_folder(folder)
+    assert isinstance(light, TokenizerFolder)
+    assert tokenizer_facts(light) == tokenizer_facts(transformers_tokenizer(folder, False))
+
+    # A map that says otherwise, or a config whose added token differs from the file's: each
+    # is transformers' to settle.
+    (folder / "special_tokens_map.json").write_text(json.dumps({**named, "pad_token": "!"}))
+    assert read_folder(folder) is None
+    (folder / "special_tokens_map.json").write_text(json.dumps(named))
+    config["added_tokens_decoder"]["128000"]["special"] = False
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    assert read_folder(folder) is None
