@@ -1,7 +1,7 @@
 """Facts read from a tokenizer or a model: ids, vocabulary size, whether BOS is added.
 
-transformers is imported only when a tokenizer or model is given as a path, so that
-`import labellint` and checks of plain files start fast.
+transformers is imported only when a tokenizer folder needs it (tokenizer_files), so that
+`import labellint` and checks of plain files, or of a folder's tokenizer.json, start fast.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ MAX_VOCAB = 2**32
 
 
 def load_tokenizer(tokenizer: Any, *, trust_remote_code: bool = False) -> Any:
-    """A transformers tokenizer from a loaded one or a local folder (never the hub).
+    """A transformers tokenizer from a loaded one or a local folder (never the hub); a folder
+    that tokenizer.json describes whole is read without transformers (tokenizer_files).
 
     A folder's own code (`auto_map` in tokenizer_config.json) runs only with
     `trust_remote_code=True`; without it transformers is told no, rather than left to ask on
@@ -46,28 +47,11 @@ def load_tokenizer(tokenizer: Any, *, trust_remote_code: bool = False) -> Any:
                 # A FIFO or device would block transformers' read forever.
                 raise LabelLintError(f"{entry}: not a regular file; a tokenizer folder holds "
                                      "files")
-    try:
-        from transformers import AutoTokenizer
-    except ImportError:
-        raise LabelLintError("reading a tokenizer folder needs transformers: "
-                             "pip install 'labellint[hf]'") from None
     if trust_remote_code is not True and trust_remote_code is not False:
         raise LabelLintError(f"trust_remote_code must be True or False, not {trust_remote_code!r}")
-    try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True,
-                                             trust_remote_code=trust_remote_code)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    # transformers raises many types for a bad folder, and the tokenizers library panics
-    # (a BaseException) on some malformed tokenizer.json files.
-    except BaseException as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        if "trust_remote_code" in str(e) or "custom code" in str(e):
-            raise LabelLintError(
-                f"{path}: this tokenizer needs its own code (auto_map in tokenizer_config.json), "
-                "and labellint runs none unless asked: --trust-remote-code, or "
-                "trust_remote_code=True") from None
-        raise LabelLintError(f"{path}: cannot load a tokenizer from it ({first[:300]})") from None
+    from .tokenizer_files import load_folder
+
+    return load_folder(path, trust_remote_code=trust_remote_code)
 
 
 def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:

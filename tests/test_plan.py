@@ -8,7 +8,7 @@ import pytest
 
 import labellint
 from labellint import LabelLintError
-from labellint import hf_facts, plan as plan_module
+from labellint import hf_facts, plan as plan_module, tokenizer_files
 from labellint.cli import main
 from labellint.config import load_config
 from labellint.plan import Plan
@@ -52,17 +52,9 @@ def tokenizer_folder(tmp_path):
 
 def test_the_command_line_loads_a_tokenizer_folder_once_for_every_path(
         tmp_path, tokenizer_folder, monkeypatch, capsys):
-    from transformers import AutoTokenizer
-
     paths = [write_parquet(tmp_path / f"{i}.parquet") for i in range(3)]
-    loads = []
-    real = AutoTokenizer.from_pretrained.__func__
-
-    def from_pretrained(cls, *args, **kwargs):
-        loads.append(args)
-        return real(cls, *args, **kwargs)
-
-    monkeypatch.setattr(AutoTokenizer, "from_pretrained", classmethod(from_pretrained))
+    # Every folder is loaded here, with the tokenizers library or with transformers.
+    loads = counted(monkeypatch, tokenizer_files, "load_folder")
     # The tokenizer's facts (its probe encodings) are read once too, not once per path.
     probes = counted(monkeypatch, hf_facts, "tokenizer_facts")
 
