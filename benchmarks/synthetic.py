@@ -87,7 +87,8 @@ def write(table: pa.Table, out: Path, *, parquet_shards: int = 4,
     if single:
         paths |= {"single.parquet": out / "single.parquet", "single.arrow": out / "single.arrow"}
         if not paths["single.parquet"].exists():
-            pq.write_table(table, paths["single.parquet"], row_group_size=8192)
+            # pyarrow's default row groups, as most writers leave them: one of up to 1M rows.
+            pq.write_table(table, paths["single.parquet"])
         if not paths["single.arrow"].exists():
             # Batches of 8k rows, as datasets writes them: a reader can stream the file.
             with pa.ipc.new_file(paths["single.arrow"], table.schema) as w:
