@@ -31,8 +31,8 @@ t0 = time.perf_counter()
 import labellint
 from labellint.cli import _keep_freed_memory
 _keep_freed_memory()  # as `labellint check` does in its own process
-# Peak RSS counts the pages of memory-mapped files that were read (the page cache, which the
-# kernel reclaims at will); the process's own memory is the anonymous part, sampled here.
+# Peak RSS also counts mapped file pages (let go after each chunk, files.release_pages); the
+# process's own memory is the anonymous part, sampled here.
 anon, done = [0], threading.Event()
 def sample():
     while not done.wait(0.005):

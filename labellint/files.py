@@ -1,7 +1,9 @@
 """Opening the files labellint reads: regular files only, so that no read blocks or runs away.
 
 A FIFO would block a read forever, a device never ends, and some devices act when opened: every
-file is stat-ed first, opened non-blocking, and checked again on its descriptor.
+file is stat-ed first, opened non-blocking, and checked again on its descriptor. A memory-mapped
+file's pages are let go as its chunks are checked (`release_pages`), so that what stays resident
+does not grow with the file.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ def open_fd(path: Path) -> int:
 # over it goes, and then drops out of here.
 _MAPS: list[weakref.ref] = []
 _MAPS_LOCK = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _MAPS_LOCK
+    _MAPS_LOCK = threading.Lock()  # one held by another thread at a fork is never released
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def mapped(path: Path) -> pa.Buffer:
