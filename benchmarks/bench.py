@@ -37,9 +37,8 @@ import labellint
 from labellint.hf_facts import load_tokenizer
 args = json.loads(sys.argv[1])
 tokenizer = load_tokenizer(args["tokenizer"]) if args["tokenizer"] else None
-# Peak RSS counts the pages of memory-mapped files that were read (the page cache, which the
-# kernel reclaims at will); the processes' own memory is the anonymous part, sampled here over
-# this process and its workers together.
+# Peak RSS also counts mapped file pages (let go after each chunk, files.release_pages); the
+# processes' own memory is the anonymous part, sampled here over this process and its workers.
 anon, done = [0], threading.Event()
 def rss_anon(pid):
     try:

@@ -126,13 +126,25 @@ def expected_rows(code: str, n_rows: int) -> np.ndarray:
     return rows[hit]
 
 
-def write(table: pa.Table, out: Path, *, parquet_shards: int = 4) -> dict[str, Path]:
-    """The same rows as a `save_to_disk` folder and as parquet shards."""
+def write(table: pa.Table, out: Path, *, parquet_shards: int = 4,
+          single: bool = False) -> dict[str, Path]:
+    """The same rows as a `save_to_disk` folder and as parquet shards; with `single`, also as
+    one parquet file and one Arrow IPC file (for the memory benchmark)."""
     import pyarrow.parquet as pq
     from datasets import Dataset, disable_progress_bars
 
     disable_progress_bars()
     paths = {"save_to_disk": out / "sft", "parquet": out / "parquet"}
+    out.mkdir(parents=True, exist_ok=True)
+    if single:
+        paths |= {"single.parquet": out / "single.parquet", "single.arrow": out / "single.arrow"}
+        if not paths["single.parquet"].exists():
+            # pyarrow's default row groups, as most writers leave them: one of up to 1M rows.
+            pq.write_table(table, paths["single.parquet"])
+        if not paths["single.arrow"].exists():
+            # Batches of 8k rows, as datasets writes them: a reader can stream the file.
+            with pa.ipc.new_file(paths["single.arrow"], table.schema) as w:
+                w.write_table(table, max_chunksize=8192)
     if not paths["save_to_disk"].exists():
         Dataset(table).save_to_disk(str(paths["save_to_disk"]))
     if not paths["parquet"].exists():
@@ -152,5 +164,5 @@ if __name__ == "__main__":
 
     start = time.perf_counter()
     table = build_table(int(float(sys.argv[1])))
-    write(table, Path(sys.argv[2]))
+    write(table, Path(sys.argv[2]), single="--single" in sys.argv[3:])
     print(f"built {table.num_rows:,} rows in {time.perf_counter() - start:.1f}s -> {sys.argv[2]}")

@@ -1,7 +1,9 @@
 """Opening the files labellint reads: regular files only, so that no read blocks or runs away.
 
 A FIFO would block a read forever, a device never ends, and some devices act when opened: every
-file is stat-ed first, opened non-blocking, and checked again on its descriptor.
+file is stat-ed first, opened non-blocking, and checked again on its descriptor. A memory-mapped
+file's pages are let go as its chunks are checked (`release_pages`), so that what stays resident
+does not grow with the file.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import mmap
 import os
 import stat
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +85,61 @@ def open_fd(path: Path) -> int:
     return fd
 
 
+# The maps `mapped` made that are still open, held weakly: a map closes when the last array
+# over it goes, and then drops out of here.
+_MAPS: list[weakref.ref] = []
+_MAPS_LOCK = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _MAPS_LOCK
+    _MAPS_LOCK = threading.Lock()  # one held by another thread at a fork is never released
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def mapped(path: Path) -> pa.Buffer:
-    """The whole file, memory-mapped (read-only, zero-copy for Arrow)."""
+    """The whole file, memory-mapped (read-only, zero-copy for Arrow).
+
+    Its pages stay in the process once read; `release_pages` lets them go.
+    """
     fd = open_fd(path)
     try:
         if os.fstat(fd).st_size == 0:
             raise LabelLintError(f"{path}: the file is empty")
-        return pa.py_buffer(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+        file_map = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as e:
         raise read_error(path, e) from None
     finally:
         os.close(fd)  # the map keeps its own reference to the file
+    with _MAPS_LOCK:
+        _MAPS[:] = [m for m in _MAPS if m() is not None]
+        _MAPS.append(weakref.ref(file_map))
+    return pa.py_buffer(file_map)
+
+
+def release_pages() -> None:
+    """Take every open map's pages out of the process, as after each chunk is checked.
+
+    A mapped file's pages, once read, count in the process's resident memory until the map is
+    closed: a whole file's worth by its end. The maps are shared and read-only, so a page let go
+    is still in the kernel's page cache and is read from it again, unchanged, if an array over
+    it is used again: letting go is always safe, and only costs time when a page is read twice
+    (a chunk read ahead). Through the map object, never a bare address: a closed map raises
+    instead of advising memory that may since belong to something else.
+    """
+    advice = getattr(mmap, "MADV_DONTNEED", None)  # absent where the OS has no madvise
+    with _MAPS_LOCK:
+        maps = [m() for m in _MAPS] if advice is not None else []
+    for file_map in maps:
+        if file_map is None:
+            continue
+        try:
+            file_map.madvise(advice)
+        except (OSError, ValueError):
+            pass  # closed meanwhile: its pages went with it
 
 
 def read_json(path: Path, wanted: type = dict) -> Any:

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..columns import BOUNDARY_COLUMNS, Chunk, require_input_ids, table_to_chunk
 from ..errors import LabelLintError
-from ..files import mapped, open_fd, read_error
+from ..files import mapped, open_fd, read_error, release_pages
 from .locate import Located, file_format
 
 JSON_BLOCK = 1 << 24  # bytes of JSON parsed at a time
@@ -60,7 +60,11 @@ def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
     def produce() -> None:
         try:
             for chunk in chunks:
-                if not hand_over((chunk, None)):
+                handed = hand_over((chunk, None))
+                # The queue holds it now; held here too, it would outlive its check while the
+                # next one is read, one chunk more in memory.
+                del chunk
+                if not handed:
                     return
             hand_over((done, None))
         except BaseException as e:  # handed to the consumer, which raises it
@@ -80,6 +84,9 @@ def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
             if chunk is done:
                 return
             yield chunk
+            # Asked for the next one: this chunk is checked, its memory and file pages can go.
+            del chunk
+            release_pages()
     finally:
         stop.set()
         # The producer notices within one put's timeout, or when its chunk is read: let it
