@@ -19,57 +19,15 @@ Every planted defect must be found at exactly its rows, in every run: the script
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-CHECK = """
-import json, os, resource, sys, threading, time
-t0 = time.perf_counter()
-import labellint
-from labellint.hf_facts import load_tokenizer
-args = json.loads(sys.argv[1])
-tokenizer = load_tokenizer(args["tokenizer"]) if args["tokenizer"] else None
-# Peak RSS also counts mapped file pages (let go after each chunk, files.release_pages); the
-# processes' own memory is the anonymous part, sampled here over this process and its workers.
-anon, done = [0], threading.Event()
-def rss_anon(pid):
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-def children():
-    out = []
-    for task in os.listdir("/proc/self/task"):
-        try:
-            out += open(f"/proc/self/task/{task}/children").read().split()
-        except OSError:
-            pass
-    return out
-def sample():
-    while not done.wait(0.005):
-        anon[0] = max(anon[0], rss_anon("self") + sum(rss_anon(p) for p in children()))
-threading.Thread(target=sample, daemon=True).start()
-t1 = time.perf_counter()
-report = labellint.check(args["path"], tokenizer, jobs=args["jobs"], **args["facts"])
-t2 = time.perf_counter()
-done.set()
-found = {f.code: [f.count_rows, list(f.rows)] for f in report.findings}
-print(json.dumps({"import_s": t1 - t0, "check_s": t2 - t1,
-                  "tokens": sum(s.tokens for s in report.sources), "anon_gb": anon[0] / 2**20,
-                  "worker_rss_gb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20,
-                  "findings": found}))
-"""
+from measure import check_run, measure  # noqa: E402
 
 PYARROW_READ = """
 import json, sys, time
@@ -95,31 +53,6 @@ print(json.dumps({"check_s": t1 - t0, "tokens": tokens, "findings": dict(hits)})
 """
 
 FACTS = {"eos_id": 2, "bos_id": 1, "pad_id": 0, "vocab_size": 32000}
-
-
-def measure(argv: list[str]) -> dict:
-    """Run a command; its JSON output, wall time and peak RSS (from the kernel's rusage)."""
-    env = dict(os.environ, PYTHONPATH=str(HERE), HF_HUB_OFFLINE="1")
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
-        _, status, rusage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"{argv[:3]} failed: {stderr.decode()[-2000:]}")
-    result = json.loads(stdout) if stdout.strip().startswith(b"{") else {}
-    result["wall_s"] = wall
-    result["rss_gb"] = rusage.ru_maxrss / 2**20
-    return result
-
-
-def check_run(path: Path, jobs: int, facts: dict, tokenizer: Path | None = None) -> dict:
-    args = {"path": str(path), "jobs": jobs, "facts": facts,
-            "tokenizer": str(tokenizer) if tokenizer else None}
-    return measure([sys.executable, "-c", CHECK, json.dumps(args)])
 
 
 def verify(name: str, result: dict, expected: dict[str, "list[int]"]) -> str:
@@ -189,12 +122,14 @@ def main() -> None:
     rows, rates, checked = [], {}, []
     for name, shape in runs.items():
         for jobs in (1, cores):
-            r = check_run(shape["path"], jobs, shape["facts"], shape["tokenizer"])
+            r = check_run(shape["path"], jobs=jobs, facts=shape["facts"],
+                          tokenizer=shape["tokenizer"])
             if shape["planted"] is not None:
                 checked.append(f"{name}, jobs={jobs}: {verify(name, r, shape['planted'])}")
             rates[name, jobs] = r["tokens"] / r["check_s"]
             rows.append((f"{name}, jobs={jobs}", r))
-    parquet = {jobs: check_run(unpadded["parquet"], jobs, FACTS) for jobs in (1, cores)}
+    parquet = {jobs: check_run(unpadded["parquet"], jobs=jobs, facts=FACTS)
+               for jobs in (1, cores)}
     for jobs, r in parquet.items():
         rows.append((f"unpadded parquet, jobs={jobs}", r))
     read = measure([py, "-c", PYARROW_READ, str(unpadded["parquet"])])

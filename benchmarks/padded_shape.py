@@ -48,9 +48,6 @@ def main() -> None:
 
     import labellint
     import synthetic
-    from labellint.cli import _keep_freed_memory
-
-    _keep_freed_memory()  # as `labellint check` does in its own process
     rates = []
     for _ in range(args.repeat):
         start = time.perf_counter()

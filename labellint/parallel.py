@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Sequence
 from . import engine
 from .allocator import keep_freed_memory
 from .errors import LabelLintError
+from .files import release_pages
 from .partial import Partial, merge, shifted
 
 # A part: what it is (a file and where in it, for messages) and how to read its chunks.
@@ -104,7 +105,16 @@ def _start_worker() -> None:
 def _check(index: int) -> Partial:
     assert _WORK is not None, "a worker is forked with its work"
     prepared, parts = _WORK
-    return engine.check_part(prepared, parts[index][1](), part=index, row_start=0)
+    return engine.check_part(prepared, _releasing(parts[index][1]()), part=index, row_start=0)
+
+
+def _releasing(chunks: Iterator[engine.Chunk]) -> Iterator[engine.Chunk]:
+    """The chunks, each file's mapped pages let go once a chunk is checked (the one-process
+    path's read-ahead does the same), so a worker's memory does not grow with its parts."""
+    for chunk in chunks:
+        yield chunk
+        del chunk
+        release_pages()
 
 
 @contextlib.contextmanager
