@@ -81,12 +81,12 @@ def shapes(args: argparse.Namespace) -> dict[str, dict]:
             # exec, so this process must stay small for the measurements to be each run's own.
             subprocess.run([sys.executable, str(HERE / "synthetic.py"), str(int(args.tokens)),
                             str(folder), *extra], check=True)
-    if not (chat / "sft").exists():
+    if not (chat / "chat").exists() or not (chat / "tok").exists():
         subprocess.run([sys.executable, str(HERE / "chat_shape.py"), str(int(args.chat_tokens)),
                         str(chat)], check=True)
     n_rows = pq_rows(out / "parquet")
     n_padded = pq_rows(padded / "parquet")
-    chat_paths = chat_shape.paths(chat)
+    n_chat = pq_rows(chat / "parquet")
     return {
         "unpadded, facts given": dict(
             path=out / "sft", facts=FACTS, tokenizer=None,
@@ -94,13 +94,16 @@ def shapes(args: argparse.Namespace) -> dict[str, dict]:
             parquet=out / "parquet"),
         "padded, facts inferred": dict(
             path=padded / "sft", facts={}, tokenizer=None,
-            planted={c: synthetic.expected_rows(c, n_padded, padded=True)
-                     for c in synthetic.planted_codes(padded=True)}),
+            # LL405 is planted too, but inferred facts hold no vocab_size to see it by.
+            planted={c: synthetic.expected_rows(c, n_padded)
+                     for c in [*synthetic.PLANTED, *synthetic.PLANTED_PADDED] if c != "LL405"}),
         "chat, with its tokenizer": dict(
-            path=chat_paths["save_to_disk"], facts={}, tokenizer=chat_paths["tokenizer"],
-            planted=chat_shape.planted_rows(chat)),
-        "chat, no tokenizer": dict(path=chat_paths["save_to_disk"], facts={}, tokenizer=None,
-                                   planted=None),
+            path=chat / "chat", facts={}, tokenizer=chat / "tok",
+            planted={c: chat_shape.expected_rows(c, n_chat) for c in chat_shape.PLANTED}),
+        # Without the tokenizer the chat rules have no template to read turns from: only the
+        # fully masked rows are there to find.
+        "chat, no tokenizer": dict(path=chat / "chat", facts={}, tokenizer=None,
+                                   planted={"LL101": chat_shape.expected_rows("LL101", n_chat)}),
     }
 
 

@@ -163,6 +163,6 @@ if __name__ == "__main__":
     import time
 
     start = time.perf_counter()
-    table = build_table(int(float(sys.argv[1])))
+    table = build_table(int(float(sys.argv[1])), padded="--padded" in sys.argv[3:])
     write(table, Path(sys.argv[2]), single="--single" in sys.argv[3:])
     print(f"built {table.num_rows:,} rows in {time.perf_counter() - start:.1f}s -> {sys.argv[2]}")

@@ -15,7 +15,6 @@ from typing import Callable, Iterator, Sequence
 from . import engine
 from .allocator import keep_freed_memory
 from .errors import LabelLintError
-from .files import release_pages
 from .partial import Partial, merge, shifted
 
 # A part: what it is (a file and where in it, for messages) and how to read its chunks.
@@ -105,16 +104,9 @@ def _start_worker() -> None:
 def _check(index: int) -> Partial:
     assert _WORK is not None, "a worker is forked with its work"
     prepared, parts = _WORK
-    return engine.check_part(prepared, _releasing(parts[index][1]()), part=index, row_start=0)
-
-
-def _releasing(chunks: Iterator[engine.Chunk]) -> Iterator[engine.Chunk]:
-    """The chunks, each file's mapped pages let go once a chunk is checked (the one-process
-    path's read-ahead does the same), so a worker's memory does not grow with its parts."""
-    for chunk in chunks:
-        yield chunk
-        del chunk
-        release_pages()
+    # A part maps its file afresh and lets the map go at its end, and a part is about one chunk
+    # (at least chunk_rows rows): a worker's file pages stay bounded without release_pages.
+    return engine.check_part(prepared, parts[index][1](), part=index, row_start=0)
 
 
 @contextlib.contextmanager
