@@ -17,12 +17,24 @@ from .chat_format import ASSISTANT, Ids
 from .ragged import Runs, cached_property, union_sorted
 
 
-def _find(b: Batch, seq: Ids, at: np.ndarray, room: np.ndarray) -> np.ndarray:
-    """Which of the candidate indices `at` (with `room` tokens left in their rows) start `seq`."""
-    ok = room >= len(seq)
-    for k, token in enumerate(seq):  # one comparison per header token, at the candidates only
-        ok[ok] &= b.input_ids[at[ok] + k] == token
-    return ok
+class _Candidates:
+    """Where a header's first id occurs, with the ids that follow it there (as far as the
+    longest header opening with that id reaches), gathered once for all roles sharing it."""
+
+    def __init__(self, b: Batch, first: int, width: int) -> None:
+        self.at = b.where_id(first)
+        self.row = b.rows_of(self.at)
+        self.room = b.ends[self.row] - self.at
+        last = b.n_tokens - 1
+        # One row per step after the first id: comparisons along contiguous arrays.
+        self.window = b.input_ids[np.minimum(self.at[None, :] + np.arange(width)[:, None], last)]
+
+    def starts(self, seq: Ids) -> np.ndarray:
+        """Which candidates start `seq` with all of it inside their row."""
+        ok = self.room >= len(seq)
+        for k, token in enumerate(seq):  # one comparison per header token, at the candidates
+            ok &= self.window[k] == token
+        return ok
 
 
 def spans(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,20 +61,21 @@ class Turns:
         fmt = b.facts.chat
         self.b = b
         self.cache: dict = {}
-        starts, roles, full_len, core_len = [], [], [], []
-        candidates: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        starts, rows, roles, full_len, core_len = [], [], [], [], []
+        width: dict[int, int] = {}
+        for role, full in fmt.headers:  # one pass over the ids per distinct first id
+            first = fmt.core(role)[0]
+            width[first] = max(width.get(first, 0), len(full), len(fmt.core(role)))
+        candidates = {first: _Candidates(b, first, w) for first, w in width.items()}
         for r, role in enumerate(fmt.roles):
             full, core = dict(fmt.headers)[role], fmt.core(role)
-            if core[0] not in candidates:  # ChatML's roles all open with `<|im_start|>`
-                at = b.where_id(core[0])
-                candidates[core[0]] = (at, b.ends[b.rows_of(at)] - at)
-            at, room = candidates[core[0]]
-            found = _find(b, core, at, room)
-            at, room = at[found], room[found]
-            starts.append(at)
-            roles.append(np.full(at.size, r))
-            full_len.append(np.where(_find(b, full, at, room), len(full), len(core)))
-            core_len.append(np.full(at.size, len(core)))
+            c = candidates[core[0]]
+            found = c.starts(core)
+            starts.append(c.at[found])
+            rows.append(c.row[found])
+            roles.append(np.full(starts[-1].size, r))
+            full_len.append(np.where(c.starts(full)[found], len(full), len(core)))
+            core_len.append(np.full(starts[-1].size, len(core)))
         start = np.concatenate(starts)
         order = np.argsort(start, kind="stable")
         start = start[order]
@@ -73,7 +86,7 @@ class Turns:
         self.role = np.concatenate(roles)[order]
         self.assistant = self.role == (fmt.roles.index(ASSISTANT) if ASSISTANT in fmt.roles else -1)
         self.n = int(self.start.size)
-        self.row = b.rows_of(self.start)
+        self.row = np.concatenate(rows)[order]
         # A turn runs to the next turn's start or its row's end; its header is cut there too.
         end = b.ends[self.row]
         end[:-1] = np.minimum(end[:-1], self.start[1:])
