@@ -61,6 +61,9 @@ class ChatFormat:
     special: text -> its single id (None when the tokenizer has no single token for it): the
         special tokens and template markers that must never be written as several tokens.
     decode: ids -> text, for checking that special text (LL407); from the tokenizer.
+    split_suspects: ids -> whether each could start a special text written as ordinary tokens
+        in `decode`'s text; a row with none of them cannot hold a split (LL407 decodes only
+        the others). From the tokenizer, where its decoder allows the proof; else None.
     """
 
     headers: Any = ()
@@ -69,6 +72,8 @@ class ChatFormat:
     special: Any = ()
     decode: Callable[[list[int]], str] | None = field(default=None, compare=False, repr=False)
     origin: str = "user"
+    split_suspects: Callable[[np.ndarray], np.ndarray] | None = field(
+        default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         from .errors import LabelLintError
@@ -133,7 +138,8 @@ def chat_format(tok: Any) -> ChatFormat | None:
     if not headers and not special and not unread:
         return None
     return ChatFormat(headers=headers, header_cores=cores, turn_end=end, special=special,
-                      decode=_decoder(tok), origin=origin)
+                      decode=_decoder(tok), origin=origin,
+                      split_suspects=SplitSuspects.of(tok, special))
 
 
 def _encode(tok: Any, text: str) -> list[int]:
@@ -299,11 +305,100 @@ def _decoder(tok: Any) -> Callable[[list[int]], str]:
     except TypeError:
         size = getattr(tok, "vocab_size", None)
 
+    backend = _backend_decode(tok)
+
     def decode(ids: list[int]) -> str:
         # The tokenizer raises OverflowError on an id outside its vocabulary (a negative id, a
         # corrupt one): such an id has no text, and the id rules report it.
-        if size is not None:
+        if size is not None and ids and (min(ids) < 0 or max(ids) >= size):
             ids = [i for i in ids if 0 <= i < size]
+        if backend is not None:
+            return backend(ids, skip_special_tokens=False)
         return tok.decode(ids, skip_special_tokens=False)
 
     return decode
+
+
+# The transformers classes whose decode is the `tokenizers` library's, then an optional clean-up.
+_BACKEND_DECODE = {"decode": ("PreTrainedTokenizerBase",),
+                   "_decode": ("TokenizersBackend", "PreTrainedTokenizerFast")}
+
+
+def _backend_decode(tok: Any) -> Callable | None:
+    """The `tokenizers` decode that `tok.decode` calls, when calling it directly gives the same
+    text: transformers' own decode, not a model's override, with no clean-up of spaces. Its
+    conversion of the ids to Python objects first costs more than the decoding itself."""
+    mro = type(tok).__mro__
+    for name, owners in _BACKEND_DECODE.items():
+        owner = next((c for c in mro if name in c.__dict__), None)
+        if owner is None or owner.__name__ not in owners or \
+                not owner.__module__.startswith("transformers."):
+            return None
+    if getattr(tok, "clean_up_tokenization_spaces", True):
+        return None
+    return getattr(getattr(tok, "_tokenizer", None), "decode", None)
+
+
+class SplitSuspects:
+    """Which token ids could start a special text in a byte-level tokenizer's decoded text,
+    other than as that text's own single token: ids whose bytes hold a special text's first
+    character, less the special tokens whose text no other special text can start inside.
+
+    Every character of a decoded text comes from the bytes of one token, and an ASCII byte
+    decodes to its own character whatever surrounds it (UTF-8 repair never absorbs it), so a
+    special text that occurs other than as its own token starts at a suspect's byte. Ids are
+    judged when first met (their token string read from the tokenizer), and kept.
+    """
+
+    def __init__(self, backend: Any, size: int, firsts: str, benign: set[int]) -> None:
+        self.backend, self.firsts, self.benign = backend, firsts, benign
+        self.state = np.zeros(size, dtype=np.int8)  # 0 not judged yet, 1 suspect, 2 not
+
+    @classmethod
+    def of(cls, tok: Any, special: Mapping[str, int | None]) -> SplitSuspects | None:
+        backend = getattr(tok, "_tokenizer", None)
+        if type(getattr(backend, "decoder", None)).__name__ != "ByteLevel" or not special:
+            return None
+        try:
+            size = len(tok)
+        except TypeError:
+            return None
+        firsts = "".join(sorted({text[0] for text in special}))
+        # The byte-level alphabet writes the printable ASCII bytes as themselves.
+        if not all("!" <= c <= "~" for c in firsts):
+            return None
+        benign = {i for text, i in special.items()
+                  if i is not None and not _starts_another(text, i, special, firsts)}
+        return cls(backend, size, firsts, benign)
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        """Per id of `ids` (all inside the vocabulary), whether it is a suspect."""
+        state = self.state[ids]
+        new = np.unique(ids[state == 0])
+        if new.size:
+            # Once per id met for the first time: bounded by the vocabulary, not the data.
+            self.state[new] = [self._judge(int(i)) for i in new]
+            state = self.state[ids]
+        return state == 1
+
+    def _judge(self, i: int) -> int:
+        if i in self.benign:
+            return 2
+        token = self.backend.id_to_token(i)
+        return 1 if token is None or any(c in token for c in self.firsts) else 2
+
+
+def _starts_another(text: str, token: int, special: Mapping[str, int | None],
+                    firsts: str) -> bool:
+    """Whether some special text could start inside `text` (or at its start, as another text
+    than the one `token` is), running on past its end or not."""
+    for at, c in enumerate(text):
+        if c not in firsts:
+            continue
+        rest = text[at:]
+        for other, other_id in special.items():
+            if at == 0 and other_id == token and other == text:
+                continue
+            if rest.startswith(other) or other.startswith(rest):
+                return True
+    return False

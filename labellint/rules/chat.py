@@ -11,7 +11,7 @@ import numpy as np
 from ..batch import Batch
 from ..chat_format import NO_TEMPLATE, TAG_LIKE
 from ..registry import rule, skip
-from ..turns import masking, prompt_rows, turns_of
+from ..turns import masking, prompt_rows, spans
 
 NO_HEADERS = "the chat template's role headers are unknown (give a tokenizer with a chat template)"
 FULL_SEQUENCE = "assistant_only_loss=False: whole conversations are trained on purpose"
@@ -64,12 +64,26 @@ def special_token_split(b: Batch, *, sample_rows: int = 32):
     rows = np.flatnonzero(b.real_lengths > 0)
     if rows.size > sample_rows:  # evenly spread over the chunk, first and last row included
         rows = rows[np.unique(np.linspace(0, rows.size - 1, sample_rows).round().astype(int))]
+    if chat.split_suspects is not None:
+        rows = rows[_with_suspects(b, rows, chat.split_suspects)]
     # Decoding needs the tokenizer, one row at a time: a bounded loop over at most
     # `sample_rows` rows per chunk, never over tokens.
     for r in rows:
         ids = b.input_ids[b.starts[r]: b.ends[r]][b.real[b.starts[r]: b.ends[r]]]
         out[r] = _has_split(chat.special, chat.decode(ids.tolist()), ids)
     return out
+
+
+def _with_suspects(b: Batch, rows: np.ndarray, suspects) -> np.ndarray:
+    """Which of `rows` hold an id that could start a split special text (the others decode
+    to text that holds none: see `chat_format.SplitSuspects`)."""
+    index, owner = spans(b.starts[rows], b.ends[rows])
+    keep = b.real_at(index)
+    ids = b.input_ids[index[keep]]
+    inside = (ids >= 0) & (ids < suspects.state.size)  # decode drops the others
+    hit = np.zeros(ids.size, dtype=bool)
+    hit[inside] = suspects(ids[inside])
+    return np.bincount(owner[keep][hit], minlength=rows.size) > 0
 
 
 def _has_split(special, text: str, ids: np.ndarray) -> bool:
@@ -108,7 +122,9 @@ def supervised_prompt_turn(b: Batch):
     evidence = rows["mixed"] | bool(b.facts.assistant_only_loss)
     # A trained header is a trained turn: the model learns to open the user's turn itself.
     bad_turn = t.prompt & (info["trained"] | info["header_trained"]) & evidence[t.row]
-    return (t.content | t.in_header) & b.trained & t.spread(bad_turn)
+    # The trained tokens of those turns: their header's, and their real content's.
+    return t.span_mask(bad_turn, t.start, t.end, lambda index, turn: b.trained[index] & (
+        (index < t.header_end[turn]) | b.real_at(index)))
 
 
 @rule(
@@ -122,14 +138,14 @@ def supervised_role_header(b: Batch):
     """The assistant role header itself (`<|im_start|>assistant`) trained in a masked chat row."""
     if (why := _chat(b)) is not None:
         return why
-    t = turns_of(b)
+    t, info = masking(b)
     rows = prompt_rows(b)
     # Rows whose prompt turns are all masked: masking is on, so a trained header is its slip.
     # Rows that train prompt turns are LL601's; the header's trailing newline is content-like
     # (TRL's Qwen2.5 training template trains it) and not judged.
     masked = (rows["prompts"] > 0) & (rows["trained"] == 0)
-    header_turn = t.assistant & masked[t.row]
-    return t.in_core & b.trained & t.spread(header_turn)
+    header_turn = t.assistant & masked[t.row] & info["header_trained"]
+    return t.span_mask(header_turn, t.start, t.core_end, lambda index, _: b.trained[index])
 
 
 @rule(
