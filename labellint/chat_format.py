@@ -336,7 +336,7 @@ def _backend_decode(tok: Any) -> Callable | None:
             return None
     if getattr(tok, "clean_up_tokenization_spaces", True):
         return None
-    return getattr(getattr(tok, "_tokenizer", None), "decode", None)
+    return getattr(getattr(tok, "backend_tokenizer", None), "decode", None)
 
 
 class SplitSuspects:
@@ -356,7 +356,7 @@ class SplitSuspects:
 
     @classmethod
     def of(cls, tok: Any, special: Mapping[str, int | None]) -> SplitSuspects | None:
-        backend = getattr(tok, "_tokenizer", None)
+        backend = getattr(tok, "backend_tokenizer", None)
         if type(getattr(backend, "decoder", None)).__name__ != "ByteLevel" or not special:
             return None
         try:

@@ -205,8 +205,10 @@ class TokenizerFolder:
         return self._full
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names not set above; dunders (pickle, copy) must not load anything.
-        if name.startswith("__") or "_full" not in self.__dict__:
+        # Only reached for names not set above. Private names (dunders for pickle and copy,
+        # transformers' own internals) are never forwarded: reading one must not load
+        # transformers, and labellint reads no tokenizer's internals.
+        if name.startswith("_") or "_full" not in self.__dict__:
             raise AttributeError(name)
         return getattr(self.transformers(), name)
 
