@@ -22,7 +22,16 @@ import numpy as np
 from .columns import COLUMNS
 from .facts import Facts
 from .padding import pad_edges
-from .ragged import Ragged, Rows, Runs, cached_property, is_any, ranges_index, union_sorted
+from .ragged import (
+    SPARSE,
+    Ragged,
+    Rows,
+    Runs,
+    cached_property,
+    is_any,
+    ranges_index,
+    union_sorted,
+)
 
 T = TypeVar("T")
 
@@ -186,7 +195,56 @@ class Batch(Rows):
     @cached_property
     def label_is_input(self) -> np.ndarray:
         """Supervised labels equal to input_ids at the same position."""
-        return self.supervised & (self.labels == self.input_ids)
+        return self.supervised & ~self.label_differs
+
+    @cached_property
+    def label_differs(self) -> np.ndarray:
+        """Supervised labels that differ from input_ids at the same position."""
+        differ = self.labels != self.input_ids
+        differ &= self.supervised
+        return differ
+
+    @cached_property
+    def label_differs_index(self) -> np.ndarray | None:
+        """`label_differs`' flat indices, sorted, when they are few (labels as the model's shift
+        expects them: a copy of input_ids, masked); None when they are not.
+
+        Wherever else a supervised label equals its input id, a question about the label is one
+        about the input, answered from the input's sparse lookups: so the label views below
+        read the labels only here.
+        """
+        differ = self.label_differs
+        if np.count_nonzero(differ) * SPARSE >= self.n_tokens:
+            return None
+        return np.flatnonzero(differ)
+
+    def targets_labelled(self, ids: tuple[int, ...]) -> np.ndarray:
+        """Flat indices of targets whose label is one of `ids`, sorted."""
+        differ = self.label_differs_index
+        if differ is None:
+            index = np.flatnonzero(is_any(self.labels, ids))
+            return index[self.targets[index]]
+        inputs = self.where_id(ids[0]) if len(ids) == 1 else \
+            union_sorted(*[self.where_id(i) for i in ids])
+        same = inputs[self.targets[inputs] & (self.labels[inputs] == self.input_ids[inputs])]
+        other = differ[is_any(self.labels[differ], ids)]
+        return union_sorted(same, other[self.targets[other]])
+
+    @cached_property
+    def outside_vocab_index(self) -> np.ndarray:
+        """Flat indices of input ids outside the vocabulary (see `outside_vocab`), sorted."""
+        return np.flatnonzero(outside_vocab(self.input_ids, self.facts.vocab_size))
+
+    @cached_property
+    def invalid_label_index(self) -> np.ndarray:
+        """Flat indices of supervised labels outside the vocabulary, sorted."""
+        vocab = self.facts.vocab_size
+        differ = self.label_differs_index
+        if differ is None:
+            return np.flatnonzero(self.supervised & outside_vocab(self.labels, vocab))
+        inputs = self.outside_vocab_index
+        same = inputs[self.supervised[inputs] & (self.labels[inputs] == self.input_ids[inputs])]
+        return union_sorted(same, differ[outside_vocab(self.labels[differ], vocab)])
 
     def label_is_next_at(self, index: np.ndarray) -> np.ndarray:
         """`label_is_next` at flat indices `index` only."""
@@ -368,8 +426,7 @@ class Batch(Rows):
         """Flat indices of targets whose label is EOS or an end-of-turn token, sorted."""
         if self.labels is None or not self.facts.stop_ids:
             return np.zeros(0, dtype=np.int64)
-        index = np.flatnonzero(is_any(self.labels, self.facts.stop_ids))
-        return index[self.targets[index]]
+        return self.targets_labelled(tuple(self.facts.stop_ids))
 
     @cached_property
     def ends_supervised(self) -> np.ndarray:

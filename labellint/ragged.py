@@ -240,7 +240,46 @@ class Rows:
         return out
 
     def token_mask(self, index: np.ndarray) -> np.ndarray:
-        """A token mask, True at the flat token indices `index`."""
-        out = np.zeros(self.n_tokens, dtype=bool)
+        """A token mask, True at the flat token indices `index`; it keeps them (`IndexedMask`)."""
+        out = np.zeros(self.n_tokens, dtype=bool).view(IndexedMask)
         out[index] = True
+        index = np.asarray(index)
+        if index.dtype.kind in "iu":  # not a bool mask given as the index
+            out.index = np.where(index < 0, index + out.size, index) if index.dtype.kind == "i" \
+                and index.size and index.min() < 0 else index
         return out
+
+
+class IndexedMask(np.ndarray):
+    """A bool mask that keeps the flat indices it was made from, so that the engine reads a
+    sparse finding without a pass over every token to find them again.
+
+    `index` may hold repeats and be in any order, never a negative index. It is dropped (None)
+    as soon as the mask could change: an assignment, an in-place ufunc, or any view taken of
+    it. What is computed from the mask is a plain array.
+    """
+
+    index: np.ndarray | None = None
+
+    def __array_finalize__(self, obj) -> None:
+        self.index = None
+        if isinstance(obj, IndexedMask):  # a view can write through to `obj`
+            obj.index = None
+
+    def __setitem__(self, key, value) -> None:
+        self.index = None
+        super().__setitem__(key, value)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if out is None:
+            return getattr(ufunc, method)(*(_plain(i) for i in inputs), **kwargs)
+        for o in out:
+            if isinstance(o, IndexedMask):
+                o.index = None
+        getattr(ufunc, method)(*(_plain(i) for i in inputs), out=tuple(_plain(o) for o in out),
+                               **kwargs)
+        return out[0] if len(out) == 1 else out
+
+
+def _plain(x):
+    return x.view(np.ndarray) if isinstance(x, IndexedMask) else x

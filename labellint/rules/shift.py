@@ -4,7 +4,6 @@
 import numpy as np
 
 from ..batch import Batch, outside_vocab
-from ..ragged import SPARSE
 from ..registry import rule, skip
 
 MIN_MATCHES = 2
@@ -71,11 +70,9 @@ def label_input_mismatch(b: Batch):
     # Supervised labels that differ from input_ids at their position; with the model's shift
     # they are few on correct data, and only those need the other alignment looked up.
     # Labels outside the vocabulary are invalid-label's finding, not this one's.
-    differ = b.labels != b.input_ids
-    differ &= b.supervised
     vocab = b.facts.vocab_size
-    if np.count_nonzero(differ) * SPARSE >= b.n_tokens:
-        return differ & ~outside_vocab(b.labels, vocab) & ~b.label_is_next
-    index = np.flatnonzero(differ)
+    index = b.label_differs_index
+    if index is None:
+        return b.label_differs & ~outside_vocab(b.labels, vocab) & ~b.label_is_next
     index = index[~outside_vocab(b.labels[index], vocab) & ~b.label_is_next_at(index)]
     return b.token_mask(index)
