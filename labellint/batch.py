@@ -19,19 +19,11 @@ from typing import Callable, Mapping, TypeVar
 
 import numpy as np
 
-from .columns import COLUMNS
+from .columns import COLUMNS, realign
 from .facts import Facts
 from .padding import pad_edges
-from .ragged import (
-    SPARSE,
-    Ragged,
-    Rows,
-    Runs,
-    cached_property,
-    is_any,
-    ranges_index,
-    union_sorted,
-)
+from .ragged import (SPARSE, Ragged, Rows, Runs, cached_property, is_any, outside_vocab,
+                     ranges_index, union_sorted)
 
 T = TypeVar("T")
 
@@ -84,7 +76,8 @@ class Batch(Rows):
             if not mismatch.any():
                 aligned[name] = values
                 continue
-            aligned[name] = _realign(values, col_offsets, offsets, mismatch, name, facts)
+            aligned[name] = realign(values, col_offsets, offsets, mismatch, name,
+                                    facts.ignore_index)
         return cls(ids, offsets, facts=facts, length_mismatch=mismatch, **aligned, **kwargs)
 
     @classmethod
@@ -246,12 +239,12 @@ class Batch(Rows):
         same = inputs[self.supervised[inputs] & (self.labels[inputs] == self.input_ids[inputs])]
         return union_sorted(same, differ[outside_vocab(self.labels[differ], vocab)])
 
-    def label_is_next_at(self, index: np.ndarray) -> np.ndarray:
-        """`label_is_next` at flat indices `index` only."""
+    def label_is_next_at(self, index: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """`label_is_next` at flat indices `index` only (`rows`: their rows, when known)."""
         if "label_is_next" in self.__dict__:
             return self.label_is_next[index]
         nxt = np.minimum(index + 1, self.n_tokens - 1)
-        has_next = (index + 1 < self.n_tokens) & (self.rows_of(nxt) == self.rows_of(index))
+        has_next = index + 1 < self.ends[self.rows_of(index) if rows is None else rows]
         return has_next & self.supervised[index] & (self.labels[index] == self.input_ids[nxt])
 
     @cached_property
@@ -485,34 +478,6 @@ class Batch(Rows):
                                 out.lengths - seq_lead)
             out.__dict__["pad_edges"] = (seq_lead, seq_trail)
         return out
-
-
-def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
-    """ids < 0 or >= vocab_size, in one pass: read as unsigned, a negative id is past any vocab."""
-    if vocab_size is None or (ids.dtype.kind in "iu" and vocab_size > np.iinfo(ids.dtype).max):
-        return ids < 0  # no id of this dtype reaches the vocabulary's end
-    if ids.dtype.kind == "i":
-        return ids.view(ids.dtype.str.replace("i", "u")) >= vocab_size
-    return (ids < 0) | (ids >= vocab_size)
-
-
-def _realign(
-    values: np.ndarray,
-    col_offsets: np.ndarray,
-    offsets: np.ndarray,
-    mismatch: np.ndarray,
-    name: str,
-    facts: Facts,
-) -> np.ndarray:
-    lengths = np.diff(offsets)
-    n = int(offsets[-1])
-    rows = np.repeat(np.arange(lengths.size), lengths)
-    pos = np.arange(n) - np.repeat(offsets[:-1], lengths)
-    neutral = {"labels": facts.ignore_index, "attention_mask": 1}.get(name)
-    out = pos.astype(values.dtype) if neutral is None else np.full(n, neutral, dtype=values.dtype)
-    keep = ~mismatch[rows]
-    out[keep] = values[col_offsets[rows[keep]] + pos[keep]]
-    return out
 
 
 def batch_view(func: Callable[[Batch], T]) -> Callable[[Batch], T]:

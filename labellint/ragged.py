@@ -66,6 +66,15 @@ def is_any(values: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
+    """ids < 0 or >= vocab_size, in one pass: read as unsigned, a negative id is past any vocab."""
+    if vocab_size is None or (ids.dtype.kind in "iu" and vocab_size > np.iinfo(ids.dtype).max):
+        return ids < 0  # no id of this dtype reaches the vocabulary's end
+    if ids.dtype.kind == "i":
+        return ids.view(ids.dtype.str.replace("i", "u")) >= vocab_size
+    return (ids < 0) | (ids >= vocab_size)
+
+
 @dataclass(frozen=True)
 class Runs:
     """The runs of True in a token mask, cut at row boundaries, in flat order."""

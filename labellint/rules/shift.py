@@ -3,7 +3,8 @@
 
 import numpy as np
 
-from ..batch import Batch, outside_vocab
+from ..batch import Batch
+from ..ragged import SPARSE, outside_vocab, ranges_index
 from ..registry import rule, skip
 
 MIN_MATCHES = 2
@@ -40,7 +41,31 @@ def double_shifted_labels(b: Batch):
     last = b.ends[b.nonempty] - 1
     candidates = b.supervised_per_row.copy()
     candidates[b.nonempty] -= b.supervised[last]
-    return _aligned_to(b, "label_is_next", "label_is_input", candidates)
+    differ = b.label_differs_index
+    if differ is None:
+        return _aligned_to(b, "label_is_next", "label_is_input", candidates)
+    # A row whose every supervised label equals its input id matches the next input id only
+    # where the input repeats, so never more often than its own: not a finding. Only the rows
+    # with a differing label are read, when they are few.
+    rows = np.flatnonzero(np.bincount(b.rows_of(differ), minlength=b.n_rows))
+    if b.lengths[rows].sum() * SPARSE >= b.n_tokens:
+        return _aligned_to(b, "label_is_next", "label_is_input", candidates)
+    return _next_aligned(b, rows, candidates, differ)
+
+
+def _next_aligned(b: Batch, rows: np.ndarray, candidates: np.ndarray,
+                  differ: np.ndarray) -> np.ndarray:
+    """`_aligned_to(b, "label_is_next", "label_is_input", candidates)`, counting label_is_next
+    in `rows` alone: every other row has no label that differs from its input (`differ`)."""
+    index = ranges_index(b.starts[rows], b.ends[rows])
+    token_rows = np.repeat(rows, b.lengths[rows])
+    hit = b.label_is_next_at(index, token_rows)
+    matches = np.bincount(token_rows[hit], minlength=b.n_rows)
+    maybe = (matches >= MIN_MATCHES) & (matches >= SHARE * candidates)
+    if not maybe.any():
+        return maybe
+    same = b.supervised_per_row - np.bincount(b.rows_of(differ), minlength=b.n_rows)
+    return maybe & (matches > same)
 
 
 @rule(
