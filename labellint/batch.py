@@ -199,13 +199,9 @@ class Batch(Rows):
 
     @cached_property
     def label_differs_index(self) -> np.ndarray | None:
-        """`label_differs`' flat indices, sorted, when they are few (labels as the model's shift
-        expects them: a copy of input_ids, masked); None when they are not.
-
-        Wherever else a supervised label equals its input id, a question about the label is one
-        about the input, answered from the input's sparse lookups: so the label views below
-        read the labels only here.
-        """
+        """`label_differs`' flat indices, sorted, when few (labels a masked copy of input_ids,
+        as for the model's shift); else None. Elsewhere a supervised label equals its input id,
+        so the label views below ask the input's sparse lookups, and read labels only here."""
         differ = self.label_differs
         if np.count_nonzero(differ) * SPARSE >= self.n_tokens:
             return None
@@ -271,8 +267,14 @@ class Batch(Rows):
     @cached_property
     def hides_tokens(self) -> bool:
         """Whether attention_mask is 0 anywhere."""
-        return self.attention_mask is not None and \
-            np.count_nonzero(self.attention_mask) < self.n_tokens
+        return self.n_attended < self.n_tokens
+
+    @cached_property
+    def n_attended(self) -> int:
+        """How many tokens attention_mask leaves on (all without one)."""
+        if self.attention_mask is None:
+            return self.n_tokens
+        return int(np.count_nonzero(self.attention_mask))
 
     @cached_property
     def may_pad(self) -> bool:
@@ -293,14 +295,12 @@ class Batch(Rows):
             none = np.zeros(self.n_rows, dtype=np.int64)
             return none, none
         return pad_edges(self.input_ids, self.offsets,
-                         hidden=self.hidden_index if self.hides_tokens else None,
+                         attention_mask=self.attention_mask if self.hides_tokens else None,
                          pad_id=self.facts.pad_id, eos_id=self.facts.eos_id)
 
     @cached_property
     def hidden_index(self) -> np.ndarray:
-        """Flat indices where attention is off, sorted (padding, mostly: a small share)."""
-        if not self.hides_tokens:
-            return np.zeros(0, dtype=np.int64)
+        """Flat indices where attention is off, sorted."""
         return np.flatnonzero(self.attention_mask == 0)
 
     @cached_property
@@ -314,9 +314,13 @@ class Batch(Rows):
     @cached_property
     def hidden_content(self) -> np.ndarray:
         """Flat indices where attention is off on a token that is not padding, sorted."""
+        if not self.hides_tokens:
+            return np.zeros(0, dtype=np.int64)
+        # The usual case, attention off on padding alone, is told from counts.
+        in_padding = np.count_nonzero(self.attention_mask[self.pad_index] == 0)
+        if in_padding == self.n_tokens - self.n_attended:
+            return np.zeros(0, dtype=np.int64)
         hidden = self.hidden_index
-        if np.array_equal(hidden, self.pad_index):  # the usual case: attention off on padding
-            return hidden[:0]
         return hidden[self.real_at(hidden)]
 
     @cached_property
