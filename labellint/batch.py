@@ -23,7 +23,7 @@ from .columns import COLUMNS, realign
 from .facts import Facts
 from .padding import pad_edges
 from .ragged import (SPARSE, Ragged, Rows, Runs, cached_property, is_any, outside_vocab,
-                     ranges_index, union_sorted)
+                     ranges_index, union_sorted, where_ids)
 
 T = TypeVar("T")
 
@@ -193,9 +193,7 @@ class Batch(Rows):
     @cached_property
     def label_differs(self) -> np.ndarray:
         """Supervised labels that differ from input_ids at the same position."""
-        differ = self.labels != self.input_ids
-        differ &= self.supervised
-        return differ
+        return np.not_equal(self.labels, self.input_ids) & self.supervised
 
     @cached_property
     def label_differs_index(self) -> np.ndarray | None:
@@ -405,11 +403,15 @@ class Batch(Rows):
     # -- special tokens ------------------------------------------------------------------------
 
     def where_id(self, token_id: int) -> np.ndarray:
-        """Flat indices of input_ids equal to `token_id`, sorted (cached: BOS and EOS are
-        looked up by several rules)."""
+        """Flat indices of input_ids equal to `token_id`, sorted (cached)."""
         cache = self.__dict__.setdefault("_where_id", {})
         if token_id not in cache:
-            cache[token_id] = np.flatnonzero(self.input_ids == token_id)
+            f = self.facts
+            looked_up = tuple(i for i in dict.fromkeys((f.bos_id, *f.stop_ids)) if i is not None)
+            if token_id in looked_up:  # rules ask for each of these: all found in one pass
+                cache.update(where_ids(self.input_ids, looked_up, f.pad_id))
+            else:
+                cache[token_id] = np.flatnonzero(self.input_ids == token_id)
         return cache[token_id]
 
     @cached_property
@@ -444,7 +446,7 @@ class Batch(Rows):
         out = np.zeros(self.n_rows, dtype=bool)
         for step in (0, -1):
             ids, ok = self.ids_at(self.last_real_index, step)
-            out |= ok & np.isin(ids, self.facts.stop_ids)
+            out |= ok & is_any(ids, self.facts.stop_ids)
         return out
 
     def inside_row(self, index: np.ndarray) -> np.ndarray:

@@ -50,6 +50,25 @@ def ranges_index(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.repeat(lo - before, lengths) + np.arange(total, dtype=np.int64)
 
 
+def where_ids(values: np.ndarray, ids: tuple[int, ...], avoid: int | None = None) -> dict:
+    """{id: flat indices of `values` equal to it, sorted} for a few ids.
+
+    Ids close together (BOS and EOS mostly are) are found in one pass over the values for the
+    range they span, unless it holds more than the ids (at most 8 apart, not `avoid`: the pad
+    id, which can fill much of a batch); then one pass each.
+    """
+    lo, hi = min(ids), max(ids)
+    kind = values.dtype.kind
+    fits = kind in "iu" and np.iinfo(values.dtype).min <= lo and hi <= np.iinfo(values.dtype).max
+    if len(ids) == 1 or hi - lo > 8 or not fits or (avoid is not None and lo <= avoid <= hi
+                                                    and avoid not in ids):
+        return {i: np.flatnonzero(values == i) for i in ids}
+    shifted = values - np.array(lo, dtype=values.dtype)  # wraps below lo: past the range
+    at = np.flatnonzero(shifted.view(f"u{values.dtype.itemsize}") <= hi - lo)
+    found = values[at]
+    return {i: at[found == i] for i in ids}
+
+
 def in_sorted(values: np.ndarray, sorted_index: np.ndarray) -> np.ndarray:
     """np.isin for a sorted array of flat indices, by binary search."""
     if not sorted_index.size:
@@ -188,16 +207,19 @@ class Rows:
 
     def runs(self, mask: np.ndarray) -> Runs:
         """Where each run of True in `mask` starts and stops, runs cut at row boundaries."""
-        edge = np.empty(self.n_tokens, dtype=bool)
-        starts, last = self.nonempty_starts, self.ends[self.nonempty] - 1
-        edge[:1] = mask[:1]
-        np.greater(mask[1:], mask[:-1], out=edge[1:])  # True after False
-        edge[starts] = mask[starts]
-        start = np.flatnonzero(edge)
-        edge[-1:] = mask[-1:]
-        np.greater(mask[:-1], mask[1:], out=edge[:-1])  # True before False
-        edge[last] = mask[last]
-        stop = np.flatnonzero(edge) + 1
+        # One search for every change (a run's start or stop), then the runs that go on across
+        # a row boundary are cut there.
+        at = np.flatnonzero(mask[1:] != mask[:-1])
+        up = mask[at + 1]
+        start, stop = at[up] + 1, at[~up] + 1
+        if mask.size and mask[0]:
+            start = np.r_[0, start]
+        if mask.size and mask[-1]:
+            stop = np.r_[stop, mask.size]
+        inner = self.nonempty_starts[1:]  # the first is 0
+        cut = inner[mask[inner] & mask[inner - 1]]
+        if cut.size:
+            start, stop = union_sorted(start, cut), union_sorted(stop, cut)
         return Runs(start, stop, self.rows_of(start))
 
     def count_per_row(self, runs: Runs) -> np.ndarray:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from labellint import catalog, engine
 from labellint.batch import Batch
 from labellint.facts import Facts
-from labellint.ragged import IndexedMask, is_any, outside_vocab
+from labellint.ragged import IndexedMask, is_any, outside_vocab, where_ids
 from labellint.registry import Skip
 
 IGNORE = -100
@@ -138,3 +138,42 @@ def test_a_changed_mask_lets_go_of_its_index():
         assert mask.index is None
     derived = b.token_mask(np.array([4])) | b.token_mask(np.array([1]))
     assert type(derived) is np.ndarray and derived.tolist() == [0, 1, 0, 0, 1, 0]
+
+
+@settings(settings.get_profile("sparse-views"))
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=8), st.lists(st.booleans(), max_size=50))
+def test_runs_are_the_runs_of_each_row(lengths, bits):
+    offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+    n = int(offsets[-1])
+    mask = np.resize(np.array(bits or [False], dtype=bool), n)
+    b = Batch(np.zeros(n, dtype=np.int32), offsets)
+    want = []
+    for row, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:])):
+        t = lo
+        while t < hi:
+            if mask[t]:
+                end = t
+                while end < hi and mask[end]:
+                    end += 1
+                want.append((t, end, row))
+                t = end
+            else:
+                t += 1
+    runs = b.runs(mask)
+    assert list(zip(runs.start.tolist(), runs.stop.tolist(), runs.row.tolist())) == want
+
+
+@settings(settings.get_profile("sparse-views"))
+@given(st.lists(st.integers(-5, 40), max_size=60),
+       st.lists(st.integers(-3, 300), min_size=1, max_size=4, unique=True),
+       st.sampled_from([np.int16, np.int32, np.int64, np.uint16, np.uint32]),
+       st.sampled_from([None, 0, 2]))
+def test_where_ids_finds_each_id(values, ids, dtype, avoid):
+    values = np.array(values, dtype=np.int64)
+    if np.dtype(dtype).kind == "u":
+        values = np.abs(values)
+    values = values.astype(dtype)
+    got = where_ids(values, tuple(ids), avoid)
+    assert set(got) == set(ids)
+    for i in ids:
+        assert np.array_equal(got[i], np.flatnonzero(values == i)), i
