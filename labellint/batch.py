@@ -23,7 +23,7 @@ from .columns import COLUMNS, realign
 from .facts import Facts
 from .padding import pad_edges
 from .ragged import (SPARSE, Ragged, Rows, Runs, cached_property, is_any, outside_vocab,
-                     ranges_index, union_sorted, where_ids)
+                     outside_vocab_index, ranges_index, union_sorted, where_ids)
 
 T = TypeVar("T")
 
@@ -220,7 +220,7 @@ class Batch(Rows):
     @cached_property
     def outside_vocab_index(self) -> np.ndarray:
         """Flat indices of input ids outside the vocabulary (see `outside_vocab`), sorted."""
-        return np.flatnonzero(outside_vocab(self.input_ids, self.facts.vocab_size))
+        return outside_vocab_index(self.input_ids, self.facts.vocab_size)
 
     @cached_property
     def invalid_label_index(self) -> np.ndarray:

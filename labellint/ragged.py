@@ -94,6 +94,17 @@ def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
     return (ids < 0) | (ids >= vocab_size)
 
 
+def outside_vocab_index(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
+    """Flat indices where `outside_vocab` holds, sorted."""
+    if ids.dtype.kind == "i" and ids.size and vocab_size is not None \
+            and 0 < vocab_size <= np.iinfo(ids.dtype).max:
+        # Mostly none: one reduction (read as unsigned, a negative id is past any vocab) says
+        # so, with no mask to allocate and search.
+        if int(ids.view(ids.dtype.str.replace("i", "u")).max()) < vocab_size:
+            return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(outside_vocab(ids, vocab_size))
+
+
 @dataclass(frozen=True)
 class Runs:
     """The runs of True in a token mask, cut at row boundaries, in flat order."""

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from labellint import catalog, engine
 from labellint.batch import Batch
 from labellint.facts import Facts
-from labellint.ragged import IndexedMask, is_any, outside_vocab, where_ids
+from labellint.ragged import (IndexedMask, is_any, outside_vocab, outside_vocab_index,
+                              where_ids)
 from labellint.registry import Skip
 
 IGNORE = -100
@@ -177,3 +178,12 @@ def test_where_ids_finds_each_id(values, ids, dtype, avoid):
     assert set(got) == set(ids)
     for i in ids:
         assert np.array_equal(got[i], np.flatnonzero(values == i)), i
+
+
+@settings(settings.get_profile("sparse-views"))
+@given(st.lists(st.integers(-2**31, 2**31 - 1), max_size=20),
+       st.sampled_from([None, 0, 1, 7, 2**20, 2**40]), st.sampled_from([np.int32, np.int64]))
+def test_outside_vocab_index_is_where_outside_vocab_holds(values, vocab, dtype):
+    values = np.array(values, dtype=np.int64).astype(dtype)
+    assert np.array_equal(outside_vocab_index(values, vocab),
+                          np.flatnonzero(outside_vocab(values, vocab)))
