@@ -96,8 +96,11 @@ def hidden_run(input_ids: np.ndarray, attention_mask: np.ndarray, edge: np.ndarr
         return out
     edge, room = edge[r], lengths[r]
     if pad_id is not None:
-        out[r] = edge_run(lambda pos, _: (attention_mask[pos] == 0)
-                          & ((input_ids[pos] == pad_id) | (input_ids[pos] < 0)), edge, room, step)
+        def padding(pos: np.ndarray, _) -> np.ndarray:
+            ids = input_ids[pos]
+            return (attention_mask[pos] == 0) & ((ids == pad_id) | (ids < 0))
+
+        out[r] = edge_run(padding, edge, room, step)
         return out
     first = input_ids[edge]
     run = edge_run(lambda pos, _: attention_mask[pos] == 0, edge, room, step)

@@ -96,11 +96,14 @@ def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
 
 def outside_vocab_index(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
     """Flat indices where `outside_vocab` holds, sorted."""
-    if ids.dtype.kind == "i" and ids.size and vocab_size is not None \
-            and 0 < vocab_size <= np.iinfo(ids.dtype).max:
-        # Mostly none: one reduction (read as unsigned, a negative id is past any vocab) says
-        # so, with no mask to allocate and search.
-        if int(ids.view(ids.dtype.str.replace("i", "u")).max()) < vocab_size:
+    if ids.dtype.kind == "i" and ids.size:
+        # Mostly none: one reduction says so, with no mask to allocate and search. Read as
+        # unsigned, a negative id is past any vocabulary its dtype can reach.
+        if vocab_size is None or vocab_size > np.iinfo(ids.dtype).max:
+            none = int(ids.min()) >= 0
+        else:
+            none = int(ids.view(ids.dtype.str.replace("i", "u")).max()) < vocab_size
+        if none:
             return np.zeros(0, dtype=np.int64)
     return np.flatnonzero(outside_vocab(ids, vocab_size))
 
