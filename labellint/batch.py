@@ -19,10 +19,11 @@ from typing import Callable, Mapping, TypeVar
 
 import numpy as np
 
-from .columns import COLUMNS
+from .columns import COLUMNS, realign
 from .facts import Facts
 from .padding import pad_edges
-from .ragged import Ragged, Rows, Runs, cached_property, is_any, ranges_index, union_sorted
+from .ragged import (SPARSE, Ragged, Rows, Runs, cached_property, is_any, outside_vocab,
+                     outside_vocab_index, ranges_index, union_sorted, where_ids)
 
 T = TypeVar("T")
 
@@ -75,7 +76,8 @@ class Batch(Rows):
             if not mismatch.any():
                 aligned[name] = values
                 continue
-            aligned[name] = _realign(values, col_offsets, offsets, mismatch, name, facts)
+            aligned[name] = realign(values, col_offsets, offsets, mismatch, name,
+                                    facts.ignore_index)
         return cls(ids, offsets, facts=facts, length_mismatch=mismatch, **aligned, **kwargs)
 
     @classmethod
@@ -186,14 +188,57 @@ class Batch(Rows):
     @cached_property
     def label_is_input(self) -> np.ndarray:
         """Supervised labels equal to input_ids at the same position."""
-        return self.supervised & (self.labels == self.input_ids)
+        return self.supervised & ~self.label_differs
 
-    def label_is_next_at(self, index: np.ndarray) -> np.ndarray:
-        """`label_is_next` at flat indices `index` only."""
+    @cached_property
+    def label_differs(self) -> np.ndarray:
+        """Supervised labels that differ from input_ids at the same position."""
+        return np.not_equal(self.labels, self.input_ids) & self.supervised
+
+    @cached_property
+    def label_differs_index(self) -> np.ndarray | None:
+        """`label_differs`' flat indices, sorted, when few (labels a masked copy of input_ids,
+        as for the model's shift); else None. Elsewhere a supervised label equals its input id,
+        so the label views below ask the input's sparse lookups, and read labels only here."""
+        differ = self.label_differs
+        if np.count_nonzero(differ) * SPARSE >= self.n_tokens:
+            return None
+        return np.flatnonzero(differ)
+
+    def targets_labelled(self, ids: tuple[int, ...]) -> np.ndarray:
+        """Flat indices of targets whose label is one of `ids`, sorted."""
+        differ = self.label_differs_index
+        if differ is None:
+            index = np.flatnonzero(is_any(self.labels, ids))
+            return index[self.targets[index]]
+        inputs = self.where_id(ids[0]) if len(ids) == 1 else \
+            union_sorted(*[self.where_id(i) for i in ids])
+        same = inputs[self.targets[inputs] & (self.labels[inputs] == self.input_ids[inputs])]
+        other = differ[is_any(self.labels[differ], ids)]
+        return union_sorted(same, other[self.targets[other]])
+
+    @cached_property
+    def outside_vocab_index(self) -> np.ndarray:
+        """Flat indices of input ids outside the vocabulary (see `outside_vocab`), sorted."""
+        return outside_vocab_index(self.input_ids, self.facts.vocab_size)
+
+    @cached_property
+    def invalid_label_index(self) -> np.ndarray:
+        """Flat indices of supervised labels outside the vocabulary, sorted."""
+        vocab = self.facts.vocab_size
+        differ = self.label_differs_index
+        if differ is None:
+            return np.flatnonzero(self.supervised & outside_vocab(self.labels, vocab))
+        inputs = self.outside_vocab_index
+        same = inputs[self.supervised[inputs] & (self.labels[inputs] == self.input_ids[inputs])]
+        return union_sorted(same, differ[outside_vocab(self.labels[differ], vocab)])
+
+    def label_is_next_at(self, index: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """`label_is_next` at flat indices `index` only (`rows`: their rows, when known)."""
         if "label_is_next" in self.__dict__:
             return self.label_is_next[index]
         nxt = np.minimum(index + 1, self.n_tokens - 1)
-        has_next = (index + 1 < self.n_tokens) & (self.rows_of(nxt) == self.rows_of(index))
+        has_next = index + 1 < self.ends[self.rows_of(index) if rows is None else rows]
         return has_next & self.supervised[index] & (self.labels[index] == self.input_ids[nxt])
 
     @cached_property
@@ -220,8 +265,14 @@ class Batch(Rows):
     @cached_property
     def hides_tokens(self) -> bool:
         """Whether attention_mask is 0 anywhere."""
-        return self.attention_mask is not None and \
-            np.count_nonzero(self.attention_mask) < self.n_tokens
+        return self.n_attended < self.n_tokens
+
+    @cached_property
+    def n_attended(self) -> int:
+        """How many tokens attention_mask leaves on (all without one)."""
+        if self.attention_mask is None:
+            return self.n_tokens
+        return int(np.count_nonzero(self.attention_mask))
 
     @cached_property
     def may_pad(self) -> bool:
@@ -242,14 +293,12 @@ class Batch(Rows):
             none = np.zeros(self.n_rows, dtype=np.int64)
             return none, none
         return pad_edges(self.input_ids, self.offsets,
-                         hidden=self.hidden_index if self.hides_tokens else None,
+                         attention_mask=self.attention_mask if self.hides_tokens else None,
                          pad_id=self.facts.pad_id, eos_id=self.facts.eos_id)
 
     @cached_property
     def hidden_index(self) -> np.ndarray:
-        """Flat indices where attention is off, sorted (padding, mostly: a small share)."""
-        if not self.hides_tokens:
-            return np.zeros(0, dtype=np.int64)
+        """Flat indices where attention is off, sorted."""
         return np.flatnonzero(self.attention_mask == 0)
 
     @cached_property
@@ -263,9 +312,13 @@ class Batch(Rows):
     @cached_property
     def hidden_content(self) -> np.ndarray:
         """Flat indices where attention is off on a token that is not padding, sorted."""
+        if not self.hides_tokens:
+            return np.zeros(0, dtype=np.int64)
+        # The usual case, attention off on padding alone, is told from counts.
+        in_padding = np.count_nonzero(self.attention_mask[self.pad_index] == 0)
+        if in_padding == self.n_tokens - self.n_attended:
+            return np.zeros(0, dtype=np.int64)
         hidden = self.hidden_index
-        if np.array_equal(hidden, self.pad_index):  # the usual case: attention off on padding
-            return hidden[:0]
         return hidden[self.real_at(hidden)]
 
     @cached_property
@@ -350,11 +403,15 @@ class Batch(Rows):
     # -- special tokens ------------------------------------------------------------------------
 
     def where_id(self, token_id: int) -> np.ndarray:
-        """Flat indices of input_ids equal to `token_id`, sorted (cached: BOS and EOS are
-        looked up by several rules)."""
+        """Flat indices of input_ids equal to `token_id`, sorted (cached)."""
         cache = self.__dict__.setdefault("_where_id", {})
         if token_id not in cache:
-            cache[token_id] = np.flatnonzero(self.input_ids == token_id)
+            f = self.facts
+            looked_up = tuple(i for i in dict.fromkeys((f.bos_id, *f.stop_ids)) if i is not None)
+            if token_id in looked_up:  # rules ask for each of these: all found in one pass
+                cache.update(where_ids(self.input_ids, looked_up, f.pad_id))
+            else:
+                cache[token_id] = np.flatnonzero(self.input_ids == token_id)
         return cache[token_id]
 
     @cached_property
@@ -368,8 +425,7 @@ class Batch(Rows):
         """Flat indices of targets whose label is EOS or an end-of-turn token, sorted."""
         if self.labels is None or not self.facts.stop_ids:
             return np.zeros(0, dtype=np.int64)
-        index = np.flatnonzero(is_any(self.labels, self.facts.stop_ids))
-        return index[self.targets[index]]
+        return self.targets_labelled(tuple(self.facts.stop_ids))
 
     @cached_property
     def ends_supervised(self) -> np.ndarray:
@@ -390,7 +446,7 @@ class Batch(Rows):
         out = np.zeros(self.n_rows, dtype=bool)
         for step in (0, -1):
             ids, ok = self.ids_at(self.last_real_index, step)
-            out |= ok & np.isin(ids, self.facts.stop_ids)
+            out |= ok & is_any(ids, self.facts.stop_ids)
         return out
 
     def inside_row(self, index: np.ndarray) -> np.ndarray:
@@ -428,34 +484,6 @@ class Batch(Rows):
                                 out.lengths - seq_lead)
             out.__dict__["pad_edges"] = (seq_lead, seq_trail)
         return out
-
-
-def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
-    """ids < 0 or >= vocab_size, in one pass: read as unsigned, a negative id is past any vocab."""
-    if vocab_size is None or (ids.dtype.kind in "iu" and vocab_size > np.iinfo(ids.dtype).max):
-        return ids < 0  # no id of this dtype reaches the vocabulary's end
-    if ids.dtype.kind == "i":
-        return ids.view(ids.dtype.str.replace("i", "u")) >= vocab_size
-    return (ids < 0) | (ids >= vocab_size)
-
-
-def _realign(
-    values: np.ndarray,
-    col_offsets: np.ndarray,
-    offsets: np.ndarray,
-    mismatch: np.ndarray,
-    name: str,
-    facts: Facts,
-) -> np.ndarray:
-    lengths = np.diff(offsets)
-    n = int(offsets[-1])
-    rows = np.repeat(np.arange(lengths.size), lengths)
-    pos = np.arange(n) - np.repeat(offsets[:-1], lengths)
-    neutral = {"labels": facts.ignore_index, "attention_mask": 1}.get(name)
-    out = pos.astype(values.dtype) if neutral is None else np.full(n, neutral, dtype=values.dtype)
-    keep = ~mismatch[rows]
-    out[keep] = values[col_offsets[rows[keep]] + pos[keep]]
-    return out
 
 
 def batch_view(func: Callable[[Batch], T]) -> Callable[[Batch], T]:

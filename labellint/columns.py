@@ -424,3 +424,24 @@ def _positions_from(name: str, values: np.ndarray, offsets: np.ndarray,
     new[1:] = values[1:] != values[:-1]
     new[offsets[:-1][offsets[:-1] < values.size]] = True  # every row starts a sequence
     return index - np.maximum.accumulate(np.where(new, index, 0)), offsets
+
+
+def realign(
+    values: np.ndarray,
+    col_offsets: np.ndarray,
+    offsets: np.ndarray,
+    mismatch: np.ndarray,
+    name: str,
+    ignore_index: int,
+) -> np.ndarray:
+    """`values` (ragged by `col_offsets`) laid out by `offsets`; the rows in `mismatch` get
+    neutral values instead (no label, attended, natural positions)."""
+    lengths = np.diff(offsets)
+    n = int(offsets[-1])
+    rows = np.repeat(np.arange(lengths.size), lengths)
+    pos = np.arange(n) - np.repeat(offsets[:-1], lengths)
+    neutral = {"labels": ignore_index, "attention_mask": 1}.get(name)
+    out = pos.astype(values.dtype) if neutral is None else np.full(n, neutral, dtype=values.dtype)
+    keep = ~mismatch[rows]
+    out[keep] = values[col_offsets[rows[keep]] + pos[keep]]
+    return out

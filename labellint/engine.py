@@ -21,7 +21,7 @@ from .errors import LabelLintError
 from .facts import Facts
 from .inference import infer_facts
 from .partial import Example, Key, Partial, RulePartial, merge
-from .ragged import Ragged, concat_ragged, slice_ragged
+from .ragged import SPARSE, IndexedMask, Ragged, concat_ragged, slice_ragged
 from .registry import NOT_APPLICABLE, REQUIREMENTS, Rule, Skip
 from .formats import plural
 from .report import Finding, SourceResult
@@ -239,14 +239,23 @@ class _Tally:
                          for row, positions in self.examples[seen:]]
 
     def _add_mask(self, b: Batch, result: Any, max_examples: int) -> None:
+        known = getattr(result, "index", None) if isinstance(result, IndexedMask) else None
         mask = np.asarray(result, dtype=bool)
         expected = b.n_tokens if self.rule.per == "token" else b.n_rows
         if mask.shape != (expected,):
             raise RuntimeError(f"{self.rule.code} returned shape {mask.shape}, not ({expected},)")
         excluded = b.length_mismatch.any() and not self.rule.misaligned_rows
         if self.rule.per == "token":
-            # Findings are few: work from the flat indices where the mask holds.
-            index = np.flatnonzero(mask)
+            # Findings are few: work from the flat indices where the mask holds, those it was
+            # made from when it kept them (sorted here: they may repeat, in any order).
+            if known is not None and known.size * SPARSE < mask.size:
+                index = np.unique(known)
+            elif known is None and not mask.any():
+                return
+            else:
+                index = np.flatnonzero(mask)
+            if not index.size:
+                return
             rows = b.rows_of(index)
             if excluded:
                 keep = ~b.length_mismatch[rows]

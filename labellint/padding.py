@@ -47,32 +47,23 @@ def pad_edges(
     input_ids: np.ndarray,
     offsets: np.ndarray,
     *,
-    hidden: np.ndarray | None,
+    attention_mask: np.ndarray | None,
     pad_id: int | None,
     eos_id: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, how many tokens of padding lead it and how many trail it (Batch.is_pad's
     definition); `trail` never counts a token `lead` does, so the two add up to the padding.
 
-    hidden: the flat indices where attention is off, sorted; None when there are none (then
-    only a trailing run of the pad id can be padding).
+    attention_mask: None when attention is on everywhere (then only a trailing run of the pad
+    id can be padding).
     """
     starts, ends = offsets[:-1], offsets[1:]
     lengths = ends - starts
     lead = np.zeros(lengths.size, dtype=np.int64)
     trail = np.zeros(lengths.size, dtype=np.int64)
-    if hidden is not None and hidden.size:
-        ids = input_ids[hidden]
-        if pad_id is None:
-            # Attention off over several ids is hidden content, not padding: a run counts only
-            # when it is one id throughout.
-            lead, trail = index_runs(hidden, starts, ends)
-            one_lead, one_trail = index_runs(hidden, starts, ends, cut=ids[1:] != ids[:-1])
-            lead[one_lead != lead] = 0
-            trail[one_trail != trail] = 0
-        else:
-            # A negative id cannot be content: input_ids padded with -100 is still padding.
-            lead, trail = index_runs(hidden[(ids == pad_id) | (ids < 0)], starts, ends)
+    if attention_mask is not None:
+        lead = hidden_run(input_ids, attention_mask, starts, lengths, 1, pad_id)
+        trail = hidden_run(input_ids, attention_mask, ends - 1, lengths, -1, pad_id)
     if pad_id is not None:
         # Padding added by hand with attention_mask left at 1 is still padding to the loss; when
         # the pad id is also EOS, the run's first token is the real EOS. The pad id's run from
@@ -85,31 +76,35 @@ def pad_edges(
     return lead, trail
 
 
-def index_runs(index: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-               cut: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per row [start, end), how many tokens from its start, and how many up to its end, are
-    in `index` (sorted flat indices) without a gap; `cut` (bools over index[1:]) marks further
-    places where a run stops.
+def hidden_run(input_ids: np.ndarray, attention_mask: np.ndarray, edge: np.ndarray,
+               lengths: np.ndarray, step: int, pad_id: int | None) -> np.ndarray:
+    """Per row, the run of tokens from its `edge` (first or last token; `step` inward) with
+    attention off that can be padding: the pad id or a negative id throughout (input_ids padded
+    with -100 is still padding); without a pad id, one id throughout, else none of it (attention
+    off over several ids is hidden content, not padding).
 
-    Only each row's two edges are looked up, in the runs of `index`: the work is per row and
-    per index, never per token.
+    Only rows whose edge token is hidden are read, and only as far as their run goes.
     """
-    lead = np.zeros(starts.size, dtype=np.int64)
-    trail = np.zeros(starts.size, dtype=np.int64)
-    if not index.size:
-        return lead, trail
-    breaks = index[1:] != index[:-1] + 1
-    if cut is not None:
-        breaks |= cut
-    run_first = np.flatnonzero(np.r_[True, breaks])  # where each run starts, in `index`
-    run_last = np.r_[run_first[1:] - 1, index.size - 1]
-    rows = np.flatnonzero(ends > starts)
-    for edge, out in ((starts[rows], lead), (ends[rows] - 1, trail)):
-        at = np.minimum(np.searchsorted(index, edge), index.size - 1)
-        hit = index[at] == edge
-        r, run = rows[hit], np.searchsorted(run_first, at[hit], side="right") - 1
-        if out is lead:
-            out[r] = np.minimum(index[run_last[run]] + 1, ends[r]) - starts[r]
-        else:
-            out[r] = ends[r] - np.maximum(index[run_first[run]], starts[r])
-    return lead, trail
+    out = np.zeros(lengths.size, dtype=np.int64)
+    rows = np.flatnonzero(lengths > 0)
+    at = edge[rows]
+    hidden = attention_mask[at] == 0
+    if pad_id is not None:
+        hidden &= (input_ids[at] == pad_id) | (input_ids[at] < 0)
+    r = rows[hidden]
+    if not r.size:
+        return out
+    edge, room = edge[r], lengths[r]
+    if pad_id is not None:
+        def padding(pos: np.ndarray, _) -> np.ndarray:
+            ids = input_ids[pos]
+            return (attention_mask[pos] == 0) & ((ids == pad_id) | (ids < 0))
+
+        out[r] = edge_run(padding, edge, room, step)
+        return out
+    first = input_ids[edge]
+    run = edge_run(lambda pos, _: attention_mask[pos] == 0, edge, room, step)
+    same = edge_run(lambda pos, which: (attention_mask[pos] == 0)
+                    & (input_ids[pos] == first[which, None]), edge, room, step)
+    out[r] = np.where(same == run, run, 0)
+    return out

@@ -50,6 +50,25 @@ def ranges_index(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.repeat(lo - before, lengths) + np.arange(total, dtype=np.int64)
 
 
+def where_ids(values: np.ndarray, ids: tuple[int, ...], avoid: int | None = None) -> dict:
+    """{id: flat indices of `values` equal to it, sorted} for a few ids.
+
+    Ids close together (BOS and EOS mostly are) are found in one pass over the values for the
+    range they span, unless it holds more than the ids (at most 8 apart, not `avoid`: the pad
+    id, which can fill much of a batch); then one pass each.
+    """
+    lo, hi = min(ids), max(ids)
+    kind = values.dtype.kind
+    fits = kind in "iu" and np.iinfo(values.dtype).min <= lo and hi <= np.iinfo(values.dtype).max
+    if len(ids) == 1 or hi - lo > 8 or not fits or (avoid is not None and lo <= avoid <= hi
+                                                    and avoid not in ids):
+        return {i: np.flatnonzero(values == i) for i in ids}
+    shifted = values - np.array(lo, dtype=values.dtype)  # wraps below lo: past the range
+    at = np.flatnonzero(shifted.view(f"u{values.dtype.itemsize}") <= hi - lo)
+    found = values[at]
+    return {i: at[found == i] for i in ids}
+
+
 def in_sorted(values: np.ndarray, sorted_index: np.ndarray) -> np.ndarray:
     """np.isin for a sorted array of flat indices, by binary search."""
     if not sorted_index.size:
@@ -64,6 +83,29 @@ def is_any(values: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
     for i in ids:
         out |= values == i
     return out
+
+
+def outside_vocab(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
+    """ids < 0 or >= vocab_size, in one pass: read as unsigned, a negative id is past any vocab."""
+    if vocab_size is None or (ids.dtype.kind in "iu" and vocab_size > np.iinfo(ids.dtype).max):
+        return ids < 0  # no id of this dtype reaches the vocabulary's end
+    if ids.dtype.kind == "i":
+        return ids.view(ids.dtype.str.replace("i", "u")) >= vocab_size
+    return (ids < 0) | (ids >= vocab_size)
+
+
+def outside_vocab_index(ids: np.ndarray, vocab_size: int | None) -> np.ndarray:
+    """Flat indices where `outside_vocab` holds, sorted."""
+    if ids.dtype.kind == "i" and ids.size:
+        # Mostly none: one reduction says so, with no mask to allocate and search. Read as
+        # unsigned, a negative id is past any vocabulary its dtype can reach.
+        if vocab_size is None or vocab_size > np.iinfo(ids.dtype).max:
+            none = int(ids.min()) >= 0
+        else:
+            none = int(ids.view(ids.dtype.str.replace("i", "u")).max()) < vocab_size
+        if none:
+            return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(outside_vocab(ids, vocab_size))
 
 
 @dataclass(frozen=True)
@@ -179,16 +221,19 @@ class Rows:
 
     def runs(self, mask: np.ndarray) -> Runs:
         """Where each run of True in `mask` starts and stops, runs cut at row boundaries."""
-        edge = np.empty(self.n_tokens, dtype=bool)
-        starts, last = self.nonempty_starts, self.ends[self.nonempty] - 1
-        edge[:1] = mask[:1]
-        np.greater(mask[1:], mask[:-1], out=edge[1:])  # True after False
-        edge[starts] = mask[starts]
-        start = np.flatnonzero(edge)
-        edge[-1:] = mask[-1:]
-        np.greater(mask[:-1], mask[1:], out=edge[:-1])  # True before False
-        edge[last] = mask[last]
-        stop = np.flatnonzero(edge) + 1
+        # One search for every change (a run's start or stop), then the runs that go on across
+        # a row boundary are cut there.
+        at = np.flatnonzero(mask[1:] != mask[:-1])
+        up = mask[at + 1]
+        start, stop = at[up] + 1, at[~up] + 1
+        if mask.size and mask[0]:
+            start = np.r_[0, start]
+        if mask.size and mask[-1]:
+            stop = np.r_[stop, mask.size]
+        inner = self.nonempty_starts[1:]  # the first is 0
+        cut = inner[mask[inner] & mask[inner - 1]]
+        if cut.size:
+            start, stop = union_sorted(start, cut), union_sorted(stop, cut)
         return Runs(start, stop, self.rows_of(start))
 
     def count_per_row(self, runs: Runs) -> np.ndarray:
@@ -240,7 +285,46 @@ class Rows:
         return out
 
     def token_mask(self, index: np.ndarray) -> np.ndarray:
-        """A token mask, True at the flat token indices `index`."""
-        out = np.zeros(self.n_tokens, dtype=bool)
+        """A token mask, True at the flat token indices `index`; it keeps them (`IndexedMask`)."""
+        out = np.zeros(self.n_tokens, dtype=bool).view(IndexedMask)
         out[index] = True
+        index = np.asarray(index)
+        if index.dtype.kind in "iu":  # not a bool mask given as the index
+            out.index = np.where(index < 0, index + out.size, index) if index.dtype.kind == "i" \
+                and index.size and index.min() < 0 else index
         return out
+
+
+class IndexedMask(np.ndarray):
+    """A bool mask that keeps the flat indices it was made from, so that the engine reads a
+    sparse finding without a pass over every token to find them again.
+
+    `index` may hold repeats and be in any order, never a negative index. It is dropped (None)
+    as soon as the mask could change: an assignment, an in-place ufunc, or any view taken of
+    it. What is computed from the mask is a plain array.
+    """
+
+    index: np.ndarray | None = None
+
+    def __array_finalize__(self, obj) -> None:
+        self.index = None
+        if isinstance(obj, IndexedMask):  # a view can write through to `obj`
+            obj.index = None
+
+    def __setitem__(self, key, value) -> None:
+        self.index = None
+        super().__setitem__(key, value)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if out is None:
+            return getattr(ufunc, method)(*(_plain(i) for i in inputs), **kwargs)
+        for o in out:
+            if isinstance(o, IndexedMask):
+                o.index = None
+        getattr(ufunc, method)(*(_plain(i) for i in inputs), out=tuple(_plain(o) for o in out),
+                               **kwargs)
+        return out[0] if len(out) == 1 else out
+
+
+def _plain(x):
+    return x.view(np.ndarray) if isinstance(x, IndexedMask) else x

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from labellint.batch import Batch
 from labellint.facts import Facts
-from labellint.padding import edge_run, index_runs
+from labellint.padding import edge_run, hidden_run
 from labellint.ragged import ranges_index
 from labellint.rules.attention import attention_masked_target
 from labellint.rules.labels import labels_on_padding
@@ -193,12 +193,14 @@ def test_edge_run_counts_the_run_from_an_edge(mask, data):
 
 
 @given(st.lists(st.integers(0, 5), max_size=12), st.lists(st.booleans(), max_size=60))
-def test_index_runs_and_ranges_index(lengths, mask):
+def test_hidden_run_and_ranges_index(lengths, mask):
     offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
     n = int(offsets[-1])
     mask = np.resize(np.array(mask or [False], dtype=bool), n)
     b = Batch(np.zeros(n, dtype=np.int64), offsets)
-    lead, trail = index_runs(np.flatnonzero(mask), b.starts, b.ends)
+    attention = (~mask).astype(np.int8)  # one id throughout: every hidden run counts whole
+    lead = hidden_run(b.input_ids, attention, b.starts, b.lengths, 1, None)
+    trail = hidden_run(b.input_ids, attention, b.ends - 1, b.lengths, -1, None)
     runs = b.runs(~mask)
     first, last = b.first_index(runs), b.last_index(runs)
     assert lead.tolist() == np.where(first >= 0, first - b.starts, b.lengths).tolist()

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..batch import Batch, outside_vocab
+from ..batch import Batch
 from ..registry import rule
 
 
@@ -63,7 +63,7 @@ def labels_on_padding(b: Batch):
 )
 def invalid_label(b: Batch):
     """A negative label other than ignore_index, or a label past the vocabulary."""
-    return b.supervised & outside_vocab(b.labels, b.facts.vocab_size)
+    return b.token_mask(b.invalid_label_index)
 
 
 @rule(

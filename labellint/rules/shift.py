@@ -3,8 +3,8 @@
 
 import numpy as np
 
-from ..batch import Batch, outside_vocab
-from ..ragged import SPARSE
+from ..batch import Batch
+from ..ragged import SPARSE, outside_vocab, ranges_index
 from ..registry import rule, skip
 
 MIN_MATCHES = 2
@@ -41,7 +41,31 @@ def double_shifted_labels(b: Batch):
     last = b.ends[b.nonempty] - 1
     candidates = b.supervised_per_row.copy()
     candidates[b.nonempty] -= b.supervised[last]
-    return _aligned_to(b, "label_is_next", "label_is_input", candidates)
+    differ = b.label_differs_index
+    if differ is None:
+        return _aligned_to(b, "label_is_next", "label_is_input", candidates)
+    # A row whose every supervised label equals its input id matches the next input id only
+    # where the input repeats, so never more often than its own: not a finding. Only the rows
+    # with a differing label are read, when they are few.
+    rows = np.flatnonzero(np.bincount(b.rows_of(differ), minlength=b.n_rows))
+    if b.lengths[rows].sum() * SPARSE >= b.n_tokens:
+        return _aligned_to(b, "label_is_next", "label_is_input", candidates)
+    return _next_aligned(b, rows, candidates, differ)
+
+
+def _next_aligned(b: Batch, rows: np.ndarray, candidates: np.ndarray,
+                  differ: np.ndarray) -> np.ndarray:
+    """`_aligned_to(b, "label_is_next", "label_is_input", candidates)`, counting label_is_next
+    in `rows` alone: every other row has no label that differs from its input (`differ`)."""
+    index = ranges_index(b.starts[rows], b.ends[rows])
+    token_rows = np.repeat(rows, b.lengths[rows])
+    hit = b.label_is_next_at(index, token_rows)
+    matches = np.bincount(token_rows[hit], minlength=b.n_rows)
+    maybe = (matches >= MIN_MATCHES) & (matches >= SHARE * candidates)
+    if not maybe.any():
+        return maybe
+    same = b.supervised_per_row - np.bincount(b.rows_of(differ), minlength=b.n_rows)
+    return maybe & (matches > same)
 
 
 @rule(
@@ -71,11 +95,9 @@ def label_input_mismatch(b: Batch):
     # Supervised labels that differ from input_ids at their position; with the model's shift
     # they are few on correct data, and only those need the other alignment looked up.
     # Labels outside the vocabulary are invalid-label's finding, not this one's.
-    differ = b.labels != b.input_ids
-    differ &= b.supervised
     vocab = b.facts.vocab_size
-    if np.count_nonzero(differ) * SPARSE >= b.n_tokens:
-        return differ & ~outside_vocab(b.labels, vocab) & ~b.label_is_next
-    index = np.flatnonzero(differ)
+    index = b.label_differs_index
+    if index is None:
+        return b.label_differs & ~outside_vocab(b.labels, vocab) & ~b.label_is_next
     index = index[~outside_vocab(b.labels[index], vocab) & ~b.label_is_next_at(index)]
     return b.token_mask(index)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..batch import Batch, outside_vocab
+from ..batch import Batch
 from ..ragged import in_sorted
 from ..registry import rule, skip
 from ..sequences import (
@@ -109,12 +109,11 @@ def _out_of_vocab_message(t):
 )
 def token_out_of_vocab(b: Batch, *, placeholder_ids: tuple[int, ...] = (-200,)):
     """An input id past the embedding table (or negative): a crash or a silent wrong lookup."""
-    bad = outside_vocab(b.input_ids, b.facts.vocab_size)
-    if placeholder_ids and bad.any():
+    index = b.outside_vocab_index
+    if placeholder_ids and index.size:
         # LLaVA-style models swap these placeholders for image features before the lookup.
-        index = np.flatnonzero(bad)
-        bad[index[np.isin(b.input_ids[index], placeholder_ids)]] = False
-    return bad
+        index = index[~np.isin(b.input_ids[index], placeholder_ids)]
+    return b.token_mask(index)
 
 
 @rule(
@@ -176,8 +175,7 @@ def stray_bos(b: Batch):
     stray = stray[~expected(stray)]
     if b.labels is None:
         return b.token_mask(stray)
-    target = np.flatnonzero(b.labels == f.bos_id)
-    target = target[b.targets[target]]
+    target = b.targets_labelled((f.bos_id,))
     # With labels already shifted, labels[t] targets the input token at t + 1.
     refers = target + 1 if f.label_shift == "dataset" else target
     ok = refers < b.n_tokens
