@@ -99,6 +99,11 @@ def _start_worker() -> None:
     # printing its own KeyboardInterrupt traceback would only bury the one line.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     keep_freed_memory()
+    # The workers are the parallelism: Arrow's own decoding threads, one pool per worker,
+    # would only contend with the other workers for the cores.
+    import pyarrow
+
+    pyarrow.set_cpu_count(1)
 
 
 def _check(index: int) -> Partial:

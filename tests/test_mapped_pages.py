@@ -63,6 +63,7 @@ from tests.test_mapped_pages import rss_file_kb
 path, mode, jobs, log = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 if mode == "keep":  # as before pages were let go
     readers.release_pages = lambda: None
+readers.RELEASE_BYTES = 4 << 20  # let go every few chunks of this small file
 before = rss_file_kb()
 
 @labellint.rule("LL990", "records-file-pages", severity="warning", per="row", message="m", fix="f")

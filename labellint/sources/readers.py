@@ -19,6 +19,7 @@ from ..files import mapped, open_fd, read_error, release_pages
 from .locate import Located, file_format
 
 JSON_BLOCK = 1 << 24  # bytes of JSON parsed at a time
+RELEASE_BYTES = 64 << 20  # chunk bytes checked between letting mapped file pages go
 # What a reader may raise on a corrupt file: Arrow's own errors, the decompressors' (zlib.error
 # and EOFError from gzip, OSError from bz2), numpy's on a buffer shorter than its header says.
 READ_ERRORS = (OSError, ValueError, EOFError, IndexError, pa.ArrowException, zlib.error)
@@ -76,6 +77,7 @@ def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
 
     thread = threading.Thread(target=produce, name="labellint-read-ahead", daemon=True)
     thread.start()
+    checked = 0  # bytes of chunks checked since the file pages were last let go
     try:
         while True:
             chunk, error = ready.get()
@@ -84,9 +86,15 @@ def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
             if chunk is done:
                 return
             yield chunk
-            # Asked for the next one: this chunk is checked, its memory and file pages can go.
+            # Asked for the next one: this chunk is checked, its memory can go, and every
+            # RELEASE_BYTES its file pages. Each release also drops the pages of the chunks read
+            # ahead (read again from the page cache) and walks the whole map, ~10% of a check
+            # when done per chunk.
+            checked += sum(values.nbytes + offsets.nbytes for values, offsets in chunk.values())
             del chunk
-            release_pages()
+            if checked >= RELEASE_BYTES:
+                release_pages()
+                checked = 0
     finally:
         stop.set()
         # The producer notices within one put's timeout, or when its chunk is read: let it
