@@ -77,7 +77,7 @@ def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
 
     thread = threading.Thread(target=produce, name="labellint-read-ahead", daemon=True)
     thread.start()
-    checked = 0  # bytes of chunks checked since the file pages were last let go
+    pages = _PageRelease()
     try:
         while True:
             chunk, error = ready.get()
@@ -86,20 +86,31 @@ def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
             if chunk is done:
                 return
             yield chunk
-            # Asked for the next one: this chunk is checked, its memory can go, and every
-            # RELEASE_BYTES its file pages. Each release also drops the pages of the chunks read
-            # ahead (read again from the page cache) and walks the whole map, ~10% of a check
-            # when done per chunk.
-            checked += sum(values.nbytes + offsets.nbytes for values, offsets in chunk.values())
+            # Asked for the next one: this chunk is checked, its memory can go.
+            pages.checked(chunk)
             del chunk
-            if checked >= RELEASE_BYTES:
-                release_pages()
-                checked = 0
     finally:
         stop.set()
         # The producer notices within one put's timeout, or when its chunk is read: let it
         # finish, so no reader thread outlives the check (a thread inside Arrow at exit aborts).
         thread.join(timeout=10)
+
+
+class _PageRelease:
+    """Mapped file pages let go every RELEASE_BYTES of chunks checked.
+
+    Not after every chunk: each release also drops the pages of the chunks read ahead (read
+    again from the page cache) and walks the whole map, ~10% of a check when done per chunk.
+    """
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def checked(self, chunk: Chunk) -> None:
+        self.bytes += sum(values.nbytes + offsets.nbytes for values, offsets in chunk.values())
+        if self.bytes >= RELEASE_BYTES:
+            release_pages()
+            self.bytes = 0
 
 
 def _unique_columns(schema_names: list[str], names: Mapping[str, str], path: Path) -> None:
