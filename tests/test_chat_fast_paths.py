@@ -119,6 +119,12 @@ def reference(b: Batch) -> dict:
     return {"turns": turns}
 
 
+def drawn(data, family) -> tuple[Batch, list[dict]]:
+    """A drawn batch of chat rows and its turns by the per-position definition."""
+    b = data.draw(chat_rows(family))
+    return b, reference(b)["turns"]
+
+
 def _per_token(b: Batch, turns: list[dict], key: str) -> np.ndarray:
     out = np.zeros(b.n_tokens, dtype=bool)
     for t in turns:
@@ -129,8 +135,7 @@ def _per_token(b: Batch, turns: list[dict], key: str) -> np.ndarray:
 @SETTINGS
 @given(data=st.data(), family=st.sampled_from(sorted(TOKENIZERS)))
 def test_turns_and_masking_equal_the_per_position_definition(data, family):
-    b = data.draw(chat_rows(family))
-    ref = reference(b)["turns"]
+    b, ref = drawn(data, family)
     t = turns_of(b)
     assert t.n == len(ref)
     for name in ("start", "end", "row", "role", "stop"):
@@ -170,8 +175,7 @@ def fmt_role(b: Batch) -> int:
 @SETTINGS
 @given(data=st.data(), family=st.sampled_from(sorted(TOKENIZERS)))
 def test_chat_rules_equal_their_per_token_definitions(data, family):
-    b = data.draw(chat_rows(family))
-    ref = reference(b)["turns"]
+    b, ref = drawn(data, family)
     assistant = fmt_role(b)
     rows = prompt_rows(b)
     trained = b.trained
