@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -24,10 +25,14 @@ PartReader = tuple[str, Callable[[], Iterator[engine.Chunk]]]
 # number goes to a worker and nothing but its Partial comes back (no rule, facts or data is
 # serialised, and a rule defined in a notebook works in a worker too).
 _WORK: tuple[engine.Prepared, Sequence[PartReader]] | None = None
+# One pool at a time per process: checks from several threads take turns (_WORK is the pool's).
+_POOL_LOCK = threading.Lock()
+_IN_WORKER = False  # a worker checks its parts itself: a check inside a rule forks no pool
 
 
 def can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
+    """Whether parts can go to forked workers from here: not inside a worker itself."""
+    return not _IN_WORKER and "fork" in multiprocessing.get_all_start_methods()
 
 
 def default_jobs() -> int:
@@ -50,9 +55,13 @@ def check_parts(prepared: engine.Prepared, parts: Sequence[PartReader], *, jobs:
     A part that fails raises its error, the first in the source's order; a worker that dies
     (killed, out of memory) fails the check with one line naming a part it was reading.
     """
+    with _POOL_LOCK:
+        return _check_parts(prepared, parts, jobs, progress)
+
+
+def _check_parts(prepared: engine.Prepared, parts: Sequence[PartReader], jobs: int,
+                 progress: Callable[[int, int], None] | None) -> Partial:
     global _WORK
-    if _WORK is not None:
-        raise RuntimeError("check_parts is not reentrant")
     _WORK = (prepared, parts)
     try:
         with _quiet_fork(), ProcessPoolExecutor(
@@ -95,6 +104,8 @@ def _collect(futures: list, parts: Sequence[PartReader], source: str,
 
 
 def _start_worker() -> None:
+    global _IN_WORKER
+    _IN_WORKER = True
     # Ctrl-C reaches every process of the group: the parent stops the check, and a worker
     # printing its own KeyboardInterrupt traceback would only bury the one line.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -259,3 +259,45 @@ def test_chat_data_with_its_real_tokenizer_reads_the_same_in_workers(name, real_
     assert one.to_json() == two.to_json()
     assert one.render() == two.render() and "LL601" in one.render()
     assert any(f.rows[:3] == (1, 3, 5) for f in one.findings)
+
+
+def test_checks_from_two_threads_take_turns_with_the_workers(planted_rows, tmp_path):
+    import threading
+
+    path = write("parquet-shards", planted_rows, tmp_path)
+    want = report(path, 1)
+    out, errors = [], []
+
+    def run():
+        try:
+            out.append(report(path, 2))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and out == [want] * 3
+
+
+def test_a_check_inside_a_worker_runs_there_without_a_pool_of_its_own(planted_rows, tmp_path):
+    """A rule that itself calls labellint.check (on a path) in a worker must not fork again."""
+    path = write("parquet-row-groups", planted_rows, tmp_path)
+    inner = write("parquet-shards", planted_rows, tmp_path)
+    parent = os.getpid()
+
+    @labellint.rule("LL962", "checks-inside", severity="error", per="row", message="m", fix="f")
+    def checks_inside(b):
+        """Fires on every row when a nested check in a worker found what one process finds."""
+        if os.getpid() == parent:
+            return np.zeros(b.n_rows, dtype=bool)
+        nested = [report(inner, jobs, ignore=["LL962"]) for jobs in (2, 1)]
+        return np.full(b.n_rows, nested[0] == nested[1])
+
+    try:
+        found = json.loads(report(path, 2, select=["LL962"]))["findings"]
+        assert [f["count_rows"] for f in found] == [len(planted_rows)]
+    finally:
+        catalog.remove("LL962")
