@@ -52,7 +52,8 @@ def check_parts(prepared: engine.Prepared, parts: Sequence[PartReader], *, jobs:
 
     Each part is checked as if it started at row 0 and renumbered here once the rows of the
     parts before it are known, so the result is the one pass's, whatever the number of jobs.
-    A part that fails raises its error, the first in the source's order; a worker that dies
+    A part that fails raises its error (of the parts failed by then, the first in the source's
+    order) and the parts not yet started are cancelled; a worker that dies
     (killed, out of memory) fails the check with one line naming a part it was reading.
     """
     with _POOL_LOCK:
