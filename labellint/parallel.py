@@ -65,12 +65,17 @@ def _check_parts(prepared: engine.Prepared, parts: Sequence[PartReader], jobs: i
     global _WORK
     _WORK = (prepared, parts)
     try:
-        with _quiet_fork(), ProcessPoolExecutor(
-                max_workers=max(1, min(jobs, len(parts))),
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=_start_worker) as pool:
+        with _quiet_fork():
+            pool = ProcessPoolExecutor(max_workers=max(1, min(jobs, len(parts))),
+                                       mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_start_worker)
             futures = [pool.submit(_check, i) for i in range(len(parts))]
+        try:
             results = _collect(futures, parts, prepared.source, progress)
+        except BaseException:
+            _stop(pool)  # a failed part or Ctrl-C: the rest of the check is not wanted
+            raise
+        pool.shutdown()
     finally:
         _WORK = None
     rows, out = 0, []
@@ -102,6 +107,14 @@ def _collect(futures: list, parts: Sequence[PartReader], source: str,
             for f in done:
                 progress(f.result().rows, f.result().tokens)
     return [f.result() for f in futures]
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End the pool soon: its queued parts cancelled, only the parts already being checked
+    (a few hundred milliseconds each) let finish. A worker is not terminated mid-part: one
+    killed while writing its result to the queue could leave the pool's reader waiting
+    forever on half a message."""
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _start_worker() -> None:

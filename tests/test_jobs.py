@@ -301,3 +301,56 @@ def test_a_check_inside_a_worker_runs_there_without_a_pool_of_its_own(planted_ro
         assert [f["count_rows"] for f in found] == [len(planted_rows)]
     finally:
         catalog.remove("LL962")
+
+
+INTERRUPTED = r"""
+import os, sys, time
+import numpy as np
+import labellint
+
+@labellint.rule("LL963", "slow-rule", severity="warning", per="row", message="m", fix="f")
+def slow_rule(b):
+    time.sleep(0.5)  # a long check, so that Ctrl-C finds it running in the workers
+    return np.zeros(b.n_rows, dtype=bool)
+
+def started(source, rows, tokens, total):
+    print("running", flush=True)
+
+try:
+    labellint.check(sys.argv[1], jobs=2, chunk_rows=7, select=["LL963"], progress=started)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def _children(pid):
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(p) for p in f.read().split()]
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_the_check_after_the_parts_being_checked(planted_rows, tmp_path):
+    """Interrupted, the check ends soon: queued parts are cancelled, and only the two parts
+    being checked finish (60 rows: ~9 parts of 0.5 s, 2 s of work left when interrupted)."""
+    import time
+
+    path = write("parquet-row-groups", planted_rows, tmp_path)
+    child = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "running"
+    workers = _children(child.pid)
+    assert workers
+    start = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=30)
+    assert out.strip().splitlines()[-1] == "interrupted"
+    assert time.monotonic() - start < 1.5  # a part's 0.5 s, not the ~2 s of parts left
+    assert not [w for w in workers if os.path.exists(f"/proc/{w}")
+                and open(f"/proc/{w}/stat").read().split()[2] != "Z"]
