@@ -304,9 +304,13 @@ def test_a_check_inside_a_worker_runs_there_without_a_pool_of_its_own(planted_ro
 
 
 INTERRUPTED = r"""
-import os, sys, time
+import os, signal, sys, time
 import numpy as np
 import labellint
+
+# A shell's background job starts with SIGINT ignored, and Python then raises no
+# KeyboardInterrupt: what a terminal's Ctrl-C does is restored here.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 @labellint.rule("LL963", "slow-rule", severity="warning", per="row", message="m", fix="f")
 def slow_rule(b):
