@@ -13,6 +13,7 @@ from . import files
 from .arguments import ID_LIMIT, describe
 from .errors import LabelLintError
 from .facts import Facts, merge_facts
+from .tokenizer_files import load_folder
 
 # Special tokens that end an assistant turn in common chat templates. The model must learn to
 # emit them as it learns EOS.
@@ -49,8 +50,6 @@ def load_tokenizer(tokenizer: Any, *, trust_remote_code: bool = False) -> Any:
                                      "files")
     if trust_remote_code is not True and trust_remote_code is not False:
         raise LabelLintError(f"trust_remote_code must be True or False, not {trust_remote_code!r}")
-    from .tokenizer_files import load_folder
-
     return load_folder(path, trust_remote_code=trust_remote_code)
 
 

@@ -17,9 +17,7 @@ from . import engine
 from .allocator import keep_freed_memory
 from .errors import LabelLintError
 from .partial import Partial, merge, shifted
-
-# A part: what it is (a file and where in it, for messages) and how to read its chunks.
-PartReader = tuple[str, Callable[[], Iterator[engine.Chunk]]]
+from .sources import PartReader
 
 # The work of the pool being run: forked workers inherit it, so that nothing but a part's
 # number goes to a worker and nothing but its Partial comes back (no rule, facts or data is

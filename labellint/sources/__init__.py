@@ -20,11 +20,13 @@ import pyarrow as pa
 from ..columns import (BOUNDARY_COLUMNS, Chunk, batch_to_chunk, column_names, is_scalar, plain,
                        require_input_ids, rows_to_chunk, table_to_chunk)
 from ..errors import LabelLintError
-from .locate import locate
+from .locate import Located, locate
 from .readers import located_parts, read_ahead, read_located
 
 CHUNK_ROWS = 8192
-PART_CHUNKS = 1  # chunks per part of an in-memory table: a part is ~3M tokens
+# A part of a source, for a worker process: what it is (a file and where in it, for messages)
+# and a function reading its chunks.
+PartReader = tuple[str, Callable[[], Iterator[Chunk]]]
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Source:
     # The source cut into parts on its chunk boundaries, for worker processes: a list of (what
     # the part is, a function reading its chunks), together exactly the chunks of `chunks`.
     # Planned on demand (it reads every file's metadata); None for a stream that cannot be cut.
-    parts: Callable[[], list[tuple[str, Callable[[], Iterator[Chunk]]]]] | None = None
+    parts: Callable[[], list[PartReader]] | None = None
 
 
 def _is_dataset(obj: Any) -> bool:
@@ -83,12 +85,11 @@ def _dataset_chunks(ds: Any, names: Mapping[str, str], size: int) -> Iterator[Ch
 
 
 def _row_ranges(rows: int, size: int) -> list[tuple[int, int]]:
-    """Rows cut into ranges of PART_CHUNKS chunks: the chunks one pass reads, in groups."""
-    step = size * PART_CHUNKS
-    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
+    """Rows cut into ranges of one chunk each (a part of ~3M tokens), as one pass cuts them."""
+    return [(start, min(start + size, rows)) for start in range(0, rows, size)]
 
 
-def _dataset_parts(ds: Any, names: Mapping[str, str], size: int) -> list[tuple[str, Any]]:
+def _dataset_parts(ds: Any, names: Mapping[str, str], size: int) -> list[PartReader]:
     # A contiguous `select` is a slice of the dataset's table, and a forked worker has the
     # table already: nothing is copied.
     return [(f"rows {a}-{b - 1}",
@@ -96,13 +97,13 @@ def _dataset_parts(ds: Any, names: Mapping[str, str], size: int) -> list[tuple[s
             for a, b in _row_ranges(len(ds), size)]
 
 
-def _table_parts(table: pa.Table, names: Mapping[str, str], size: int) -> list[tuple[str, Any]]:
+def _table_parts(table: pa.Table, names: Mapping[str, str], size: int) -> list[PartReader]:
     return [(f"rows {a}-{b - 1}",
              functools.partial(_chunked_table, table.slice(a, b - a), names, size, "the table"))
             for a, b in _row_ranges(table.num_rows, size)]
 
 
-def _file_parts(found: Any, names: Mapping[str, str], size: int) -> list[tuple[str, Any]]:
+def _file_parts(found: Located, names: Mapping[str, str], size: int) -> list[PartReader]:
     return [(str(part), functools.partial(part.read, names, size))
             for part in located_parts(found, size)]
 

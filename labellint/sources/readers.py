@@ -337,7 +337,6 @@ class Part:
     path: Path
     kind: str
     units: Any = None
-    rows: int | None = None
 
     def read(self, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
         if self.kind == "parquet":
@@ -357,34 +356,37 @@ class Part:
         return f"{self.path} (record batches {first[0]}-{last[0]})"
 
 
-def _runs(units: Sequence[Any], rows: Sequence[int], least: int) -> list[tuple[int, int, int]]:
-    """Consecutive units grouped into runs of at least `least` rows (the last may have fewer):
-    (first, stop, rows) each."""
+def _runs(rows: Sequence[int], least: int) -> list[tuple[int, int]]:
+    """Consecutive units, of `rows` rows each, grouped into runs of at least `least` rows (the
+    last may have fewer): (first, stop) each."""
     runs, first, total = [], 0, 0
     for i, n in enumerate(rows):
         total += n
         if total >= least:
-            runs.append((first, i + 1, total))
+            runs.append((first, i + 1))
             first, total = i + 1, 0
-    if first < len(units):
-        runs.append((first, len(units), total))
+    if first < len(rows):
+        runs.append((first, len(rows)))
     return runs
 
 
-def _file_parts(path: Path, size: int) -> list[Part]:
+def _kind(found: Located, path: Path) -> str:
+    """How a located file is read: a save_to_disk folder's files are Arrow streams."""
+    return "arrow" if found.save_to_disk else file_format(path) or "arrow"
+
+
+def _file_parts(path: Path, kind: str, size: int) -> list[Part]:
     """One file's parts of at least `size` rows each; the whole file as one part where its
     metadata cannot be read (the read then reports why) or gives no rows up front (JSON)."""
-    kind = file_format(path) or "arrow"
     try:
         if kind == "parquet":
             meta = _parquet_file(path).metadata
             rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
-            return [Part(path, kind, range(a, b), n)
-                    for a, b, n in _runs(rows, rows, size)]
+            return [Part(path, kind, range(a, b)) for a, b in _runs(rows, size)]
         if kind == "arrow":
             plan = arrow_plan([b.num_rows for b in _ipc_batches(path)], size)
             rows = [sum(stop - start for _, start, stop in chunk) for chunk in plan]
-            return [Part(path, kind, plan[a:b], n) for a, b, n in _runs(plan, rows, size)]
+            return [Part(path, kind, plan[a:b]) for a, b in _runs(rows, size)]
     except (LabelLintError, *READ_ERRORS):
         pass
     return [Part(path, kind)]
@@ -392,7 +394,7 @@ def _file_parts(path: Path, size: int) -> list[Part]:
 
 def located_parts(found: Located, size: int) -> list[Part]:
     """A located dataset's parts, in order: together, exactly the chunks one pass reads."""
-    return [part for f in found.files for part in _file_parts(f, size)]
+    return [part for f in found.files for part in _file_parts(f, _kind(found, f), size)]
 
 
 def read_located(found: Located, names: Mapping[str, str],
@@ -400,12 +402,11 @@ def read_located(found: Located, names: Mapping[str, str],
     """Files of one dataset as one stream of chunks (rows numbered across them, facts shared),
     with its row count when the files' metadata gives it."""
     files = list(found.files)
-    kinds = {"arrow" if found.save_to_disk else file_format(f) for f in files}
+    kinds = {_kind(found, f) for f in files}
 
     def chunks() -> Iterator[Chunk]:
-        for f in files:
-            yield from Part(f, "arrow" if found.save_to_disk else file_format(f) or "arrow"
-                            ).read(names, size)
+        for f in files:  # each file whole: the parts of one pass
+            yield from Part(f, _kind(found, f)).read(names, size)
 
     rows = (_parquet_rows(files) if kinds == {"parquet"} else
             _ipc_rows(files) if kinds == {"arrow"} else None)
