@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import files
+from . import files, tokenizer_files
 from .arguments import ID_LIMIT, describe
 from .errors import LabelLintError
 from .facts import Facts, merge_facts
-from .tokenizer_files import load_folder
 
 # Special tokens that end an assistant turn in common chat templates. The model must learn to
 # emit them as it learns EOS.
@@ -50,7 +49,7 @@ def load_tokenizer(tokenizer: Any, *, trust_remote_code: bool = False) -> Any:
                                      "files")
     if trust_remote_code is not True and trust_remote_code is not False:
         raise LabelLintError(f"trust_remote_code must be True or False, not {trust_remote_code!r}")
-    return load_folder(path, trust_remote_code=trust_remote_code)
+    return tokenizer_files.load_folder(path, trust_remote_code=trust_remote_code)
 
 
 def tokenizer_facts(tokenizer: Any) -> dict[str, Any]:
