@@ -255,3 +255,18 @@ def test_import_labellint_loads_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "", f"`import labellint` loads {out.strip()}"
+
+
+def test_public_names_load_on_first_use():
+    # The package imports its names lazily: every name in __all__ resolves, `show` stays the
+    # function once the submodule of that name has loaded, and nothing heavy loads before.
+    code = ("import sys, labellint; "
+            "assert not any(m in sys.modules for m in ('numpy', 'pyarrow', 'rich')); "
+            "import labellint.show; "
+            "assert callable(labellint.show) and labellint.show.__name__ == 'show'; "
+            "assert all(getattr(labellint, n) is not None for n in labellint.__all__); "
+            "assert set(labellint.__all__) <= set(dir(labellint)); "
+            "from labellint import check, Report; print(check.__module__, Report.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["labellint.api", "labellint.text_report"]

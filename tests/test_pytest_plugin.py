@@ -264,8 +264,8 @@ def test_loading_the_plugin_imports_nothing_heavy():
     import sys
 
     code = ("import sys, labellint.integrations.pytest_plugin; "
-            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'tokenizers') "
-            "if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'tokenizers', "
+            "'numpy', 'pyarrow', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
