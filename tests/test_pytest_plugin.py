@@ -118,7 +118,7 @@ def test_failure_message_is_the_report_with_and_without_rewriting(pytester, asse
     failure = out[out.index("test_labels_on_padding_fails"):]
     assert "DataCheckFailed" in failure
     # The first line (what -rf and CI summaries show) names the rule.
-    assert re.search(r"DataCheckFailed: labellint found 1 problem: LL103 labels-on-padding",
+    assert re.search(r"DataCheckFailed: LL103 labels-on-padding \(labellint found 1 problem\)",
                      failure)
     # Which rule, which rows (1 and 2 are padded), the token strip, and the fix.
     assert "LL103 (error)" in failure and "[labels-on-padding]" in failure
@@ -197,10 +197,10 @@ def test_fail_on_ignore_and_select_arguments(pytester, monkeypatch):
     result = run(pytester, "--color=no", "-rf")
     result.assert_outcomes(passed=5, failed=3)
     result.stdout.fnmatch_lines([  # the summary line names what was found
-        "FAILED test_data.py::test_error_fails_with_fail_on_error - *DataCheckFailed: "
-        "labellint found 2 problems: LL403 eos-never-supervised, LL410 pad-is-eos",
-        "FAILED test_data.py::test_warning_fails_by_default - *DataCheckFailed: "
-        "labellint found 1 problem: LL410 pad-is-eos",
+        "FAILED test_data.py::test_error_fails_with_fail_on_error - "
+        "LL403 eos-never-supervised, LL410 pad-is-eos (labellint found 2 problems)",
+        "FAILED test_data.py::test_warning_fails_by_default - "
+        "LL410 pad-is-eos (labellint found 1 problem)",
         "FAILED test_data.py::test_bad_argument_reads_as_one_line - *LabelLintError: "
         "unknown rule selector 'LL999': not a code, code prefix or name",
     ])
@@ -348,3 +348,83 @@ def test_each_project_of_a_monorepo_gets_its_own_table(pytester):
 
     result.assert_outcomes(passed=1, failed=1)
     assert "test_root.py::test_not_ignored_here" in result.stdout.str().split("short test")[-1]
+
+
+MARKED = '''
+import pytest
+
+from collate import lm_batch, rows, seq2seq_batch
+from transformers import DataCollatorForSeq2Seq
+
+
+def no_eos_batch(tok):
+    """Answers with no EOS: missing-eos, a warning, and nothing else."""
+    features = [{k: v[:-1] for k, v in row.items()} for row in rows(tok)]
+    return DataCollatorForSeq2Seq(tok, padding=True)(features)
+
+
+def test_unmarked_fails_on_the_label_on_padding(labellint, tokenizer):
+    labellint.assert_clean(seq2seq_batch(tokenizer, label_pad_token_id=tokenizer.pad_token_id),
+                           tokenizer)
+
+
+@pytest.mark.labellint(ignore=["labels-on-padding"])
+def test_marker_ignore_adds_to_the_table(labellint, tokenizer):
+    labellint.assert_clean(seq2seq_batch(tokenizer, label_pad_token_id=tokenizer.pad_token_id),
+                           tokenizer)
+
+
+def test_unmarked_fails_on_a_warning(labellint, tokenizer):
+    labellint.assert_clean(no_eos_batch(tokenizer), tokenizer)
+
+
+@pytest.mark.labellint(fail_on="error")
+def test_marker_fail_on_error_lets_a_warning_pass(labellint, tokenizer):
+    report = labellint.assert_clean(no_eos_batch(tokenizer), tokenizer)
+    assert [f.code for f in report.findings] == ["LL404"]
+
+
+@pytest.mark.labellint(select=["LL1"])
+def test_marker_select_is_replaced_by_the_call(labellint, eos_pad_tokenizer):
+    batch = lm_batch(eos_pad_tokenizer)
+    assert labellint.check(batch, eos_pad_tokenizer).findings == []       # LL1 only
+    found = labellint.check(batch, eos_pad_tokenizer, select=["LL403"]).findings
+    assert [f.code for f in found] == ["LL403"]
+
+
+def test_unmarked_has_no_max_length(labellint, tokenizer):
+    report = labellint.check(no_eos_batch(tokenizer), tokenizer, select=["LL409"])
+    assert report.findings == []                   # skipped: the truncation length is unknown
+
+
+@pytest.mark.labellint(max_length=4)
+def test_marker_facts_reach_the_check(labellint, tokenizer):
+    report = labellint.check(no_eos_batch(tokenizer), tokenizer, select=["LL409"])
+    assert [f.code for f in report.findings] == ["LL409"]
+
+
+@pytest.mark.labellint(ignore="LL103")
+def test_marker_with_a_string_ignore_is_one_line(labellint, tokenizer):
+    labellint.check(seq2seq_batch(tokenizer), tokenizer)
+
+
+@pytest.mark.labellint("LL103")
+def test_marker_with_a_positional_argument_is_one_line(labellint):
+    pass
+'''
+
+
+def test_a_marker_sets_one_tests_settings(pytester):
+    make_repo(pytester, MARKED, 'ignore = ["LL105"]')
+    result = run(pytester, "--strict-markers", "-rfE")
+    result.assert_outcomes(passed=5, failed=3, errors=1)
+    out = result.stdout.str()
+    # At pytest's default width of 80 the summary line is cut, but after the code.
+    assert re.search(r"FAILED test_data.py::test_unmarked_fails_on_the_label_on_padding - "
+                     r"LL103", out)
+    assert "FAILED test_data.py::test_unmarked_fails_on_a_warning" in out
+    assert "the marker's ignore must be a list of rule codes or names, not the string 'LL103'" \
+        in out
+    assert "@pytest.mark.labellint takes settings by name" in out
+    markers = run(pytester, "--markers").stdout.str()
+    assert "@pytest.mark.labellint(**settings)" in markers

@@ -8,6 +8,9 @@ def test_collator(labellint, tokenizer):
     batch = my_collator(rows)
     labellint.assert_clean(batch, tokenizer=tokenizer)   # fails with the text report
     report = labellint.check(batch, tokenizer=tokenizer)  # or inspect the Report
+
+@pytest.mark.labellint(ignore=["LL403"], fail_on="error")  # this test's own settings
+def test_packed(labellint, tokenizer): ...
 ```
 
 pytest loads this module in every run of every repo that has labellint installed, so it imports
@@ -38,9 +41,22 @@ class DataCheckFailed(AssertionError):
     """
 
 
-# pytest's one-line summary starts with the exception's qualified name: keep it short, so the
-# finding's codes that follow still fit on the line.
+# pytest's one-line summary starts with the exception's qualified name: keep it short.
 DataCheckFailed.__module__ = "labellint"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A DataCheckFailed's line in pytest's short summary opens with the rule codes found.
+
+    The summary line is cut to the terminal's width after the test's id; opening with the
+    exception's name and "labellint found N problems" left no room for what was found.
+    """
+    report = yield
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if call.excinfo is not None and isinstance(call.excinfo.value, DataCheckFailed) and crash:
+        crash.message = call.excinfo.value.args[0].splitlines()[0]
+    return report
 
 
 class LabelLint:
@@ -51,11 +67,21 @@ class LabelLint:
     column), facts and the other settings replace its values.
     """
 
-    def __init__(self, config: Config, *, color: bool = False, width: int | None = None) -> None:
+    def __init__(self, config: Config, *, color: bool = False, width: int | None = None,
+                 marked: dict[str, Any] | None = None) -> None:
         self.config = config
         self.color = color
         self.width = width
+        # A test's @pytest.mark.labellint(...) settings, laid over the table as a call's are,
+        # and under the call's own.
+        self.marked = dict(marked or {})
         self._tokenizers: dict[str, Any] = {}
+
+    def marked_with(self, settings: dict[str, Any]) -> LabelLint:
+        """This fixture under a test's marker settings (the loaded tokenizers shared)."""
+        out = LabelLint(self.config, color=self.color, width=self.width, marked=settings)
+        out._tokenizers = self._tokenizers
+        return out
 
     def check(self, source: Any, tokenizer: Any = None, *,
               select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
@@ -102,7 +128,8 @@ class LabelLint:
         from ..errors import LabelLintError
         from ..report import FAIL_ON
 
-        fail_on = self.config.get("fail_on", "warning") if fail_on is None else fail_on
+        if fail_on is None:
+            fail_on = self.marked.get("fail_on", self.config.get("fail_on", "warning"))
         if fail_on not in FAIL_ON:
             raise LabelLintError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
         report = self.check(source, tokenizer, select=select, ignore=ignore, **kwargs)
@@ -112,7 +139,17 @@ class LabelLint:
 
     def _arguments(self, source: Any, tokenizer: Any, select: Iterable[str] | None,
                    ignore: Iterable[str] | None, given: dict[str, Any]) -> dict[str, Any]:
-        """The table's check() arguments with the call's laid over them."""
+        """The table's check() arguments with the marker's, then the call's, laid over them."""
+        marked = {k: v for k, v in self.marked.items() if k != "fail_on"}
+        marked_select = marked.pop("select", None)
+        select = marked_select if select is None else select
+        if "ignore" in marked:  # each validated as a list first: a string would splat
+            from ..catalog import selector_list
+
+            ignore = [*selector_list(marked.pop("ignore"), "the marker's ignore"),
+                      *(() if ignore is None else selector_list(ignore, "ignore"))]
+        tokenizer = marked.pop("tokenizer", None) if tokenizer is None else tokenizer
+        given = {**marked, **given}
         arguments = self.config.check_kwargs(select=select, ignore=ignore, **given)
         if isinstance(source, (str, os.PathLike)):
             arguments["ignore"] += self.config.ignores_for(source)
@@ -140,10 +177,17 @@ class LabelLint:
 
 
 def _headline(report: Report) -> str:
-    """The message's first line, the one test summaries show: what was found."""
+    """The message's first line, the one test summaries show: what was found, codes first."""
     found = report.findings
     names = ", ".join(dict.fromkeys(f"{f.code} {f.name}" for f in found))
-    return f"labellint found {len(found)} problem{'s' * (len(found) != 1)}: {names}"
+    return f"{names} (labellint found {len(found)} problem{'s' * (len(found) != 1)})"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "labellint(**settings): the labellint fixture's settings for this test "
+        "(select, ignore, fail_on, facts such as max_length, any check() argument), over "
+        "[tool.labellint] and under a call's own arguments")
 
 
 @pytest.fixture(scope="session")
@@ -159,8 +203,9 @@ def labellint(request: pytest.FixtureRequest,
 
     The table is found from the test file's folder upwards, as `labellint check` finds it from
     the working folder, so each project of a monorepo gets its own; it is read once per folder
-    and session. Arguments override the table: `select` replaces its selection, `ignore` adds
-    to its ignores. Token strips are coloured when pytest's output has colour.
+    and session. A test's `@pytest.mark.labellint(...)` settings, then a call's arguments,
+    override the table: `select` replaces its selection, `ignore` adds to its ignores. Token
+    strips are coloured when pytest's output has colour.
     """
     __tracebackhide__ = True
     from ..config import load_config
@@ -178,4 +223,10 @@ def labellint(request: pytest.FixtureRequest,
         except AssertionError:  # no terminal reporter (-p no:terminal): plain text
             style = {}
         _labellint_by_folder[folder] = LabelLint(config, **style)
-    return _labellint_by_folder[folder]
+    marker = request.node.get_closest_marker("labellint")
+    if marker is None:
+        return _labellint_by_folder[folder]
+    if marker.args:
+        raise LabelLintError("@pytest.mark.labellint takes settings by name, such as "
+                             "ignore=['LL403'], not positional arguments")
+    return _labellint_by_folder[folder].marked_with(marker.kwargs)
