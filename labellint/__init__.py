@@ -5,6 +5,8 @@ from .batch import Batch
 from .chat_format import ChatFormat
 from .errors import LabelLintError
 from .facts import Facts
+from .fix import fix
+from .fix_report import FixReport
 from .loss.check import check_loss
 from .loss.report import LossReport
 from .catalog import all_rules, get_rule, rule, select_rules
@@ -35,6 +37,7 @@ __all__ = [
     "ChatFormat",
     "Facts",
     "Finding",
+    "FixReport",
     "LabelLintCallback",
     "LabelLintError",
     "LossReport",
@@ -47,6 +50,7 @@ __all__ = [
     "all_rules",
     "check",
     "check_loss",
+    "fix",
     "get_rule",
     "rule",
     "select_rules",
