@@ -39,9 +39,13 @@ def refuse_output(out: Path, source: str | os.PathLike, what: str = "--out") -> 
         raise LabelLintError(f"{out}: its folder {out.parent} does not exist")
     target = parent / out.name
     inputs = input_files(source)
-    folders = {Path(os.path.realpath(f)).parent for f in inputs}
+    # A folder read (a dataset folder, a glob's folders) would read a new file in it as data
+    # next time; beside a single file given by name, nothing else is read.
+    folders = {Path(os.path.realpath(f)).parent for f in inputs} \
+        if GLOB.search(os.fspath(source)) and not os.path.lexists(source) else set()
     if os.path.isdir(source):
         folders.add(Path(os.path.realpath(source)))
+        folders |= {Path(os.path.realpath(f)).parent for f in inputs}
     for f in inputs:
         if Path(os.path.realpath(f)) == target:
             raise LabelLintError(f"{out}: is a file of the data being fixed ({source})")

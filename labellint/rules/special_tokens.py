@@ -55,10 +55,8 @@ def remove_second_bos(b: Batch, hit: np.ndarray) -> Edit:
         # labels[t] targets t + 1: the label before the removed token must target what follows.
         changes["labels"] = (second - 1, b.labels[second])
     if b.position_ids is not None:
-        starts = sequence_starts(b)
-        nxt = np.searchsorted(starts, second, side="right")
-        end = np.minimum(np.where(nxt < starts.size, starts[np.minimum(nxt, starts.size - 1)],
-                                  b.n_tokens), b.ends[rows])
+        starts = np.append(sequence_starts(b), b.n_tokens)  # where the BOS's sequence ends
+        end = np.minimum(starts[np.searchsorted(starts, second, side="right")], b.ends[rows])
         index = ranges_index(second + 1, end)
         changes["position_ids"] = (index, b.position_ids[index] - 1)
     return Edit(set=changes, delete=second)
