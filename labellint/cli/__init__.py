@@ -1,4 +1,4 @@
-"""labellint check | fix | rules | rule | show | loss: exit 0 clean, 1 findings, 2 errors (as ruff)."""
+"""labellint check | fix | rules | rule | show | loss: exit 0 clean, 1 findings, 2 errors."""
 
 from __future__ import annotations
 
