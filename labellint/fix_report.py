@@ -56,10 +56,13 @@ class RuleFix:
     def why(self) -> str:
         """Why this rule still fires on the fixed copy."""
         if not self.applied:
-            return f"an unsafe fix: {self.held:,} rows more with --unsafe-fixes ({self.does})"
+            more = f"{self.held:,} rows more" if self.held else "fixed"
+            return f"an unsafe fix: {more} with --unsafe-fixes (it {self.does})"
         if self.reason:
             return self.reason
-        return f"{self.left:,} hits its fix cannot repair; it {self.does}"
+        if self.left:
+            return f"{self.left:,} hits its fix cannot repair (it {self.does})"
+        return "found only once the other fixes ran: run fix again on the copy"
 
     def to_dict(self) -> dict:
         return {"code": self.code, "name": self.name, "safe": self.safe,
