@@ -111,8 +111,13 @@ def fixed_table(table: pa.Table, w: Working, names: Mapping[str, str],
             if field.name in drop or not _is_list(field.type):
                 continue
             if ours in w.columns and ours in w.real:
-                values, offsets = merged_column(arrow_to_ragged(table.column(i), field.name),
-                                                w.columns[ours], changed)
+                values, offsets = w.columns[ours]
+                if ours == "labels" and "seq_lengths" in table.schema.names:
+                    # The labels read were masked where each sequence starts (as TRL's
+                    # collator will): rows left alone keep the labels stored.
+                    values, offsets = merged_column(
+                        arrow_to_ragged(table.column(i), field.name), (values, offsets),
+                        changed)
             elif w.deleted and ours is None:
                 flat, read_offsets = _flat(read.column(field.name))
                 index, offsets = follow_index(read_offsets, w)
