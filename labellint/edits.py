@@ -122,8 +122,8 @@ class Working:
             applied.positions = [np.zeros(0, np.int64)] * applied.rows.size
             applied.dropped = int(drop.size)
             self._drop_rows(drop)
-        if edit.drop_columns and not applied.rows.size:
-            applied.rows = self.rows.copy()  # the column left every row
+        if applied.columns_dropped and edit.rows is not None and not applied.rows.size:
+            applied.rows = self.rows[np.asarray(edit.rows, dtype=np.int64)]
             applied.positions = [np.zeros(0, np.int64)] * applied.rows.size
         self.changed[applied.rows] = True
         return applied

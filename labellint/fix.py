@@ -83,6 +83,11 @@ class _Journal:
         self._f.write('\n], "summary": ' + json.dumps(summary) + "}\n")
         self._f.close()
 
+    def discard(self) -> None:
+        if self._f is not None:
+            self._f.close()
+        _remove(self.path)
+
 
 @dataclass
 class _Source:
@@ -297,6 +302,8 @@ def fix(source: str | os.PathLike, *, out: str | os.PathLike, plan: Plan | None 
     if not isinstance(max_drop_fraction, (int, float)) or not 0 <= max_drop_fraction <= 1:
         raise LabelLintError(f"max_drop_fraction must be between 0 and 1, not "
                              f"{max_drop_fraction!r}")
+    if plan is not None and settings:
+        raise LabelLintError(f"give a plan or check's settings, not both ({', '.join(settings)})")
     source = os.fspath(source)
     out = Path(out)
     journal_path = Path(journal) if journal is not None else Path(f"{out}.journal.json")
@@ -305,6 +312,9 @@ def fix(source: str | os.PathLike, *, out: str | os.PathLike, plan: Plan | None 
     plan = (plan or Plan(**settings)).for_path(source)
     located = locate(Path(source))
     root, single = _root(source)
+    if single and file_format(out) != file_format(Path(source)):
+        raise LabelLintError(f"{out}: the copy of {source} is written in its format: name it "
+                             f"with its suffix ({''.join(Path(source).suffixes)})")
     tmp = out.parent / f".{out.name}.labellint-{os.getpid()}.tmp"
     tmp_journal = journal_path.parent / f".{journal_path.name}.labellint-{os.getpid()}.tmp"
     stats = {r.code: RuleFix.of(r, unsafe_fixes) for r in repair_order(list(plan.rules))}
@@ -326,8 +336,7 @@ def fix(source: str | os.PathLike, *, out: str | os.PathLike, plan: Plan | None 
         os.rename(tmp, out)
     except BaseException:
         _remove(tmp)
-        log.close({}) if log._f is not None and not log._f.closed else None
-        _remove(tmp_journal)
+        log.discard()
         raise
     return _recheck(plan, out, source, journal_path, tmp_journal, log, stats, rows, diffs)
 
@@ -339,7 +348,7 @@ def _recheck(plan: Plan, out: Path, source: str, journal_path: Path, tmp_journal
         report = plan.run(out)
     except BaseException:
         _remove(out)
-        _remove(tmp_journal)
+        log.discard()
         raise
     found = {}
     for f in report.findings:
@@ -348,8 +357,7 @@ def _recheck(plan: Plan, out: Path, source: str, journal_path: Path, tmp_journal
              if s.applied and s.rows and not s.left and not s.reason and code in found]
     if still:
         _remove(out)
-        log.close({})
-        _remove(tmp_journal)
+        log.discard()
         raise LabelLintError(f"{', '.join(still)} still fire on the fixed copy; it was removed "
                              "(a bug in the fix: please report it with the data's shape)")
     remaining = [(code, name, n, stats[code].why() if code in stats else never_reason(code))

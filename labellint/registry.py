@@ -64,7 +64,8 @@ class Edit:
 
     set: column -> (flat indices, new values); delete: flat indices of tokens removed from
     every token column; drop_rows: row indices removed; drop_columns: columns removed from the
-    whole source; left: hits the repair could not fix (counted, said in the summary).
+    whole source (rows: the rows that counts as changing); left: hits the repair could not fix
+    (counted, said in the summary).
     """
 
     set: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -72,6 +73,7 @@ class Edit:
     drop_rows: Any = None
     drop_columns: tuple[str, ...] = ()
     left: int = 0
+    rows: Any = None  # the row indices a column drop counts as changed (its rule's hits)
 
 
 @dataclass(frozen=True)

@@ -350,6 +350,13 @@ def test_refuses_an_out_that_is_or_sits_inside_the_input(tok, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "shards"]
 
 
+def test_refuses_a_single_file_copy_named_for_another_format(tok, tmp_path):
+    src = write_parquet(_padded_wrong(tok)[0], tmp_path / "train.parquet")
+    with pytest.raises(labellint.LabelLintError, match="its suffix"):
+        labellint.fix(src, out=tmp_path / "fixed.jsonl", tokenizer=tok)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.parquet"]
+
+
 def test_cli_refusals_are_one_line_and_exit_2(tok, tmp_path, capsys):
     wrong, _ = _padded_wrong(tok)
     src = write_parquet(wrong, tmp_path / "train.parquet")
@@ -444,3 +451,39 @@ def test_the_installed_command_fixes_a_save_to_disk_folder(tok, tmp_path):
     assert "LL103" in run.stdout
     assert [r["labels"] for r in datasets.load_from_disk(str(tmp_path / "out")).to_list()] == \
         [r["labels"] for r in right]
+
+
+# -- TRL's packed datasets -------------------------------------------------------------------------
+
+
+def test_trl_packed_dataset_keeps_its_seq_lengths_and_only_the_planted_row_changes(tok, tmp_path):
+    trl = pytest.importorskip("trl")
+    features = [{"input_ids": f["input_ids"], "labels": f["labels"]} for f in sft_features(tok)]
+    packed = trl.pack_dataset(datasets.Dataset.from_list(features), seq_length=64,
+                              strategy="bfd")
+    rows = packed.to_list()
+    assert max(len(r["seq_lengths"]) for r in rows) > 1
+    planted = 2
+    wrong = [dict(r) for r in rows]
+    wrong[planted]["labels"] = [-1 if v == -100 else v for v in rows[planted]["labels"]]
+    datasets.Dataset.from_list(wrong).save_to_disk(str(tmp_path / "packed"))
+    packed.save_to_disk(str(tmp_path / "clean"))
+
+    clean = labellint.fix(tmp_path / "clean", out=tmp_path / "same", tokenizer=tok)
+    result = labellint.fix(tmp_path / "packed", out=tmp_path / "fixed", tokenizer=tok)
+
+    assert result.exit_code == 0, result.render()
+    assert journal_rows(result.journal) == [planted]
+    fixed = datasets.load_from_disk(str(tmp_path / "fixed")).to_list()
+    assert [r for i, r in enumerate(fixed) if i != planted] == \
+        [r for i, r in enumerate(rows) if i != planted]
+    assert fixed[planted]["seq_lengths"] == rows[planted]["seq_lengths"]
+    # The changed row's labels are written as TRL's collator trains them: -100 at each start.
+    starts = np.cumsum([0, *rows[planted]["seq_lengths"][:-1]])
+    expected = list(rows[planted]["labels"])
+    for s in starts:
+        expected[s] = -100
+    assert fixed[planted]["labels"] == expected
+    assert result.changed.keys() == {"LL104"}
+    assert clean.changed == {} and journal_rows(clean.journal) == []
+    assert datasets.load_from_disk(str(tmp_path / "same")).to_list() == rows

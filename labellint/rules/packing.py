@@ -167,7 +167,7 @@ def packed_with_attention_mask(b: Batch):
 def drop_plain_attention_mask(b: Batch, hit: np.ndarray) -> Edit:
     if not (b.attention_mask == 1).all():
         return Edit(left=int(np.count_nonzero(hit)))
-    return Edit(drop_columns=("attention_mask",))
+    return Edit(drop_columns=("attention_mask",), rows=np.flatnonzero(hit))
 
 
 @rule(
