@@ -221,8 +221,9 @@ def test_fully_masked_rows_are_dropped_within_the_cap(tok, tmp_path):
     src = write_parquet(features, tmp_path / "train.parquet")
 
     with pytest.raises(labellint.LabelLintError, match=r"drop 2 of 24 rows"):
-        labellint.fix(src, out=tmp_path / "capped", tokenizer=tok, unsafe_fixes=True)
-    assert not os.path.lexists(tmp_path / "capped")
+        labellint.fix(src, out=tmp_path / "capped.parquet", tokenizer=tok,
+                      unsafe_fixes=True)
+    assert not os.path.lexists(tmp_path / "capped.parquet")
     assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]
 
     result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
