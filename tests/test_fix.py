@@ -488,3 +488,17 @@ def test_trl_packed_dataset_keeps_its_seq_lengths_and_only_the_planted_row_chang
     assert result.changed.keys() == {"LL104"}
     assert clean.changed == {} and journal_rows(clean.journal) == []
     assert datasets.load_from_disk(str(tmp_path / "same")).to_list() == rows
+
+
+def test_bad_arguments_are_one_clear_error_and_write_nothing(tok, tmp_path):
+    src = write_parquet(_padded_wrong(tok)[0], tmp_path / "train.parquet")
+    (tmp_path / "taken.json").write_text("{}")
+    cases = [({"max_drop_fraction": 2}, "between 0 and 1"),
+             ({"journal": tmp_path / "taken.json"}, "already exists"),
+             ({"select": ["LL999"]}, "unknown rule selector")]
+    for kwargs, why in cases:
+        with pytest.raises(labellint.LabelLintError, match=why):
+            labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok, **kwargs)
+    with pytest.raises(labellint.LabelLintError, match="reads a path"):
+        labellint.fix(datasets.Dataset.from_list([{"input_ids": [1, 2]}]), out=tmp_path / "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.json", "train.parquet"]
