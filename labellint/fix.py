@@ -206,7 +206,7 @@ def _fix_file(src: _Source, path: Path, target: Path) -> None:
     kind = kind_of(src.found, path)
     names = column_names(src.plan.columns)
     if kind == "jsonl":
-        writer: Any = JsonLinesFile(target)
+        writer: Any = JsonLinesFile(target, like=path)
     else:
         schema, stream = file_schema(path, kind)
         for name in src.droppable & set(schema.names):

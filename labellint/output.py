@@ -41,10 +41,10 @@ class TableFile:
 
 
 class JsonLinesFile:
-    """A JSON Lines file written line by line, compressed as its name says."""
+    """A JSON Lines file written line by line, compressed as `like` (the file it copies) is."""
 
-    def __init__(self, path: Path) -> None:
-        name = path.name.lower()
+    def __init__(self, path: Path, like: Path) -> None:
+        name = like.name.lower()
         if name.endswith(".gz"):
             import gzip
 

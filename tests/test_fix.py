@@ -265,6 +265,13 @@ def _jsonl(rows, path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _jsonl_gz(rows, path):
+    import gzip
+
+    with gzip.open(path, "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def _arrow_file(rows, path):
     table = pa.Table.from_pylist(rows)
     with pa.ipc.new_file(str(path), table.schema) as w:
@@ -282,11 +289,16 @@ def _read_back(kind, path):
                 + pq.read_table(path / "part-1.parquet").to_pylist())
     if kind == "jsonl":
         return [json.loads(line) for line in path.read_text().splitlines()]
+    if kind == "jsonl.gz":
+        import gzip
+
+        return [json.loads(line) for line in gzip.open(path, "rt").read().splitlines()]
     return pa.ipc.open_file(str(path)).read_all().to_pylist()
 
 
 FORMATS = {"save_to_disk": (_save_to_disk, "ds"), "dataset_dict": (_dataset_dict, "dd"),
            "shards": (_shards, "shards"), "jsonl": (_jsonl, "train.jsonl"),
+           "jsonl.gz": (_jsonl_gz, "train.jsonl.gz"),
            "arrow": (_arrow_file, "train.arrow")}
 
 
@@ -297,7 +309,7 @@ def test_every_format_round_trips_with_its_columns(tok, tmp_path, kind):
     src = tmp_path / name
     write(wrong, src)
     before = hashes(src)
-    out = tmp_path / ("fixed" + Path(name).suffix)
+    out = tmp_path / ("fixed" + "".join(Path(name).suffixes))
 
     result = labellint.fix(src, out=out, tokenizer=tok)
 
