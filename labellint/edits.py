@@ -61,6 +61,7 @@ class Working:
     def __post_init__(self) -> None:
         ids, offsets = self.columns["input_ids"]
         self.read_offsets = offsets  # input_ids' row offsets as read
+        self.read = dict(self.columns)  # the columns as read (repairs copy before writing)
         self.origin = np.arange(ids.size, dtype=np.int64)
         self.rows = np.arange(offsets.size - 1, dtype=np.int64)
         self.changed = np.zeros(offsets.size - 1, dtype=bool)
@@ -205,20 +206,6 @@ def _missing(b: Batch, requirement: str) -> bool:
     return getattr(b.facts, requirement) is None
 
 
-def merged_column(read: tuple[np.ndarray, np.ndarray], fixed: tuple[np.ndarray, np.ndarray],
-                  changed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A column whose `changed` rows come from `fixed`, the rest as `read` (same rows)."""
-    (rv, ro), (fv, fo) = read, fixed
-    lengths = np.where(changed, np.diff(fo), np.diff(ro))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    out = np.empty(int(offsets[-1]), dtype=rv.dtype)
-    for take, (values, own) in ((changed, (fv, fo)), (~changed, (rv, ro))):
-        rows = np.flatnonzero(take)
-        out[ranges_index(offsets[rows], offsets[rows + 1])] = \
-            values[ranges_index(own[rows], own[rows + 1])]
-    return out, offsets
-
-
 def follow_index(offsets: np.ndarray, w: Working) -> tuple[np.ndarray, np.ndarray]:
     """For a token column labellint does not read (row `offsets` as read): which of its flat
     values each kept row keeps, and the new offsets. A changed row as long as its input_ids
@@ -241,5 +228,4 @@ def follow_index(offsets: np.ndarray, w: Working) -> tuple[np.ndarray, np.ndarra
     return index, out_offsets
 
 
-__all__ = ["Applied", "Working", "follow_index", "hits", "merged_column",
-           "repair_order"]
+__all__ = ["Applied", "Working", "follow_index", "hits", "repair_order"]

@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from .columns import arrow_to_ragged
-from .edits import Working, follow_index, merged_column
+from .edits import Working, follow_index
+from .ragged import ranges_index
 from .errors import LabelLintError
 
 
@@ -112,12 +113,9 @@ def fixed_table(table: pa.Table, w: Working, names: Mapping[str, str],
                 continue
             if ours in w.columns and ours in w.real:
                 values, offsets = w.columns[ours]
-                if ours == "labels" and "seq_lengths" in table.schema.names:
-                    # The labels read were masked where each sequence starts (as TRL's
-                    # collator will): rows left alone keep the labels stored.
-                    values, offsets = merged_column(
-                        arrow_to_ragged(table.column(i), field.name), (values, offsets),
-                        changed)
+                if ours == "labels" and "seq_lengths" in table.schema.names and \
+                        "position_ids" not in w.real:
+                    values = _stored_where_unchanged(values, offsets, w, table.column(i))
             elif w.deleted and ours is None:
                 flat, read_offsets = _flat(read.column(field.name))
                 index, offsets = follow_index(read_offsets, w)
@@ -128,6 +126,18 @@ def fixed_table(table: pa.Table, w: Working, names: Mapping[str, str],
                                                             field.name))
     gone = [n for n in table.schema.names if n in drop]
     return table.drop_columns(gone) if gone else table
+
+
+def _stored_where_unchanged(values: np.ndarray, offsets: np.ndarray, w: Working,
+                            stored: Any) -> np.ndarray:
+    """Labels read beside a seq_lengths column were masked where each sequence starts (as
+    TRL's collator will mask them): the copy keeps the stored label wherever no repair changed
+    it. No token is removed from such rows (the lengths would need rewriting), so the rows
+    kept line up with those read."""
+    stored_values, _ = arrow_to_ragged(stored, "labels")
+    read_values, read_offsets = w.read["labels"]
+    kept = ranges_index(read_offsets[w.rows], read_offsets[w.rows + 1])
+    return np.where(values != read_values[kept], values, stored_values)
 
 
 def fixed_lines(lines: list[bytes], table: pa.Table, w: Working, names: Mapping[str, str],

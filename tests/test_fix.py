@@ -491,11 +491,11 @@ def test_trl_packed_dataset_keeps_its_seq_lengths_and_only_the_planted_row_chang
     assert [r for i, r in enumerate(fixed) if i != planted] == \
         [r for i, r in enumerate(rows) if i != planted]
     assert fixed[planted]["seq_lengths"] == rows[planted]["seq_lengths"]
-    # The changed row's labels are written as TRL's collator trains them: -100 at each start.
-    starts = np.cumsum([0, *rows[planted]["seq_lengths"][:-1]])
-    expected = list(rows[planted]["labels"])
-    for s in starts:
-        expected[s] = -100
+    # Only the labels LL104 judged change: at each sequence start TRL's collator masks the
+    # label whatever it is, so a -1 planted there is not trained, not judged, and kept.
+    starts = set(np.cumsum([0, *rows[planted]["seq_lengths"][:-1]]).tolist())
+    expected = [w if j in starts else r for j, (w, r) in
+                enumerate(zip(wrong[planted]["labels"], rows[planted]["labels"]))]
     assert fixed[planted]["labels"] == expected
     assert result.changed.keys() == {"LL104"}
     assert clean.changed == {} and journal_rows(clean.journal) == []
