@@ -514,3 +514,27 @@ def test_bad_arguments_are_one_clear_error_and_write_nothing(tok, tmp_path):
     with pytest.raises(labellint.LabelLintError, match="reads a path"):
         labellint.fix(datasets.Dataset.from_list([{"input_ids": [1, 2]}]), out=tmp_path / "x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.json", "train.parquet"]
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_a_masked_end_of_turn_is_trained_with_unsafe_fixes_as_the_template_masks_it(family,
+                                                                                    tmp_path):
+    from labellint.testing import chatml_tokenizer, llama3_tokenizer
+    from test_chat import CONVERSATIONS, masked_rows
+
+    make = {"chatml": chatml_tokenizer, "llama3": llama3_tokenizer}[family]
+    right = masked_rows(make())  # the template's {% generation %} holds the turn end
+    wrong = masked_rows(make(end_in_generation=False))
+    assert [r["input_ids"] for r in right] == [r["input_ids"] for r in wrong] != []
+    src = write_parquet(wrong, tmp_path / "chat.parquet")
+    tok = make()
+    assert "LL603" in codes(labellint.check(src, tokenizer=tok))
+
+    held = labellint.fix(src, out=tmp_path / "safe.parquet", tokenizer=tok)
+    fixed = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                          unsafe_fixes=True)
+
+    assert "LL603" in {c for c, *_ in held.remaining}
+    assert pq.read_table(tmp_path / "safe.parquet").to_pylist() == wrong
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert journal_rows(fixed.journal, "LL603") == list(range(len(CONVERSATIONS)))
