@@ -16,6 +16,8 @@ _WHERE = {
     "ChatFormat": ".chat_format",
     "LabelLintError": ".errors",
     "Facts": ".facts",
+    "fix": ".fix",
+    "FixReport": ".fix_report",
     "check_loss": ".loss.check",
     "LossReport": ".loss.report",
     "all_rules": ".catalog",
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from .chat_format import ChatFormat
     from .errors import LabelLintError
     from .facts import Facts
+    from .fix import fix
+    from .fix_report import FixReport
     from .integrations.transformers import LabelLintCallback
     from .loss.check import check_loss
     from .loss.report import LossReport
@@ -72,16 +76,20 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
+# Public functions named as the submodules that hold them.
+_SHADOWED = frozenset({"fix", "show"})
+
+
 class _Package(types.ModuleType):
-    """This package, whose `show` stays the function when the submodule of that name loads.
+    """This package, whose `show` and `fix` stay functions when their submodules load.
 
     Importing labellint.show sets the package's attribute `show` to the submodule; the eager
     `from .show import show` this file once held rebound it to the function right after.
     """
 
     def __setattr__(self, name: str, value) -> None:
-        if name == "show" and isinstance(value, types.ModuleType):
-            value = value.show
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
         super().__setattr__(name, value)
 
 
@@ -93,6 +101,7 @@ __all__ = [
     "ChatFormat",
     "Facts",
     "Finding",
+    "FixReport",
     "LabelLintCallback",
     "LabelLintError",
     "LossReport",
@@ -105,6 +114,7 @@ __all__ = [
     "all_rules",
     "check",
     "check_loss",
+    "fix",
     "get_rule",
     "rule",
     "select_rules",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping
 
 
@@ -59,6 +59,35 @@ def skip(reason: str, *, by_design: bool = False) -> Skip:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """What a rule's repair changes in one Batch, in its flat token coordinates.
+
+    set: column -> (flat indices, new values); delete: flat indices of tokens removed from
+    every token column; drop_rows: row indices removed; drop_columns: columns removed from the
+    whole source (rows: the rows that counts as changing); left: hits the repair could not fix
+    (counted, said in the summary).
+    """
+
+    set: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    delete: Any = None
+    drop_rows: Any = None
+    drop_columns: tuple[str, ...] = ()
+    left: int = 0
+    rows: Any = None  # the row indices a column drop counts as changed (its rule's hits)
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A rule's fix: `func(batch, hit, **options)` returns an Edit for the hits the rule's
+    predicate found (a token or row mask); `safe` fixes run by default, unsafe ones only with
+    --unsafe-fixes; `does` says what it changes, for the summary and the rule page."""
+
+    func: Callable[..., Edit]
+    safe: bool
+    does: str
+
+
+@dataclass(frozen=True)
 class Rule:
     code: str
     name: str
@@ -70,6 +99,7 @@ class Rule:
     requires: tuple[str, ...]
     options: Mapping[str, Any]
     misaligned_rows: bool = False
+    repair: Repair | None = None  # how `labellint fix` corrects what the rule finds
 
     @property
     def summary(self) -> str:
@@ -123,3 +153,20 @@ def rule_of(obj: Any) -> Rule | None:
     """The Rule `@rule` attached to `obj`, or None when `obj` is not a rule's predicate."""
     found = getattr(obj, "rule", None)
     return found if isinstance(found, Rule) and found.func is obj else None
+
+
+def repair(predicate: Callable[..., Any], *, safe: bool,
+           does: str) -> Callable[[Callable[..., Edit]], Callable[..., Edit]]:
+    """Declare the fix of the rule `predicate` carries, beside it in the rule's module.
+
+    The Rule attached to the predicate is replaced by one with the Repair; nothing else changes.
+    """
+    found = rule_of(predicate)
+    if found is None:
+        raise ValueError(f"{predicate!r} is not a rule's predicate")
+
+    def attach(func: Callable[..., Edit]) -> Callable[..., Edit]:
+        predicate.rule = replace(found, repair=Repair(func, safe, does))  # type: ignore[attr-defined]
+        return func
+
+    return attach

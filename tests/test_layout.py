@@ -262,8 +262,9 @@ def test_public_names_load_on_first_use():
     # function once the submodule of that name has loaded, and nothing heavy loads before.
     code = ("import sys, labellint; "
             "assert not any(m in sys.modules for m in ('numpy', 'pyarrow', 'rich')); "
-            "import labellint.show; "
+            "import labellint.show, labellint.fix; "
             "assert callable(labellint.show) and labellint.show.__name__ == 'show'; "
+            "assert callable(labellint.fix) and labellint.fix.__name__ == 'fix'; "
             "assert all(getattr(labellint, n) is not None for n in labellint.__all__); "
             "assert set(labellint.__all__) <= set(dir(labellint)); "
             "from labellint import check, Report; print(check.__module__, Report.__module__)")

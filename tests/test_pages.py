@@ -24,6 +24,17 @@ def test_page_follows_the_skeleton(rule):
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.code)
+def test_page_says_how_labellint_fix_treats_the_rule(rule):
+    """One `Fix:` line in *What it does*: safe, unsafe or none, as the rule's repair is."""
+    what = pages.sections(pages.read_page(rule))["What it does"]
+    (line,) = [x for x in what.splitlines() if x.startswith("Fix: ")]
+    kind = "none" if rule.repair is None else "safe" if rule.repair.safe else "unsafe"
+    assert line.split()[1].strip(".") == kind
+    if rule.repair is not None:
+        assert rule.repair.does in line
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.code)
 def test_page_has_a_bad_and_a_good_example(rule):
     found = pages.examples(pages.read_page(rule))
     bad = [e for e in found if e.section == "Example"]

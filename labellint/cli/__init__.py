@@ -1,4 +1,4 @@
-"""labellint check | rules | rule | show | loss: exit 0 clean, 1 findings, 2 errors (as ruff)."""
+"""labellint check | fix | rules | rule | show | loss: exit 0 clean, 1 findings, 2 errors."""
 
 from __future__ import annotations
 
@@ -57,19 +57,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"labellint: error: {message} (see labellint --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    from ..version import __version__
-
-    p = _Parser(
-        prog="labellint",
-        description="A correctness linter for language-model training data.")
-    p.add_argument("--version", action="version", version=f"labellint {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    c = sub.add_parser("check", help="check datasets for label and masking mistakes")
-    c.add_argument("paths", nargs="+", metavar="PATH",
-                   help="parquet, arrow, jsonl(.gz) files, save_to_disk folders, folders of "
-                        "shards, or quoted globs")
+def _data_arguments(c: argparse.ArgumentParser) -> None:
+    """The settings `check` and `fix` share: tokenizer, model, rules, columns, facts."""
     c.add_argument("--tokenizer", metavar="DIR", help="a local tokenizer folder")
     c.add_argument("--model", metavar="DIR", help="a local model folder (for its vocab size)")
     c.add_argument("--select", type=_list, action="extend", metavar="RULES",
@@ -78,11 +67,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="codes, prefixes or names (comma-separated, repeatable)")
     c.add_argument("--option", action="append", metavar="RULE.NAME=VALUE", default=[],
                    help="a rule option, e.g. LL105.min_tokens=4 (repeatable)")
-    c.add_argument("--format", choices=("text", "json", "github"))
-    c.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
-    c.add_argument("--fail-on", choices=("warning", "error"),
-                   help="the lowest severity that makes the exit code 1 (default: warning)")
-    c.add_argument("--max-examples", type=COUNT, metavar="N", help="example rows per finding")
     c.add_argument("-j", "--jobs", type=POSITIVE, metavar="N",
                    help="worker processes (default: every core; 1 checks in this process)")
     c.add_argument("--trust-remote-code", action="store_true",
@@ -95,8 +79,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="settings file (default: the nearest pyproject.toml with "
                         "[tool.labellint])")
     c.add_argument("--isolated", action="store_true", help="ignore every configuration file")
-    c.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (it is shown only on a terminal)")
     cols = c.add_argument_group("columns (for datasets that name them otherwise)")
     for column in SOURCE_COLUMNS:
         cols.add_argument(f"--{column.replace('_', '-')}-column", metavar="NAME",
@@ -110,6 +92,46 @@ def _parser() -> argparse.ArgumentParser:
     facts.add_argument("--assistant-only-loss", action=argparse.BooleanOptionalAction,
                        default=None, help="whether prompt turns are meant to be masked "
                        "(--no-assistant-only-loss: whole conversations trained on purpose)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ..version import __version__
+
+    p = _Parser(
+        prog="labellint",
+        description="A correctness linter for language-model training data.")
+    p.add_argument("--version", action="version", version=f"labellint {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("check", help="check datasets for label and masking mistakes")
+    c.add_argument("paths", nargs="+", metavar="PATH",
+                   help="parquet, arrow, jsonl(.gz) files, save_to_disk folders, folders of "
+                        "shards, or quoted globs")
+    _data_arguments(c)
+    c.add_argument("--format", choices=("text", "json", "github"))
+    c.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
+    c.add_argument("--fail-on", choices=("warning", "error"),
+                   help="the lowest severity that makes the exit code 1 (default: warning)")
+    c.add_argument("--max-examples", type=COUNT, metavar="N", help="example rows per finding")
+    c.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is shown only on a terminal)")
+
+    f = sub.add_parser("fix", help="write a corrected copy of a dataset (safe fixes only, "
+                                   "unless --unsafe-fixes), then check it")
+    f.add_argument("path", metavar="PATH", help="a file, dataset folder, or quoted glob")
+    f.add_argument("--out", required=True, metavar="OUT",
+                   help="where the copy goes: a new path, never the input or inside it")
+    _data_arguments(f)
+    f.add_argument("--unsafe-fixes", action="store_true",
+                   help="also apply the fixes that change what is trained (LL101, LL301, "
+                        "LL302, LL403, LL603)")
+    f.add_argument("--diff", action="store_true",
+                   help="print the first rows each fix changed, before and after")
+    f.add_argument("--journal", metavar="FILE",
+                   help="the JSON list of every change (default: OUT.journal.json)")
+    f.add_argument("--max-drop-fraction", type=float, default=0.01, metavar="F",
+                   help="most rows LL101's fix may drop, as a share of a source (default 0.01)")
+    f.add_argument("--format", choices=("text", "json"), default="text")
 
     r = sub.add_parser("rules", help="list the rules")
     r.add_argument("--format", choices=("text", "markdown", "json"), default="text")
@@ -181,12 +203,12 @@ def _settings(args: argparse.Namespace) -> tuple[Plan, str, str]:
         options.setdefault(rule, {})[name] = value
     columns = {c: getattr(args, f"{c}_column") for c in SOURCE_COLUMNS
                if getattr(args, f"{c}_column")}
-    given = {k: getattr(args, k) for k in (*FACT_FLAGS, "tokenizer", "model", "max_examples",
-                                           "missing_labels", "jobs")}
+    given = {k: getattr(args, k, None) for k in (*FACT_FLAGS, "tokenizer", "model",
+                                                 "max_examples", "missing_labels", "jobs")}
     settings = config.check_kwargs(select=args.select, ignore=args.ignore, options=options,
                                    columns=columns, **given)
     format_ = args.format or config.get("format", "text")
-    fail_on = args.fail_on or config.get("fail_on", "warning")
+    fail_on = getattr(args, "fail_on", None) or config.get("fail_on", "warning")
     if format_ not in ("text", "json", "github"):
         raise LabelLintError(f"format must be text, json or github, not {format_!r}")
     if fail_on not in ("warning", "error"):
@@ -330,6 +352,20 @@ def _show(args: argparse.Namespace, out: Console) -> int:
     return EXIT_CLEAN
 
 
+def _fix(args: argparse.Namespace, out: Console) -> int:
+    from ..fix import fix
+
+    plan, _, _ = _settings(args)
+    result = fix(args.path, out=args.out, plan=plan, unsafe_fixes=args.unsafe_fixes,
+                 journal=args.journal, max_drop_fraction=args.max_drop_fraction,
+                 diff=args.diff)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.render())
+    return EXIT_FINDINGS if result.exit_code else EXIT_CLEAN
+
+
 def _refuse_writing_over_input(target: Path, path: str) -> None:
     """`-o` must not name any file the data is read from, however it is named: the path
     itself, a shard of the folder, a member of the glob, a hard or symbolic link to one (the
@@ -362,7 +398,8 @@ def _refuse_writing_over_input(target: Path, path: str) -> None:
 def _empty_path(args: argparse.Namespace) -> str | None:
     """The flag given an empty path, if any: "" is the current folder to the OS, which is
     never what an empty variable in a script meant."""
-    for flag in ("paths", "path", "data", "tokenizer", "model", "config", "output"):
+    for flag in ("paths", "path", "data", "tokenizer", "model", "config", "output", "out",
+                 "journal"):
         value = getattr(args, flag, None)
         for v in (value if isinstance(value, list) else [value]):
             if v == "":
@@ -379,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     out = Console(highlight=False, markup=False, soft_wrap=True)
     command = {"check": _check, "rules": _rules, "rule": _rule, "loss": _loss,
-               "show": _show}[args.command]
+               "show": _show, "fix": _fix}[args.command]
     try:
         return command(args, out)
     except LabelLintError as e:

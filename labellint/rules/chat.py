@@ -10,7 +10,7 @@ import numpy as np
 
 from ..batch import Batch
 from ..chat_format import NO_TEMPLATE, TAG_LIKE
-from ..registry import rule, skip
+from ..registry import Edit, repair, rule, skip
 from ..turns import masking, prompt_rows, spans
 
 NO_HEADERS = "the chat template's role headers are unknown (give a tokenizer with a chat template)"
@@ -172,3 +172,11 @@ def end_of_turn_not_supervised(b: Batch, *, every_turn: bool = False):
     out[t.stop[missed]] = True
     return out
 
+
+
+@repair(end_of_turn_not_supervised, safe=False, does="gives each masked end-of-turn token of a "
+        "trained assistant turn its label (the token itself)")
+def supervise_turn_ends(b: Batch, hit: np.ndarray) -> Edit:
+    from .special_tokens import supervise_stops
+
+    return supervise_stops(b, np.flatnonzero(hit))

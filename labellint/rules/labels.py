@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..batch import Batch
-from ..registry import rule
+from ..registry import Edit, repair, rule
 
 
 @rule(
@@ -15,6 +15,12 @@ from ..registry import rule
 def fully_masked_row(b: Batch):
     """A row whose labels are all ignore_index: it costs compute and teaches nothing."""
     return b.targets_per_row == 0
+
+
+@repair(fully_masked_row, safe=False, does="drops the row (at most --max-drop-fraction of a "
+        "source's rows)")
+def drop_fully_masked_rows(b: Batch, hit: np.ndarray) -> Edit:
+    return Edit(drop_rows=np.flatnonzero(hit))
 
 
 def _fully_masked_batch_message(t):
@@ -54,6 +60,13 @@ def labels_on_padding(b: Batch):
     return out
 
 
+@repair(labels_on_padding, safe=True, does="sets the label of each padding position to "
+        "ignore_index")
+def mask_padding_labels(b: Batch, hit: np.ndarray) -> Edit:
+    index = np.flatnonzero(hit)
+    return Edit(set={"labels": (index, b.facts.ignore_index)})
+
+
 @rule(
     "LL104", "invalid-label", severity="error", per="token", requires=("labels",),
     message="labels that are neither {ignore_index} nor a token id below the vocabulary "
@@ -64,6 +77,16 @@ def labels_on_padding(b: Batch):
 def invalid_label(b: Batch):
     """A negative label other than ignore_index, or a label past the vocabulary."""
     return b.token_mask(b.invalid_label_index)
+
+
+@repair(invalid_label, safe=True, does="sets negative labels (a wrong ignore index such as "
+        "-1) to ignore_index; labels past the vocabulary are left: which token was meant "
+        "cannot be known")
+def configured_ignore_index(b: Batch, hit: np.ndarray) -> Edit:
+    index = np.flatnonzero(hit)
+    negative = b.labels[index] < 0
+    return Edit(set={"labels": (index[negative], b.facts.ignore_index)},
+                left=int(index.size - np.count_nonzero(negative)))
 
 
 @rule(

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..batch import Batch
 from ..ragged import union_sorted
-from ..registry import rule, skip
+from ..registry import Edit, repair, rule, skip
 from ..sequences import (
     packed,
     position_breaks,
@@ -120,6 +120,12 @@ def supervised_packing_boundary(b: Batch):
     return b.token_mask(starts[b.supervised[starts]])
 
 
+@repair(supervised_packing_boundary, safe=True, does="sets the label of each packed "
+        "sequence's first token (its last, with label_shift='dataset') to ignore_index")
+def mask_packing_boundaries(b: Batch, hit: np.ndarray) -> Edit:
+    return Edit(set={"labels": (np.flatnonzero(hit), b.facts.ignore_index)})
+
+
 @rule(
     "LL501", "packed-without-position-ids", severity="error", per="row",
     message="several documents packed in {rows} rows with no position_ids restarting at "
@@ -153,6 +159,15 @@ def packed_with_attention_mask(b: Batch):
         return rows
     # A mask of segment ids (1, 1, 2, 2) isolates the sequences itself: that is not this.
     return rows & (b.segment(np.maximum, b.attention_mask.astype(np.int64), 0) <= 1)
+
+
+@repair(packed_with_attention_mask, safe=True, does="drops the attention_mask column when "
+        "it is all ones (it hides nothing: position_ids already separate the sequences); a mask "
+        "that hides padding somewhere is kept, and the rule still fires")
+def drop_plain_attention_mask(b: Batch, hit: np.ndarray) -> Edit:
+    if not (b.attention_mask == 1).all():
+        return Edit(left=int(np.count_nonzero(hit)))
+    return Edit(drop_columns=("attention_mask",), rows=np.flatnonzero(hit))
 
 
 @rule(

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..batch import Batch
 from ..ragged import SPARSE, outside_vocab, ranges_index
-from ..registry import rule, skip
+from ..registry import Edit, repair, rule, skip
 
 MIN_MATCHES = 2
 SHARE = 0.8
@@ -68,6 +68,24 @@ def _next_aligned(b: Batch, rows: np.ndarray, candidates: np.ndarray,
     return maybe & (matches > same)
 
 
+def _shifted(b: Batch, hit: np.ndarray, step: int) -> Edit:
+    """Every label of the rows hit moved `step` places along its row (+1: right), the place
+    left empty set to ignore_index."""
+    rows = np.flatnonzero(hit & (b.lengths > 0))
+    index = ranges_index(b.starts[rows], b.ends[rows])
+    source = index - step
+    edge = b.starts[rows] if step > 0 else b.ends[rows] - 1
+    values = b.labels[np.clip(source, 0, max(b.n_tokens - 1, 0))].copy()
+    values[np.searchsorted(index, edge)] = b.facts.ignore_index
+    return Edit(set={"labels": (index, values)})
+
+
+@repair(double_shifted_labels, safe=False, does="shifts the row's labels right by one "
+        "(labels[t] = old labels[t-1]), undoing the hand-made shift")
+def unshift_labels(b: Batch, hit: np.ndarray) -> Edit:
+    return _shifted(b, hit, 1)
+
+
 @rule(
     "LL302", "unshifted-labels", severity="error", per="row", requires=("labels",),
     message="labels equal to input_ids at the same position, for a loss that does not "
@@ -81,6 +99,12 @@ def unshifted_labels(b: Batch):
     if b.facts.label_shift != "dataset":
         return skip("applies to label_shift='dataset'", by_design=True)
     return _aligned_to(b, "label_is_input", "label_is_next", b.supervised_per_row)
+
+
+@repair(unshifted_labels, safe=False, does="shifts the row's labels left by one "
+        "(labels[t] = old labels[t+1]), as a loss that does not shift expects")
+def shift_labels_left(b: Batch, hit: np.ndarray) -> Edit:
+    return _shifted(b, hit, -1)
 
 
 @rule(

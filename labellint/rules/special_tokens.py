@@ -3,14 +3,15 @@
 import numpy as np
 
 from ..batch import Batch
-from ..ragged import in_sorted
-from ..registry import rule, skip
+from ..ragged import in_sorted, ranges_index
+from ..registry import Edit, repair, rule, skip
 from ..sequences import (
     packed,
     rows_of_sequences,
     sequence_ends_row,
     sequence_first,
     sequence_row,
+    sequence_starts,
     sequences,
 )
 from ..turns import answer_unfinished, rows_with_turn_end, turns_of
@@ -42,6 +43,31 @@ def duplicate_bos(b: Batch):
     first, ok1 = b.ids_at(b.first_real_index)
     second, ok2 = b.ids_at(b.first_real_index, 1)
     return ok1 & ok2 & (first == bos) & (second == bos)
+
+
+@repair(duplicate_bos, safe=True, does="removes the second BOS from input_ids, labels, "
+        "attention_mask and position_ids alike (position ids after it count on from the first)")
+def remove_second_bos(b: Batch, hit: np.ndarray) -> Edit:
+    rows = np.flatnonzero(hit)
+    second = b.first_real_index[rows] + 1
+    changes = {}
+    if b.labels is not None and b.facts.label_shift == "dataset":
+        # labels[t] targets t + 1: the label before the removed token must target what follows.
+        changes["labels"] = (second - 1, b.labels[second])
+    if b.position_ids is not None:
+        starts = np.append(sequence_starts(b), b.n_tokens)  # where the BOS's sequence ends
+        end = np.minimum(starts[np.searchsorted(starts, second, side="right")], b.ends[rows])
+        index = ranges_index(second + 1, end)
+        changes["position_ids"] = (index, b.position_ids[index] - 1)
+    return Edit(set=changes, delete=second)
+
+
+def supervise_stops(b: Batch, stops: np.ndarray) -> Edit:
+    """Labels that make the stop tokens at `stops` targets, under the label convention."""
+    if b.facts.label_shift == "dataset":
+        stops = stops[stops > b.starts[b.rows_of(stops)]]
+        return Edit(set={"labels": (stops - 1, b.input_ids[stops])})
+    return Edit(set={"labels": (stops, b.input_ids[stops])})
 
 
 @rule(
@@ -78,6 +104,17 @@ def eos_never_supervised(b: Batch):
         # A chat row's closed assistant turns are LL603's (end-of-turn-not-supervised).
         out &= ~rows_with_turn_end(b)
     return out
+
+
+@repair(eos_never_supervised, safe=False, does="gives the row's last EOS after its first "
+        "target its label (the EOS itself), so the model learns to stop")
+def supervise_last_eos(b: Batch, hit: np.ndarray) -> Edit:
+    stops = b.stop_index[b.real_at(b.stop_index)]
+    rows = b.rows_of(stops)
+    stops = stops[hit[rows] & (stops >= b.first_target_index[rows])]
+    rows = b.rows_of(stops)
+    last = np.append(rows[1:] != rows[:-1], True) if rows.size else rows.astype(bool)
+    return supervise_stops(b, stops[last])
 
 
 @rule(

@@ -260,3 +260,8 @@ def _glob(pattern: Path) -> Located:
     for f in found:
         regular(f)
     return Located(str(pattern), tuple(sorted(found)))
+
+
+def glob_root(pattern: str) -> str:
+    """The folder a glob pattern's files are found from (its part before any wildcard)."""
+    return _glob_parts(pattern)[0] or "."

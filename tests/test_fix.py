@@ -1,0 +1,540 @@
+"""`fix`: a corrected copy whose fixed rows equal what the right producer writes, the input
+untouched, unsafe fixes only on request, every change journaled, and OUT re-checked."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+datasets = pytest.importorskip("datasets")
+
+from transformers import (  # noqa: E402
+    DataCollatorForLanguageModeling,
+    DataCollatorForSeq2Seq,
+    DataCollatorWithFlattening,
+)
+
+import labellint  # noqa: E402
+from labellint import cli  # noqa: E402
+
+datasets.disable_progress_bars()
+
+PAIRS = [
+    ("question: how many legs does a spider have? answer:", " a spider has eight legs."),
+    ("what is the capital of france?", " the capital of france is paris."),
+    ("translate to german: good morning.", " guten morgen."),
+    ("user: hello there assistant:", " hi! how can i help you today?"),
+    ("write a haiku about the sea.", " waves fold into foam, the tide keeps its slow promise"),
+    ("numbers", " 0 1 2 3 4 5 6 7 8 9 10"),
+] * 4
+
+
+def sft_features(tok, pairs=PAIRS):
+    """The decoder-only SFT recipe: prompt + answer + EOS tokenized, the prompt masked."""
+    out = []
+    for i, (prompt, answer) in enumerate(pairs):
+        ids = tok(prompt + answer + tok.eos_token)["input_ids"]
+        n = len(tok(prompt)["input_ids"])
+        out.append({"input_ids": ids, "attention_mask": [1] * len(ids),
+                    "labels": [-100] * n + ids[n:], "text": prompt, "row_id": i})
+    return out
+
+
+def collated_rows(collator, features, size=4):
+    """Rows of the padded batches `collator` makes of `features`, `size` at a time."""
+    rows = []
+    for start in range(0, len(features), size):
+        part = features[start:start + size]
+        batch = collator([{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
+                          for f in part])
+        for j, f in enumerate(part):
+            rows.append({"input_ids": batch["input_ids"][j].tolist(),
+                         "attention_mask": batch["attention_mask"][j].tolist(),
+                         "labels": batch["labels"][j].tolist(),
+                         "text": f["text"], "row_id": f["row_id"]})
+    return rows
+
+
+def hashes(path):
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def codes(report):
+    return {f.code for f in report.findings}
+
+
+def journal_rows(path, rule=None):
+    changes = json.loads(Path(path).read_text())["changes"]
+    return sorted({c["row"] for c in changes if rule is None or c["rule"] == rule})
+
+
+def write_parquet(rows, path):
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+# -- safe fixes: the fixed copy is what the right producer writes ------------------------------
+
+
+def test_labels_padded_with_the_pad_id_become_the_seq2seq_collators(tok, tmp_path):
+    features = sft_features(tok)
+    wrong = collated_rows(DataCollatorForSeq2Seq(tok, padding=True,
+                                                 label_pad_token_id=tok.pad_token_id), features)
+    right = collated_rows(DataCollatorForSeq2Seq(tok, padding=True), features)
+    src = write_parquet(wrong, tmp_path / "train.parquet")
+    before = hashes(src)
+    assert "LL103" in codes(labellint.check(src, tokenizer=tok))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok)
+
+    assert hashes(src) == before
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert "LL103" not in codes(labellint.check(tmp_path / "fixed.parquet", tokenizer=tok))
+    padded = [i for i, (w, r) in enumerate(zip(wrong, right)) if w != r]
+    assert journal_rows(result.journal, "LL103") == padded
+    assert result.changed["LL103"].rows == len(padded)
+
+
+def test_a_doubled_bos_is_removed_from_every_token_column(tok, tmp_path):
+    features = sft_features(tok)
+    doubled = [dict(f) for f in features]
+    planted = [1, 6, 7, 20]
+    for i in planted:
+        f = doubled[i]
+        f["input_ids"] = [tok.bos_token_id] + f["input_ids"]
+        f["attention_mask"] = [1] + f["attention_mask"]
+        f["labels"] = [-100] + f["labels"]
+        f["position_ids"] = list(range(len(f["input_ids"])))
+    for i, f in enumerate(doubled):
+        f.setdefault("position_ids", list(range(len(f["input_ids"]))))
+        features[i]["position_ids"] = list(range(len(features[i]["input_ids"])))
+    src = write_parquet(doubled, tmp_path / "train.parquet")
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok)
+
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == \
+        pa.Table.from_pylist(features).to_pylist()
+    assert journal_rows(result.journal, "LL401") == planted
+    assert result.exit_code == 0, result.render()
+
+
+def test_packed_rows_become_what_the_flattening_collator_returns(tok, tmp_path):
+    features = sft_features(tok)
+    rows, right = [], []
+    for start in range(0, len(features), 3):
+        # Whole sequences trained (labels = input_ids), as in pretraining-style packing.
+        part = [{"input_ids": f["input_ids"], "labels": f["input_ids"]}
+                for f in features[start:start + 3]]
+        good = DataCollatorWithFlattening(return_position_ids=True)(part)
+        ids = good["input_ids"][0].tolist()
+        pos = good["position_ids"][0].tolist()
+        # Packed by hand: each sequence's first label kept, a plain all-ones mask passed too.
+        labels = [lab for f in part for lab in f["labels"]]
+        rows.append({"input_ids": ids, "labels": labels, "position_ids": pos,
+                     "attention_mask": [1] * len(ids)})
+        # The collator masks the row's first label too; the model's shift never reads it, so
+        # fix leaves it (LL304 is about the starts inside the row).
+        right.append({"input_ids": ids, "labels": labels[:1] + good["labels"][0].tolist()[1:],
+                      "position_ids": pos})
+    src = write_parquet(rows, tmp_path / "packed.parquet")
+    assert {"LL304", "LL502"} <= codes(labellint.check(src, tokenizer=tok))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok)
+
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert {"LL304", "LL502"} <= set(result.changed)
+    assert result.exit_code == 0, result.render()
+
+
+def test_minus_one_as_the_ignore_index_becomes_minus_100(tok, tmp_path):
+    features = sft_features(tok)
+    right = collated_rows(DataCollatorForSeq2Seq(tok, padding=True), features)
+    wrong = collated_rows(DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-1),
+                          features)
+    src = write_parquet(wrong, tmp_path / "train.parquet")
+
+    labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok)
+
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+
+
+# -- unsafe fixes: only on request ---------------------------------------------------------------
+
+
+def test_eos_masked_with_the_padding_is_supervised_only_with_unsafe_fixes(eos_pad_tok, tmp_path):
+    tok = eos_pad_tok
+    features = [{"input_ids": f["input_ids"]} for f in sft_features(tok)]
+    rows = []
+    for start in range(0, len(features), 4):
+        batch = DataCollatorForLanguageModeling(tok, mlm=False)(features[start:start + 4])
+        rows += [{k: batch[k][j].tolist() for k in ("input_ids", "attention_mask", "labels")}
+                 for j in range(len(batch["input_ids"]))]
+    src = write_parquet(rows, tmp_path / "lm.parquet")
+    before = codes(labellint.check(src, tokenizer=tok))
+    assert "LL403" in before
+
+    safe = labellint.fix(src, out=tmp_path / "safe.parquet", tokenizer=tok)
+
+    assert safe.exit_code == 1
+    assert "LL403" in {c for c, *_ in safe.remaining}
+    held = next(r for r in safe.rules if r.code == "LL403")
+    assert held.held == len(rows) and held.rows == 0
+    assert "more with --unsafe-fixes" in safe.render()
+    assert pq.read_table(tmp_path / "safe.parquet").column("labels").to_pylist() == \
+        [r["labels"] for r in rows]
+
+    unsafe = labellint.fix(src, out=tmp_path / "unsafe.parquet", tokenizer=tok,
+                           unsafe_fixes=True)
+
+    assert "LL403" not in codes(labellint.check(tmp_path / "unsafe.parquet", tokenizer=tok))
+    fixed = pq.read_table(tmp_path / "unsafe.parquet").to_pylist()
+    for row, f in zip(fixed, features):
+        end = len(f["input_ids"]) - 1  # the row's own EOS, before any padding
+        assert row["labels"][end] == tok.eos_token_id
+    assert unsafe.changed["LL403"].rows == len(rows)
+
+
+def test_labels_shifted_by_hand_are_shifted_back_with_unsafe_fixes(tok, tmp_path):
+    features = sft_features(tok)
+    shifted = [dict(f, labels=f["labels"][1:] + [-100]) for f in features]
+    src = write_parquet(shifted, tmp_path / "train.parquet")
+
+    labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok, unsafe_fixes=True)
+
+    assert pq.read_table(tmp_path / "fixed.parquet").column("labels").to_pylist() == \
+        [f["labels"] for f in features]
+
+
+def test_fully_masked_rows_are_dropped_within_the_cap(tok, tmp_path):
+    features = sft_features(tok)
+    for i in (2, 9):
+        features[i]["labels"] = [-100] * len(features[i]["labels"])
+    src = write_parquet(features, tmp_path / "train.parquet")
+
+    with pytest.raises(labellint.LabelLintError, match=r"drop 2 of 24 rows"):
+        labellint.fix(src, out=tmp_path / "capped.parquet", tokenizer=tok,
+                      unsafe_fixes=True)
+    assert not os.path.lexists(tmp_path / "capped.parquet")
+    assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                           unsafe_fixes=True, max_drop_fraction=0.1)
+
+    kept = pq.read_table(tmp_path / "fixed.parquet").column("row_id").to_pylist()
+    assert kept == [i for i in range(24) if i not in (2, 9)]
+    assert result.changed["LL101"].dropped == 2
+
+
+# -- every format round-trips --------------------------------------------------------------------
+
+
+def _padded_wrong(tok):
+    features = sft_features(tok)
+    wrong = collated_rows(DataCollatorForSeq2Seq(tok, padding=True,
+                                                 label_pad_token_id=tok.pad_token_id), features)
+    right = collated_rows(DataCollatorForSeq2Seq(tok, padding=True), features)
+    return wrong, right
+
+
+def _save_to_disk(rows, path):
+    datasets.Dataset.from_list(rows).save_to_disk(str(path))
+
+
+def _dataset_dict(rows, path):
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:16]),
+                          "test": datasets.Dataset.from_list(rows[16:])}).save_to_disk(str(path))
+
+
+def _shards(rows, path):
+    path.mkdir()
+    write_parquet(rows[:10], path / "part-0.parquet")
+    write_parquet(rows[10:], path / "part-1.parquet")
+    (path / "README.md").write_text("a card\n")
+
+
+def _jsonl(rows, path):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _jsonl_gz(rows, path):
+    import gzip
+
+    with gzip.open(path, "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _arrow_file(rows, path):
+    table = pa.Table.from_pylist(rows)
+    with pa.ipc.new_file(str(path), table.schema) as w:
+        w.write_table(table, max_chunksize=7)
+
+
+def _read_back(kind, path):
+    if kind == "save_to_disk":
+        return datasets.load_from_disk(str(path)).to_list()
+    if kind == "dataset_dict":
+        d = datasets.load_from_disk(str(path))
+        return d["train"].to_list() + d["test"].to_list()
+    if kind == "shards":
+        return (pq.read_table(path / "part-0.parquet").to_pylist()
+                + pq.read_table(path / "part-1.parquet").to_pylist())
+    if kind == "jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    if kind == "jsonl.gz":
+        import gzip
+
+        return [json.loads(line) for line in gzip.open(path, "rt").read().splitlines()]
+    return pa.ipc.open_file(str(path)).read_all().to_pylist()
+
+
+FORMATS = {"save_to_disk": (_save_to_disk, "ds"), "dataset_dict": (_dataset_dict, "dd"),
+           "shards": (_shards, "shards"), "jsonl": (_jsonl, "train.jsonl"),
+           "jsonl.gz": (_jsonl_gz, "train.jsonl.gz"),
+           "arrow": (_arrow_file, "train.arrow")}
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_every_format_round_trips_with_its_columns(tok, tmp_path, kind):
+    write, name = FORMATS[kind]
+    wrong, right = _padded_wrong(tok)
+    src = tmp_path / name
+    write(wrong, src)
+    before = hashes(src)
+    out = tmp_path / ("fixed" + "".join(Path(name).suffixes))
+
+    result = labellint.fix(src, out=out, tokenizer=tok)
+
+    assert hashes(src) == before
+    assert result.exit_code == 0, result.render()
+    assert _read_back(kind, out) == right
+    assert "LL103" not in codes(labellint.check(out, tokenizer=tok))
+    if kind == "shards":
+        assert (out / "README.md").read_text() == "a card\n"
+
+
+def test_a_glob_writes_its_files_under_out(tok, tmp_path):
+    wrong, right = _padded_wrong(tok)
+    _shards(wrong, tmp_path / "shards")
+
+    labellint.fix(str(tmp_path / "shards" / "*.parquet"), out=tmp_path / "fixed", tokenizer=tok)
+
+    assert _read_back("shards", tmp_path / "fixed") == right
+
+
+def test_unchanged_jsonl_rows_keep_their_bytes(tok, tmp_path):
+    wrong, _ = _padded_wrong(tok)
+    src = tmp_path / "train.jsonl"
+    src.write_text("".join(json.dumps(r, indent=None, separators=(",", ":")) + "\n"
+                           for r in wrong))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.jsonl", tokenizer=tok)
+
+    changed = set(journal_rows(result.journal))
+    old, new = src.read_text().splitlines(), (tmp_path / "fixed.jsonl").read_text().splitlines()
+    assert [i for i, (a, b) in enumerate(zip(old, new)) if a != b] == sorted(changed)
+
+
+# -- refusals and failures -----------------------------------------------------------------------
+
+
+def test_refuses_an_out_that_is_or_sits_inside_the_input(tok, tmp_path):
+    wrong, _ = _padded_wrong(tok)
+    _shards(wrong, tmp_path / "shards")
+    (tmp_path / "link").symlink_to(tmp_path / "shards")
+    before = hashes(tmp_path / "shards")
+    for out, why in [(tmp_path / "shards" / "part-0.parquet", "already exists"),
+                     (tmp_path / "shards" / "new", "inside the data"),
+                     (tmp_path / "link" / "new", "inside the data"),
+                     (tmp_path / "shards", "already exists")]:
+        with pytest.raises(labellint.LabelLintError, match=why):
+            labellint.fix(tmp_path / "shards", out=out, tokenizer=tok)
+    with pytest.raises(labellint.LabelLintError, match="inside the data"):
+        labellint.fix(tmp_path / "link", out=tmp_path / "shards" / "x", tokenizer=tok)
+    assert hashes(tmp_path / "shards") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "shards"]
+
+
+def test_refuses_a_single_file_copy_named_for_another_format(tok, tmp_path):
+    src = write_parquet(_padded_wrong(tok)[0], tmp_path / "train.parquet")
+    with pytest.raises(labellint.LabelLintError, match="its suffix"):
+        labellint.fix(src, out=tmp_path / "fixed.jsonl", tokenizer=tok)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.parquet"]
+
+
+def test_cli_refusals_are_one_line_and_exit_2(tok, tmp_path, capsys):
+    wrong, _ = _padded_wrong(tok)
+    src = write_parquet(wrong, tmp_path / "train.parquet")
+    (tmp_path / "taken").mkdir()
+    for out in (str(src), str(tmp_path / "taken")):
+        assert cli.main(["fix", str(src), "--out", out, "--pad-id", "0"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "already exists" in err
+
+
+def test_a_failure_while_writing_leaves_no_out(tok, tmp_path, monkeypatch):
+    from labellint import output
+
+    wrong, _ = _padded_wrong(tok)
+    _shards(wrong, tmp_path / "shards")
+    calls = []
+
+    def fail(self, table):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, table)
+
+    real = output.TableFile.write
+    monkeypatch.setattr(output.TableFile, "write", fail)
+    with pytest.raises(OSError, match="disk full"):
+        labellint.fix(tmp_path / "shards", out=tmp_path / "fixed", tokenizer=tok)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+def test_a_fixed_rule_that_still_fires_removes_out(tok, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from labellint import catalog
+    from labellint.registry import Edit, Repair
+
+    wrong, _ = _padded_wrong(tok)
+    src = write_parquet(wrong, tmp_path / "train.parquet")
+    rule = catalog.BUILTIN["LL103"]
+    broken = replace(rule, repair=Repair(lambda b, hit: Edit(set={"labels": (
+        np.flatnonzero(hit)[:1], -100)}), True, "masks one padding label"))
+    monkeypatch.setitem(catalog.BUILTIN, "LL103", broken)
+
+    with pytest.raises(labellint.LabelLintError, match="LL103 still fire"):
+        labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.parquet"]
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_fix_prints_the_summary_the_diff_and_writes_the_journal(tok, tmp_path, capsys):
+    wrong, right = _padded_wrong(tok)
+    tok.save_pretrained(tmp_path / "tok")
+    src = write_parquet(wrong, tmp_path / "train.parquet")
+    code = cli.main(["fix", str(src), "--out", str(tmp_path / "fixed.parquet"), "--tokenizer",
+                     str(tmp_path / "tok"), "--diff", "--journal", str(tmp_path / "j.json"),
+                     "--isolated"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "LL103" in text and "→" in text and "is clean" in text
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    journal = json.loads((tmp_path / "j.json").read_text())
+    assert {c["rule"] for c in journal["changes"]} == {"LL103"}
+    assert journal["summary"]["rules"]
+
+
+def test_cli_fix_exits_1_naming_what_has_no_fix(tok, tmp_path, capsys):
+    features = sft_features(tok)
+    features[3]["input_ids"][2] = 10_000  # past the vocabulary: never fixed
+    src = write_parquet(features, tmp_path / "train.parquet")
+    tok.save_pretrained(tmp_path / "tok")
+    code = cli.main(["fix", str(src), "--out", str(tmp_path / "fixed.parquet"), "--tokenizer",
+                     str(tmp_path / "tok"), "--isolated"])
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "LL405" in text and "which token was meant cannot be known" in text
+
+
+@pytest.mark.slow
+def test_the_installed_command_fixes_a_save_to_disk_folder(tok, tmp_path):
+    import subprocess
+    import sys
+
+    wrong, right = _padded_wrong(tok)
+    _save_to_disk(wrong, tmp_path / "ds")
+    exe = Path(sys.executable).parent / "labellint"
+    run = subprocess.run([str(exe), "fix", str(tmp_path / "ds"), "--out", str(tmp_path / "out"),
+                          "--pad-id", str(tok.pad_token_id), "--isolated"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode in (0, 1), run.stderr
+    assert "LL103" in run.stdout
+    assert [r["labels"] for r in datasets.load_from_disk(str(tmp_path / "out")).to_list()] == \
+        [r["labels"] for r in right]
+
+
+# -- TRL's packed datasets -------------------------------------------------------------------------
+
+
+def test_trl_packed_dataset_keeps_its_seq_lengths_and_only_the_planted_row_changes(tok, tmp_path):
+    trl = pytest.importorskip("trl")
+    features = [{"input_ids": f["input_ids"], "labels": f["labels"]} for f in sft_features(tok)]
+    packed = trl.pack_dataset(datasets.Dataset.from_list(features), seq_length=64,
+                              strategy="bfd")
+    rows = packed.to_list()
+    assert max(len(r["seq_lengths"]) for r in rows) > 1
+    planted = 2
+    wrong = [dict(r) for r in rows]
+    wrong[planted]["labels"] = [-1 if v == -100 else v for v in rows[planted]["labels"]]
+    datasets.Dataset.from_list(wrong).save_to_disk(str(tmp_path / "packed"))
+    packed.save_to_disk(str(tmp_path / "clean"))
+
+    clean = labellint.fix(tmp_path / "clean", out=tmp_path / "same", tokenizer=tok)
+    result = labellint.fix(tmp_path / "packed", out=tmp_path / "fixed", tokenizer=tok)
+
+    assert result.exit_code == 0, result.render()
+    assert journal_rows(result.journal) == [planted]
+    fixed = datasets.load_from_disk(str(tmp_path / "fixed")).to_list()
+    assert [r for i, r in enumerate(fixed) if i != planted] == \
+        [r for i, r in enumerate(rows) if i != planted]
+    assert fixed[planted]["seq_lengths"] == rows[planted]["seq_lengths"]
+    # Only the labels LL104 judged change: at each sequence start TRL's collator masks the
+    # label whatever it is, so a -1 planted there is not trained, not judged, and kept.
+    starts = set(np.cumsum([0, *rows[planted]["seq_lengths"][:-1]]).tolist())
+    expected = [w if j in starts else r for j, (w, r) in
+                enumerate(zip(wrong[planted]["labels"], rows[planted]["labels"]))]
+    assert fixed[planted]["labels"] == expected
+    assert result.changed.keys() == {"LL104"}
+    assert clean.changed == {} and journal_rows(clean.journal) == []
+    assert datasets.load_from_disk(str(tmp_path / "same")).to_list() == rows
+
+
+def test_bad_arguments_are_one_clear_error_and_write_nothing(tok, tmp_path):
+    src = write_parquet(_padded_wrong(tok)[0], tmp_path / "train.parquet")
+    (tmp_path / "taken.json").write_text("{}")
+    cases = [({"max_drop_fraction": 2}, "between 0 and 1"),
+             ({"journal": tmp_path / "taken.json"}, "already exists"),
+             ({"select": ["LL999"]}, "unknown rule selector")]
+    for kwargs, why in cases:
+        with pytest.raises(labellint.LabelLintError, match=why):
+            labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok, **kwargs)
+    with pytest.raises(labellint.LabelLintError, match="reads a path"):
+        labellint.fix(datasets.Dataset.from_list([{"input_ids": [1, 2]}]), out=tmp_path / "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.json", "train.parquet"]
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_a_masked_end_of_turn_is_trained_with_unsafe_fixes_as_the_template_masks_it(family,
+                                                                                    tmp_path):
+    from labellint.testing import chatml_tokenizer, llama3_tokenizer
+    from test_chat import CONVERSATIONS, masked_rows
+
+    make = {"chatml": chatml_tokenizer, "llama3": llama3_tokenizer}[family]
+    right = masked_rows(make())  # the template's {% generation %} holds the turn end
+    wrong = masked_rows(make(end_in_generation=False))
+    assert [r["input_ids"] for r in right] == [r["input_ids"] for r in wrong] != []
+    src = write_parquet(wrong, tmp_path / "chat.parquet")
+    tok = make()
+    assert "LL603" in codes(labellint.check(src, tokenizer=tok))
+
+    held = labellint.fix(src, out=tmp_path / "safe.parquet", tokenizer=tok)
+    fixed = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                          unsafe_fixes=True)
+
+    assert "LL603" in {c for c, *_ in held.remaining}
+    assert pq.read_table(tmp_path / "safe.parquet").to_pylist() == wrong
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert journal_rows(fixed.journal, "LL603") == list(range(len(CONVERSATIONS)))
