@@ -1,4 +1,4 @@
-"""Dataset files behind a URL (s3://, gs://, hf://, memory://), found and opened through fsspec.
+"""Dataset files behind a URL (s3://, gs://, hf://, memory://), reached through fsspec.
 
 A URL is read through the filesystem fsspec names for its scheme, which the user installs
 (s3fs, gcsfs, huggingface_hub): labellint requires none of them, and a missing one is one line
