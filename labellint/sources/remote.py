@@ -57,10 +57,12 @@ def filesystem(url: str) -> tuple[Any, str]:
                              f"(pip install fsspec{_package(scheme, ' ')})") from None
     try:
         return url_to_fs(url)
-    except ImportError:
-        raise LabelLintError(f"{url}: reading {scheme}:// needs the "
-                             f"{PACKAGES.get(scheme, 'filesystem')} package "
-                             f"(pip install {PACKAGES.get(scheme, scheme + 'fs')})") from None
+    except ImportError as e:
+        if scheme in PACKAGES:
+            raise LabelLintError(f"{url}: reading {scheme}:// needs the {PACKAGES[scheme]} "
+                                 f"package (pip install {PACKAGES[scheme]})") from None
+        raise LabelLintError(f"{url}: reading {scheme}:// needs a package that is not "
+                             f"installed ({str(e).strip().splitlines()[0]})") from None
     except ValueError as e:
         if "protocol not known" in str(e).lower():
             raise LabelLintError(f"{url}: {scheme}:// is not a filesystem fsspec knows") from None
