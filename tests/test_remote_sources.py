@@ -412,3 +412,57 @@ def test_a_long_generator_is_checked_in_bounded_memory():
     small, large = peak_mib(500_000), peak_mib(5_000_000)
     # Ten times the tokens (40 MB of int64 ids alone) may not cost ten times the memory.
     assert large - small < 40, (small, large)
+
+
+class CountingFS(MemoryFileSystem):
+    """The memory filesystem, counting the bytes its readers ask for."""
+
+    protocol = "counting"
+    root_marker = "/"
+    read_bytes = 0
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.removeprefix("counting://"))
+
+    def _open(self, path, mode="rb", **kwargs):
+        file = super()._open(path, mode, **kwargs)
+        read = file.read
+
+        def counted(n=-1):
+            data = read(n)
+            CountingFS.read_bytes += len(data)
+            return data
+
+        file.read = counted
+        return file
+
+
+def test_remote_parquet_fetches_only_the_columns_checked(tmp_path):
+    """Rows with a large text column beside the token columns: the text is never fetched."""
+    fsspec.register_implementation("counting", CountingFS, clobber=True)
+    data = rows(4000)
+    text = np.random.default_rng(0).integers(97, 123, (4000, 2000), dtype=np.uint8)
+    t = table(data).append_column("text", pa.array([r.tobytes().decode() for r in text]))
+    pq.write_table(t, tmp_path / "d.parquet", row_group_size=500, compression="none")
+    fs, root = CountingFS(), f"/c-{uuid.uuid4().hex}"
+    fs.pipe(f"{root}/d.parquet", (tmp_path / "d.parquet").read_bytes())
+    try:
+        CountingFS.read_bytes = 0
+        report = labellint.check(f"counting://{root}/d.parquet", **FACTS)
+        read = CountingFS.read_bytes
+    finally:
+        fs.rm(root, recursive=True)
+    size = (tmp_path / "d.parquet").stat().st_size
+    assert report.to_json().count('"code"') >= 3
+    assert read < size / 4, (read, size)  # the text is ~85% of the file
+
+
+def test_a_hub_url_offline_is_one_line_and_a_bare_name_is_never_fetched(capsys):
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    rc = cli.main(["check", "hf://datasets/someone/some-data", *CLI_FACTS])
+    assert_one_line_error(rc, capsys.readouterr().err, "hf://datasets/someone/some-data",
+                          "offline")
+    rc = cli.main(["check", "someone/some-data", *CLI_FACTS])
+    assert_one_line_error(rc, capsys.readouterr().err, "someone/some-data",
+                          "no such file or folder")

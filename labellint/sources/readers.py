@@ -125,8 +125,10 @@ def _unique_columns(schema_names: list[str], names: Mapping[str, str], path: Pat
 def _parquet_file(path: Path) -> Any:
     import pyarrow.parquet as pq
 
-    if isinstance(path, RemoteFile):  # the footer, then each row group's columns, in ranges
-        return pq.ParquetFile(path.native())
+    if isinstance(path, RemoteFile):
+        # The footer, then each row group's projected column chunks, their ranges coalesced
+        # into few requests (pre_buffer): a skipped column is never fetched.
+        return pq.ParquetFile(path.native(cache="none"), pre_buffer=True)
     return pq.ParquetFile(pa.BufferReader(mapped(path)))
 
 

@@ -139,21 +139,26 @@ class RemoteFile:
     def __str__(self) -> str:
         return self.url
 
-    def open(self) -> _Guarded:
-        """The file for reading in ranges, read only (the mode is "rb", always)."""
+    def open(self, cache: str = "readahead") -> _Guarded:
+        """The file for reading in ranges, read only (the mode is "rb", always).
+
+        cache: fsspec's cache type; "readahead" turns the many small reads of a stream (JSON
+        blocks, Arrow message headers) into a request per BLOCK_BYTES, "none" leaves each
+        read a range request of its own (parquet asks for whole column chunks).
+        """
         try:
-            file = self.fs.open(self.path, "rb", block_size=BLOCK_BYTES)
+            file = self.fs.open(self.path, "rb", block_size=BLOCK_BYTES, cache_type=cache)
         except FileNotFoundError:
             raise LabelLintError(f"{self.url}: no such file") from None
         except Exception as e:
             raise _failure(self.url, e) from None
         return _Guarded(file, self.url)
 
-    def native(self) -> Any:
+    def native(self, cache: str = "readahead") -> Any:
         """The file as pyarrow's random-access file, for the parquet and Arrow readers."""
         import pyarrow as pa
 
-        return pa.PythonFile(self.open(), mode="r")
+        return pa.PythonFile(self.open(cache), mode="r")
 
     def read_json(self) -> dict:
         """A small JSON object (state.json, dataset_dict.json), as files.read_json reads one."""
