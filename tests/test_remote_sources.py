@@ -466,3 +466,31 @@ def test_a_hub_url_offline_is_one_line_and_a_bare_name_is_never_fetched(capsys):
     rc = cli.main(["check", "someone/some-data", *CLI_FACTS])
     assert_one_line_error(rc, capsys.readouterr().err, "someone/some-data",
                           "no such file or folder")
+
+
+def test_a_stream_failing_mid_way_is_one_error_naming_where():
+    import datasets
+
+    def generate():
+        for i in range(5000):
+            if i == 3000:
+                raise ConnectionError("Connection reset by peer")
+            yield {"input_ids": [1, 5, 2], "labels": [-100, 5, 2]}
+
+    streamed = datasets.IterableDataset.from_generator(generate)
+    with pytest.raises(labellint.LabelLintError, match="stream failed after 2048 rows"):
+        labellint.check(streamed, chunk_rows=1024, **FACTS)
+
+
+def test_per_path_ignores_match_a_url(tmp_path, memory_root, capsys):
+    fs, root = memory_root
+    url = upload(fs, build(tmp_path, "parquet"), tmp_path, root)
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.labellint.per-path-ignores]\n"memory://{root}/*" = ["LL103"]\n')
+    args = ["check", url, "--format", "json", "--config", str(tmp_path / "pyproject.toml"),
+            *CLI_FACTS]
+    cli.main(args)
+    codes = [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
+    assert "LL103" not in codes and codes, codes
+    cli.main(["check", url, "--format", "json", "--isolated", *CLI_FACTS])
+    assert "LL103" in [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]

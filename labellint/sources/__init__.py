@@ -102,10 +102,22 @@ def _streamed_chunks(ds: Any, names: Mapping[str, str], size: int) -> Iterator[C
         require_input_ids(ds.column_names, names, "the dataset")
         wanted = _wanted(ds.column_names, names)
         ds = ds.select_columns(wanted)
-    for table in ds.with_format("arrow").iter(batch_size=size):
+    tables, rows = iter(ds.with_format("arrow").iter(batch_size=size)), 0
+    while True:
+        try:
+            table = next(tables, None)
+        except LabelLintError:
+            raise
+        except Exception as e:  # the stream's own: a dropped connection, the user's map
+            # Chained, not swallowed: the cause is the stream's, and its traceback says where.
+            raise LabelLintError(f"the dataset: the stream failed after {rows} rows "
+                                 f"({type(e).__name__}: {str(e).strip()[:200]})") from e
+        if table is None:
+            return
         if wanted is None:
             require_input_ids(table.column_names, names, "the dataset")
             wanted = _wanted(table.column_names, names)
+        rows += table.num_rows
         yield table_to_chunk(table.select([c for c in wanted if c in table.column_names]),
                              names, "the dataset")
 

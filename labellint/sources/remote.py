@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from ..errors import LabelLintError
 from ..files import JSON_BYTES
-from .locate import GLOB, MAX_DEPTH, METADATA, Located, file_format
+from .locate import GLOB, MAX_DEPTH, METADATA, Located, file_format, is_plain_json
 
 URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 # Packages whose filesystem a scheme needs when fsspec's own message names none.
@@ -255,7 +255,7 @@ def _data_files(tree: _Tree, entries: list[dict]) -> list[RemoteFile]:
     """As locate's: a `.json` file counts only where no other kind of data file is there."""
     files = [tree.file(e["name"]) for e in entries
              if e.get("type") == "file" and file_format(tree.file(e["name"]))]
-    data = [f for f in files if not f.name.lower().split(".gz")[0].endswith(".json")]
+    data = [f for f in files if not is_plain_json(f)]
     return data or [f for f in files if f.name.lower() not in METADATA]
 
 
