@@ -494,3 +494,60 @@ def test_per_path_ignores_match_a_url(tmp_path, memory_root, capsys):
     assert "LL103" not in codes and codes, codes
     cli.main(["check", url, "--format", "json", "--isolated", *CLI_FACTS])
     assert "LL103" in [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
+
+
+class WatchedFS(MemoryFileSystem):
+    """The memory filesystem, recording every mode a file is opened in and every change."""
+
+    protocol = "watched"
+    root_marker = "/"
+    opened: list = []
+    changes: list = []
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.removeprefix("watched://"))
+
+    def _open(self, path, mode="rb", **kwargs):
+        WatchedFS.opened.append(mode)
+        return super()._open(path, mode, **kwargs)
+
+    def rm(self, *args, **kwargs):
+        WatchedFS.changes.append(("rm", args))
+        return super().rm(*args, **kwargs)
+
+    def mv(self, *args, **kwargs):
+        WatchedFS.changes.append(("mv", args))
+        return super().mv(*args, **kwargs)
+
+    def touch(self, *args, **kwargs):
+        WatchedFS.changes.append(("touch", args))
+        return super().touch(*args, **kwargs)
+
+    def makedirs(self, *args, **kwargs):
+        WatchedFS.changes.append(("makedirs", args))
+        return super().makedirs(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["dataset_dict", "shards", "jsonl.gz"])
+def test_a_remote_source_is_only_ever_opened_for_reading(kind, tmp_path, capsys):
+    fsspec.register_implementation("watched", WatchedFS, clobber=True)
+    local = build(tmp_path, kind)
+    fs, root = WatchedFS(), f"/w-{uuid.uuid4().hex}"
+    files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+    for f in files:
+        fs.pipe(f"{root}/{f.relative_to(tmp_path).as_posix()}", f.read_bytes())
+    before = {p: fs.cat(p) for p in fs.find(root)}
+    WatchedFS.opened.clear()
+    WatchedFS.changes.clear()
+    url = f"watched://{root}/{local.name}"
+    try:
+        assert cli.main(["check", url, *CLI_FACTS]) == 1
+        assert cli.main(["show", url if kind != "dataset_dict" else f"{url}/train", "--row", "2",
+                         "-o", str(tmp_path / "row.txt"), *CLI_FACTS]) == 0
+        changes, after = list(WatchedFS.changes), {p: fs.cat(p) for p in fs.find(root)}
+    finally:
+        fs.rm(root, recursive=True)
+    capsys.readouterr()
+    assert WatchedFS.opened and set(WatchedFS.opened) == {"rb"}
+    assert changes == [] and after == before

@@ -465,8 +465,9 @@ def read_located(found: Located, names: Mapping[str, str],
         for f in files:  # each file whole: the parts of one pass
             yield from Part(f, _kind(found, f)).read(names, size)
 
-    # A remote Arrow stream's row count is its whole body read: left unknown.
-    rows = (_parquet_rows(files) if kinds == {"parquet"} else
-            _ipc_rows(files) if kinds == {"arrow"} and not isinstance(files[0], RemoteFile)
-            else None)
+    # Remote files' row count would cost a request per file before the first row is read (an
+    # Arrow stream's whole body): left unknown, progress then counts without a total.
+    rows = (None if isinstance(files[0], RemoteFile) else
+            _parquet_rows(files) if kinds == {"parquet"} else
+            _ipc_rows(files) if kinds == {"arrow"} else None)
     return chunks(), rows
