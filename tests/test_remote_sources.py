@@ -551,3 +551,44 @@ def test_a_remote_source_is_only_ever_opened_for_reading(kind, tmp_path, capsys)
     capsys.readouterr()
     assert WatchedFS.opened and set(WatchedFS.opened) == {"rb"}
     assert changes == [] and after == before
+
+
+class ForkUnsafeFS(MemoryFileSystem):
+    """The memory filesystem refusing, as fsspec's async ones do, use in a forked child."""
+
+    protocol = "forkunsafe"
+    root_marker = "/"
+    pids: set = set()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._made_in = os.getpid()
+
+    @classmethod
+    def _strip_protocol(cls, path):
+        return super()._strip_protocol(path.removeprefix("forkunsafe://"))
+
+    def _open(self, path, mode="rb", **kwargs):
+        if os.getpid() != self._made_in:
+            raise RuntimeError("This class is not fork-safe")
+        return super()._open(path, mode, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["shards", "parquet", "save_to_disk", "jsonl"])
+def test_remote_parts_are_read_by_workers_with_their_own_filesystem(kind, tmp_path):
+    """jobs=2 on a remote source: parts (row groups, files) in forked workers, each opening
+    the files through a filesystem made in that worker; the report is one pass's."""
+    fsspec.register_implementation("forkunsafe", ForkUnsafeFS, clobber=True)
+    local = build(tmp_path, kind, n=6000)
+    fs, root = ForkUnsafeFS(), f"/u-{uuid.uuid4().hex}"
+    files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+    for f in files:
+        fs.pipe(f"{root}/{f.relative_to(tmp_path).as_posix()}", f.read_bytes())
+    url = f"forkunsafe://{root}/{local.name}"
+    try:
+        expected = labellint.check(str(local), chunk_rows=400, jobs=1, **FACTS).to_json()
+        for jobs in (1, 2):
+            got = labellint.check(url, chunk_rows=400, jobs=jobs, **FACTS).to_json()
+            assert named(got, (url, "D")) == named(expected, (str(local), "D"))
+    finally:
+        fs.rm(root, recursive=True)

@@ -208,17 +208,18 @@ def open_sources(
 
 def _streamed_sources(source: Any, columns: Mapping[str, str] | None, size: int,
                       name: str | None) -> list[Source] | None:
-    """A URL or a streaming dataset as Sources read in this process; None for anything else.
+    """A URL or a streaming dataset as Sources; None for anything else.
 
-    Remote files are not cut into parts for workers: the read is network-bound, and a
-    filesystem's sessions (s3fs', gcsfs') are not safe to share across a fork. A `file://`
-    URL is a local path, read as one.
+    A URL's files are cut into parts as local ones are (parquet row groups from each footer;
+    an Arrow or JSON Lines file whole). A streaming dataset is one stream, read in this
+    process. A `file://` URL is a local path, read as one.
     """
     names = column_names(columns)
     if is_url(source) and local_path(source) is not None:
         return open_sources(local_path(source), columns=columns, chunk_rows=size, name=name)
     if is_url(source):
-        return [Source(found.name, read_ahead(chunks), False, rows)
+        return [Source(found.name, read_ahead(chunks), False, rows,
+                       functools.partial(_file_parts, found, names, size))
                 for found in locate_remote(source)
                 for chunks, rows in [read_located(found, names, size)]]
     if _is_iterable_dataset_dict(source):

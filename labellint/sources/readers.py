@@ -436,6 +436,8 @@ def _file_parts(path: Path, kind: str, size: int) -> list[Part]:
     """One file's parts of at least `size` rows each; the whole file as one part where its
     metadata cannot be read (the read then reports why) or gives no rows up front (JSON)."""
     try:
+        if kind == "arrow" and isinstance(path, RemoteFile):
+            return [Part(path, kind)]  # its batches' sizes are its whole body read: one part
         if kind == "parquet":
             meta = _parquet_file(path).metadata
             rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]

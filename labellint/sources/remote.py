@@ -11,9 +11,10 @@ it is a local path, read as one (mapped, in parts for worker processes).
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..errors import LabelLintError
@@ -126,11 +127,22 @@ class _Guarded:
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file behind a URL: what a reader opens, and what messages name (the URL)."""
+    """One file behind a URL: what a reader opens, and what messages name (the URL).
+
+    A worker process forked to read a part opens the file through a filesystem of its own,
+    made again from the URL: an fsspec filesystem's sessions (s3fs', gcsfs') are not safe to
+    use across a fork (fsspec's async ones refuse to).
+    """
 
     fs: Any
     path: str
     url: str
+    pid: int = field(default_factory=os.getpid, compare=False)
+
+    def filesystem(self) -> Any:
+        if self.pid == os.getpid():
+            return self.fs
+        return filesystem(self.url)[0]  # fsspec caches instances per process
 
     @property
     def name(self) -> str:
@@ -147,7 +159,8 @@ class RemoteFile:
         read a range request of its own (parquet asks for whole column chunks).
         """
         try:
-            file = self.fs.open(self.path, "rb", block_size=BLOCK_BYTES, cache_type=cache)
+            file = self.filesystem().open(self.path, "rb", block_size=BLOCK_BYTES,
+                                          cache_type=cache)
         except FileNotFoundError:
             raise LabelLintError(f"{self.url}: no such file") from None
         except Exception as e:
