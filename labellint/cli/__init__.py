@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check datasets for label and masking mistakes")
     c.add_argument("paths", nargs="+", metavar="PATH",
                    help="parquet, arrow, jsonl(.gz) files, save_to_disk folders, folders of "
-                        "shards, or quoted globs")
+                        "shards, quoted globs, or URLs of them (s3://, gs://, hf://, through "
+                        "fsspec)")
     c.add_argument("--tokenizer", metavar="DIR", help="a local tokenizer folder")
     c.add_argument("--model", metavar="DIR", help="a local model folder (for its vocab size)")
     c.add_argument("--select", type=_list, action="extend", metavar="RULES",
