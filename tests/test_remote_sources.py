@@ -592,3 +592,14 @@ def test_remote_parts_are_read_by_workers_with_their_own_filesystem(kind, tmp_pa
             assert named(got, (url, "D")) == named(expected, (str(local), "D"))
     finally:
         fs.rm(root, recursive=True)
+
+
+@settings(max_examples=8, deadline=None)
+@given(n=st.integers(1, 3000), shards=st.integers(1, 5), chunk=st.integers(1, 1500))
+def test_any_streamed_cut_reports_what_the_dataset_reports(n, shards, chunk):
+    import datasets
+
+    ds = datasets.Dataset.from_dict(rows(n, seed=n))
+    expected = labellint.check(ds, chunk_rows=chunk, jobs=1, **FACTS).to_json()
+    streamed = ds.to_iterable_dataset(num_shards=min(shards, n))
+    assert labellint.check(streamed, chunk_rows=chunk, **FACTS).to_json() == expected
