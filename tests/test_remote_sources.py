@@ -603,3 +603,9 @@ def test_any_streamed_cut_reports_what_the_dataset_reports(n, shards, chunk):
     expected = labellint.check(ds, chunk_rows=chunk, jobs=1, **FACTS).to_json()
     streamed = ds.to_iterable_dataset(num_shards=min(shards, n))
     assert labellint.check(streamed, chunk_rows=chunk, **FACTS).to_json() == expected
+
+
+def test_a_relative_file_url_is_one_line(capsys):
+    rc = cli.main(["check", "file://data/train.parquet", *CLI_FACTS])
+    assert_one_line_error(rc, capsys.readouterr().err, "file://data/train.parquet",
+                          "absolute path")
