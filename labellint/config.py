@@ -105,7 +105,7 @@ class Config:
     def ignores_for(self, source: str | os.PathLike) -> list[str]:
         """The per-path ignores whose glob matches `source` (relative to the config's folder)."""
         path = Path(source)
-        candidates = {path.as_posix()}
+        candidates = {path.as_posix(), str(source)}  # a URL as given: Path folds its `//`
         try:
             candidates.add(path.resolve().relative_to(self.root.resolve()).as_posix())
         except (ValueError, OSError, RuntimeError):

@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check datasets for label and masking mistakes")
     c.add_argument("paths", nargs="+", metavar="PATH",
                    help="parquet, arrow, jsonl(.gz) files, save_to_disk folders, folders of "
-                        "shards, or quoted globs")
+                        "shards, quoted globs, or URLs of them (s3://, gs://, hf://, through "
+                        "fsspec)")
     _data_arguments(c)
     c.add_argument("--format", choices=("text", "json", "github"))
     c.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings")
@@ -331,7 +332,7 @@ def _show(args: argparse.Namespace, out: Console) -> int:
                                       for k in (*FACT_FLAGS, "tokenizer", "model")})
     settings["ignore"] += config.ignores_for(args.path)
     if args.output is not None:
-        _refuse_writing_over_input(Path(args.output), args.path)  # before any work
+        _refuse_writing_over_input(_local_output(args.output), args.path)  # before any work
     index = row_index(args.row)
     plan = Plan(config=config, trust_remote_code=args.trust_remote_code, **settings)
     row = show_row(plan, args.path, index)
@@ -343,7 +344,7 @@ def _show(args: argparse.Namespace, out: Console) -> int:
     if args.output is None:
         print(text, end="")
         return EXIT_CLEAN
-    target = Path(args.output)
+    target = _local_output(args.output)
     _refuse_writing_over_input(target, args.path)  # again: the data may have changed meanwhile
     try:
         target.write_text(text, encoding="utf-8")
@@ -366,14 +367,30 @@ def _fix(args: argparse.Namespace, out: Console) -> int:
     return EXIT_FINDINGS if result.exit_code else EXIT_CLEAN
 
 
+def _local_output(output: str) -> Path:
+    """`-o` is a local file (`file://` names one): labellint writes nothing behind a URL, so
+    the remote data being shown is never written over either."""
+    from ..sources.remote import is_url, local_path
+
+    if not is_url(output):
+        return Path(output)
+    local = local_path(output)
+    if local is None:
+        raise LabelLintError(f"{output}: -o writes a local file, not a URL; write elsewhere")
+    return Path(local)
+
+
 def _refuse_writing_over_input(target: Path, path: str) -> None:
     """`-o` must not name any file the data is read from, however it is named: the path
     itself, a shard of the folder, a member of the glob, a hard or symbolic link to one (the
     same device and inode), nor a new data file inside a folder being read (the next read would
     take it for a shard)."""
     from ..sources.locate import file_format, input_files
+    from ..sources.remote import is_url, local_path
 
-    inputs = input_files(path)
+    if is_url(path) and local_path(path) is None:
+        return  # remote data: no local file is one of its files (and a URL -o is refused)
+    inputs = input_files(local_path(path) if is_url(path) else path)
     try:
         st = os.stat(target)
     except OSError:

@@ -22,6 +22,7 @@ from ..columns import (BOUNDARY_COLUMNS, Chunk, batch_to_chunk, column_names, is
 from ..errors import LabelLintError
 from .locate import Located, locate
 from .readers import located_parts, read_ahead, read_located
+from .remote import is_url, local_path, locate_remote
 
 CHUNK_ROWS = 8192
 # A part of a source, for a worker process: what it is (a file and where in it, for messages)
@@ -44,6 +45,16 @@ class Source:
 def _is_dataset(obj: Any) -> bool:
     datasets = sys.modules.get("datasets")
     return datasets is not None and isinstance(obj, datasets.Dataset)
+
+
+def _is_iterable_dataset(obj: Any) -> bool:
+    datasets = sys.modules.get("datasets")
+    return datasets is not None and isinstance(obj, datasets.IterableDataset)
+
+
+def _is_iterable_dataset_dict(obj: Any) -> bool:
+    datasets = sys.modules.get("datasets")
+    return datasets is not None and isinstance(obj, datasets.IterableDatasetDict)
 
 
 def _is_dataset_dict(obj: Any) -> bool:
@@ -77,11 +88,43 @@ def _chunked_table(table: pa.Table, names: Mapping[str, str], size: int,
 
 def _dataset_chunks(ds: Any, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
     require_input_ids(ds.column_names, names, "the dataset")
-    wanted = [theirs for theirs in names.values() if theirs in ds.column_names]
-    wanted += [c for c in BOUNDARY_COLUMNS if c in ds.column_names and c not in wanted]
+    wanted = _wanted(ds.column_names, names)
     # Arrow formatting hands out record batches without converting rows to Python.
     for table in ds.select_columns(wanted).with_format("arrow").iter(batch_size=size):
         yield table_to_chunk(table, names, "the dataset")
+
+
+def _streamed_chunks(ds: Any, names: Mapping[str, str], size: int) -> Iterator[Chunk]:
+    """A streaming dataset, batch by batch as Arrow tables: only `size` rows are in memory at
+    a time, and a dataset read from Arrow or parquet shards never makes a Python row."""
+    wanted = None
+    if ds.column_names is not None:  # a generator's columns are known from its first rows
+        require_input_ids(ds.column_names, names, "the dataset")
+        wanted = _wanted(ds.column_names, names)
+        ds = ds.select_columns(wanted)
+    tables, rows = iter(ds.with_format("arrow").iter(batch_size=size)), 0
+    while True:
+        try:
+            table = next(tables, None)
+        except LabelLintError:
+            raise
+        except Exception as e:  # the stream's own: a dropped connection, the user's map
+            # Chained, not swallowed: the cause is the stream's, and its traceback says where.
+            raise LabelLintError(f"the dataset: the stream failed after {rows} rows "
+                                 f"({type(e).__name__}: {str(e).strip()[:200]})") from e
+        if table is None:
+            return
+        if wanted is None:
+            require_input_ids(table.column_names, names, "the dataset")
+            wanted = _wanted(table.column_names, names)
+        rows += table.num_rows
+        yield table_to_chunk(table.select([c for c in wanted if c in table.column_names]),
+                             names, "the dataset")
+
+
+def _wanted(present: list[str], names: Mapping[str, str]) -> list[str]:
+    wanted = [theirs for theirs in names.values() if theirs in present]
+    return wanted + [c for c in BOUNDARY_COLUMNS if c in present and c not in wanted]
 
 
 def _row_ranges(rows: int, size: int) -> list[tuple[int, int]]:
@@ -124,9 +167,12 @@ def open_sources(
 ) -> list[Source]:
     """Turn whatever the user handed us into named chunk streams."""
     names = column_names(columns)
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, (str, os.PathLike)) and not is_url(source):
         return [Source(s.name, read_ahead(s.chunks), s.training_batches, s.total_rows, s.parts)
                 for s in open_path(Path(source), names, chunk_rows)]
+    streamed = _streamed_sources(source, columns, chunk_rows, name)
+    if streamed is not None:
+        return streamed
     if _is_dataset_dict(source):
         return [Source(f"{name or 'dataset'}[{split}]",
                        _dataset_chunks(ds, names, chunk_rows), False, len(ds),
@@ -158,6 +204,30 @@ def open_sources(
         return [Source(name or "rows",
                        _chunked_rows(itertools.chain([first], items), names, chunk_rows), False)]
     return [Source(name or "batches", _batches(first, items, names), True)]
+
+
+def _streamed_sources(source: Any, columns: Mapping[str, str] | None, size: int,
+                      name: str | None) -> list[Source] | None:
+    """A URL or a streaming dataset as Sources; None for anything else.
+
+    A URL's files are cut into parts as local ones are (parquet row groups from each footer;
+    an Arrow or JSON Lines file whole). A streaming dataset is one stream, read in this
+    process. A `file://` URL is a local path, read as one.
+    """
+    names = column_names(columns)
+    if is_url(source) and local_path(source) is not None:
+        return open_sources(local_path(source), columns=columns, chunk_rows=size, name=name)
+    if is_url(source):
+        return [Source(found.name, read_ahead(chunks), False, rows,
+                       functools.partial(_file_parts, found, names, size))
+                for found in locate_remote(source)
+                for chunks, rows in [read_located(found, names, size)]]
+    if _is_iterable_dataset_dict(source):
+        return [Source(f"{name or 'dataset'}[{split}]", _streamed_chunks(ds, names, size),
+                       False) for split, ds in source.items()]
+    if _is_iterable_dataset(source):
+        return [Source(name or "dataset", _streamed_chunks(source, names, size), False)]
+    return None
 
 
 def open_path(path: Path, names: Mapping[str, str], size: int) -> list[Source]:

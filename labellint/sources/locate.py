@@ -94,11 +94,11 @@ def _dataset_files(folder: Path) -> list[Path]:
         if not stat.S_ISREG(mode):
             regular(p)
         files.append(p)
-    data = [p for p in files if not _is_plain_json(p)]
+    data = [p for p in files if not is_plain_json(p)]
     return data or [p for p in files if p.name.lower() not in METADATA]
 
 
-def _is_plain_json(path: Path) -> bool:
+def is_plain_json(path: Path) -> bool:
     name = path.name.lower()
     for compressed in COMPRESSED:
         name = name.removesuffix(compressed)

@@ -17,6 +17,7 @@ from ..columns import BOUNDARY_COLUMNS, Chunk, require_input_ids, table_to_chunk
 from ..errors import LabelLintError
 from ..files import mapped, open_fd, read_error, release_pages
 from .locate import Located, file_format
+from .remote import RemoteFile
 
 JSON_BLOCK = 1 << 24  # bytes of JSON parsed at a time
 RELEASE_BYTES = 64 << 20  # chunk bytes checked between letting mapped file pages go
@@ -127,6 +128,10 @@ def _unique_columns(schema_names: list[str], names: Mapping[str, str], path: Pat
 def _parquet_file(path: Path) -> Any:
     import pyarrow.parquet as pq
 
+    if isinstance(path, RemoteFile):
+        # The footer, then each row group's projected column chunks, their ranges coalesced
+        # into few requests (pre_buffer): a skipped column is never fetched.
+        return pq.ParquetFile(path.native(cache="none"), pre_buffer=True)
     return pq.ParquetFile(pa.BufferReader(mapped(path)))
 
 
@@ -149,6 +154,9 @@ def _parquet_chunks(path: Path, names: Mapping[str, str], size: int,
 
 def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
     """Record batches of an Arrow IPC file or stream (save_to_disk writes streams), mapped."""
+    if isinstance(path, RemoteFile):
+        yield from _remote_ipc_batches(path)
+        return
     buffer = mapped(path)
     try:
         reader = pa.ipc.open_file(pa.BufferReader(buffer))
@@ -157,6 +165,43 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
         return
     for i in range(reader.num_record_batches):
         yield reader.get_batch(i)
+
+
+def _remote_ipc_batches(path: RemoteFile) -> Iterator[pa.RecordBatch]:
+    """A remote file's record batches read one at a time: an IPC file's by its footer, a
+    stream's in order, so that memory holds one batch, not the file."""
+    file = path.native()
+    try:
+        reader = pa.ipc.open_file(file)
+    except pa.ArrowInvalid:
+        file.close()
+        with path.native() as again:
+            yield from pa.ipc.open_stream(again)
+        return
+    with file:
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
+
+
+def _streamed_plan(batches: Iterator[pa.RecordBatch],
+                   size: int) -> Iterator[list[pa.RecordBatch]]:
+    """`arrow_plan`'s chunks (the same cuts) made as the batches arrive, as the slices
+    themselves: a remote stream is not listed first, which would read all of it."""
+    pending: list[pa.RecordBatch] = []
+    rows, least = 0, max(size // 8, 1)
+    for batch in batches:
+        for start in range(0, batch.num_rows, size):
+            piece = batch.slice(start, size)
+            if not pending and piece.num_rows >= least:
+                yield [piece]
+                continue
+            pending.append(piece)
+            rows += piece.num_rows
+            if rows >= least:
+                yield pending
+                pending, rows = [], 0
+    if pending:
+        yield pending
 
 
 def arrow_plan(batch_rows: Sequence[int], size: int) -> list[list[tuple[int, int, int]]]:
@@ -190,6 +235,9 @@ def _arrow_chunks(path: Path, names: Mapping[str, str], size: int,
                   plan: Sequence[list[tuple[int, int, int]]] | None = None) -> Iterator[Chunk]:
     """An Arrow file's chunks as `arrow_plan` cuts them (all, or the run of them in `plan`),
     zero-copy but for joined slices."""
+    if isinstance(path, RemoteFile):
+        yield from _remote_arrow_chunks(path, names, size)
+        return
     batches = _ipc_batches(path)
     if plan is None:
         batches = list(batches)  # bodies stay unread: the map is only sliced
@@ -203,6 +251,15 @@ def _arrow_chunks(path: Path, names: Mapping[str, str], size: int,
                 batch, at = next(batches), at + 1
                 _unique_columns(batch.schema.names, names, path)
             pieces.append(batch.slice(start, stop - start))
+        joined = pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces)
+        yield table_to_chunk(joined, names, str(path))
+
+
+def _remote_arrow_chunks(path: RemoteFile, names: Mapping[str, str],
+                         size: int) -> Iterator[Chunk]:
+    for pieces in _streamed_plan(_remote_ipc_batches(path), size):
+        for piece in pieces:
+            _unique_columns(piece.schema.names, names, path)
         joined = pieces[0] if len(pieces) == 1 else pa.Table.from_batches(pieces)
         yield table_to_chunk(joined, names, str(path))
 
@@ -244,7 +301,7 @@ def _refuse_non_objects(block: np.ndarray, path: Path, line: int) -> None:
 
 def _json_file(path: Path) -> Any:
     """The file's bytes, decompressed by suffix."""
-    raw = os.fdopen(open_fd(path), "rb")
+    raw = path.open() if isinstance(path, RemoteFile) else os.fdopen(open_fd(path), "rb")
     name = path.name.lower()
     if name.endswith(".gz"):
         import gzip
@@ -382,6 +439,8 @@ def _file_parts(path: Path, kind: str, size: int) -> list[Part]:
     """One file's parts of at least `size` rows each; the whole file as one part where its
     metadata cannot be read (the read then reports why) or gives no rows up front (JSON)."""
     try:
+        if kind == "arrow" and isinstance(path, RemoteFile):
+            return [Part(path, kind)]  # its batches' sizes are its whole body read: one part
         if kind == "parquet":
             meta = _parquet_file(path).metadata
             rows = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
@@ -411,7 +470,10 @@ def read_located(found: Located, names: Mapping[str, str],
         for f in files:  # each file whole: the parts of one pass
             yield from Part(f, kind_of(found, f)).read(names, size)
 
-    rows = (_parquet_rows(files) if kinds == {"parquet"} else
+    # Remote files' row count would cost a request per file before the first row is read (an
+    # Arrow stream's whole body): left unknown, progress then counts without a total.
+    rows = (None if isinstance(files[0], RemoteFile) else
+            _parquet_rows(files) if kinds == {"parquet"} else
             _ipc_rows(files) if kinds == {"arrow"} else None)
     return chunks(), rows
 
