@@ -21,6 +21,7 @@ from .fix_report import FixReport, RuleFix, draw_diff, never_reason
 from .output import JsonLinesFile, TableFile, fixed_lines, fixed_table
 from .plan import Plan
 from .registry import Edit, Rule
+from .sources.remote import is_url, local_path
 from .sources.locate import GLOB, Located, file_format, glob_root, input_files, locate
 from .sources.readers import (file_schema, json_line_blocks, kind_of, parquet_compression,
                               read_located, whole_tables)
@@ -304,8 +305,7 @@ def fix(source: str | os.PathLike, *, out: str | os.PathLike, plan: Plan | None 
                              f"{max_drop_fraction!r}")
     if plan is not None and settings:
         raise LabelLintError(f"give a plan or check's settings, not both ({', '.join(settings)})")
-    source = os.fspath(source)
-    out = Path(out)
+    source, out = _local(os.fspath(source), "the data"), Path(_local(os.fspath(out), "--out"))
     journal_path = Path(journal) if journal is not None else Path(f"{out}.journal.json")
     refuse_output(out, source)
     refuse_output(journal_path, source, "--journal")
@@ -375,3 +375,14 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
         os.unlink(path)
+
+
+def _local(path: str, what: str) -> str:
+    """A local path (`file://` names one): fix writes its copy beside local files only."""
+    if not is_url(path):
+        return path
+    local = local_path(path)
+    if local is None:
+        raise LabelLintError(f"{path}: fix reads and writes local data, and {what} is a URL; "
+                             "copy the data here first (`labellint check` reads URLs)")
+    return local

@@ -538,3 +538,19 @@ def test_a_masked_end_of_turn_is_trained_with_unsafe_fixes_as_the_template_masks
     assert pq.read_table(tmp_path / "safe.parquet").to_pylist() == wrong
     assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
     assert journal_rows(fixed.journal, "LL603") == list(range(len(CONVERSATIONS)))
+
+
+def test_a_file_url_is_fixed_as_its_path_and_a_remote_url_is_one_line(tok, tmp_path):
+    features = sft_features(tok)
+    wrong = collated_rows(DataCollatorForSeq2Seq(tok, padding=True,
+                                                 label_pad_token_id=tok.pad_token_id), features)
+    src = write_parquet(wrong, tmp_path / "train.parquet")
+    result = labellint.fix(f"file://{src}", out=f"file://{tmp_path / 'fixed.parquet'}",
+                           tokenizer=tok)
+    assert result.changed["LL103"].rows > 0 and (tmp_path / "fixed.parquet").is_file()
+    for source, out in ((f"memory://{src}", tmp_path / "a.parquet"),
+                        (src, f"s3://bucket/{tmp_path.name}/b.parquet")):
+        with pytest.raises(labellint.LabelLintError, match="fix reads and writes local data"):
+            labellint.fix(source, out=out, tokenizer=tok)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fixed.parquet", "fixed.parquet.journal.json", "train.parquet"]
