@@ -16,6 +16,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import socket
 import sys
 import warnings
 from dataclasses import dataclass
@@ -43,9 +44,16 @@ def require(engine_name: str) -> str:
     """`engine_name` checked, and Ray's presence for "ray" (before any data is read)."""
     if engine_name not in ENGINES:
         raise LabelLintError(f"engine must be local or ray, not {engine_name!r}")
-    if engine_name == "ray" and importlib.util.find_spec("ray") is None:
+    if engine_name == "ray" and not _installed():
         raise LabelLintError(INSTALL)
     return engine_name
+
+
+def _installed() -> bool:
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
 
 
 # -- the plan of a source, made on the driver from metadata ------------------------------------
@@ -230,13 +238,34 @@ def _ray(address: str | None) -> Any:
     except ImportError:
         raise LabelLintError(INSTALL) from None
     if not ray.is_initialized():
+        _reachable(address)
+        # Ray's start-up notices (token set-up, "Started a local Ray instance") would come
+        # before the report on stderr; its errors still show.
+        log = logging.getLogger("ray")
+        level = log.level
+        log.setLevel(logging.ERROR)
         try:
-            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=False, configure_logging=True)
+            ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR,
+                     log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as e:
             raise LabelLintError(f"cannot join the Ray cluster at {address or 'auto'}: "
                                  f"{str(e).strip().splitlines()[0]}") from None
+        finally:
+            log.setLevel(level)
     return ray
+
+
+def _reachable(address: str | None) -> None:
+    """A cluster's host:port answers, or one line now: Ray itself retries for minutes."""
+    if address is None or address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise LabelLintError(f"cannot reach the Ray cluster at {address} "
+                             f"({e.strerror or e if isinstance(e, OSError) else 'not HOST:PORT'})"
+                             ) from None
 
 
 def _ship_user_rules(prepared: engine.Prepared) -> None:
@@ -296,7 +325,9 @@ def check_located(prepared: engine.Prepared, found: Located, *, names: Mapping[s
     results: list[tuple[int, Partial]] = []
     log = logging.getLogger("ray.data")
     level = log.level
-    log.setLevel(logging.ERROR)  # Ray Data's per-run INFO lines would bury the report's
+    # Ray Data logs each run, and a failed task's traceback: the report, or our one line, says
+    # what matters.
+    log.setLevel(logging.CRITICAL)
     try:
         for row, partial in _execute(ray, blocks, names, work):
             results.append((row, partial))
@@ -318,12 +349,12 @@ def _execute(ray: Any, blocks: Sequence[_Block], names: Mapping[str, str],
     # reported, not hidden behind reruns (a corrupt file fails every rerun the same way).
     remote = {"max_retries": 0, "retry_exceptions": False}
     with warnings.catch_warnings():
-        # Ray 2.60 deprecates ray_remote_args for reads; it names no other way to set retries.
+        # Ray 2.60 deprecates ray_remote_args; it names no other way to set a task's retries.
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
         ds = ray.data.read_datasource(_Datasource.make(blocks, names),
                                       override_num_blocks=len(blocks), ray_remote_args=remote)
-    out = ds.map_batches(check_block, fn_kwargs={"work": work}, batch_size=None,
-                         batch_format="pyarrow", zero_copy_batch=True, **remote)
+        out = ds.map_batches(check_block, fn_kwargs={"work": work}, batch_size=None,
+                             batch_format="pyarrow", zero_copy_batch=True, **remote)
     for batch in out.iter_batches(batch_format="pyarrow", batch_size=None):
         for row, text in zip(batch.column("row").to_pylist(),
                              batch.column("partial").to_pylist()):
@@ -352,8 +383,9 @@ def _one_line(error: BaseException, source: str, blocks: Sequence[_Block],
         seen.add(id(cause))
         # Ray's wrapper of a task's error subclasses the error's own class: the error itself is
         # the one whose class is exactly ours.
+        # Ray Data appends lines of retry advice to the message: ours is the first.
         if type(cause) is LabelLintError:
-            return LabelLintError(str(cause))
+            return LabelLintError(str(cause).strip().splitlines()[0])
         cause = getattr(cause, "cause", None) or cause.__cause__
     covered = np.zeros(len(blocks), dtype=np.int64)
     firsts = np.array([b.first_row for b in blocks])
