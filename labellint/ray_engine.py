@@ -67,6 +67,7 @@ class _Block:
     part: Part
     first_row: int
     chunk_rows: tuple[int, ...]  # rows of each chunk one pass reads from this part
+    size: int  # the source's chunk_rows
 
     @property
     def rows(self) -> int:
@@ -100,7 +101,7 @@ def _blocks(found: Located, size: int) -> list[_Block]:
             chunk_rows = _chunk_rows(part, size)
         except READ_ERRORS as e:
             raise read_error(part.path, e) from None
-        blocks.append(_Block(files.index(part.path), part, row, chunk_rows))
+        blocks.append(_Block(files.index(part.path), part, row, chunk_rows, size))
         row += sum(chunk_rows)
     return blocks
 
@@ -140,36 +141,47 @@ def _columns(schema: Sequence[str], names: Mapping[str, str], path: Path) -> lis
     return present + [c for c in BOUNDARY_COLUMNS if c in schema and c not in present]
 
 
-def _read_table(block: _Block, names: Mapping[str, str]) -> pa.Table:
+def _tables(block: _Block, names: Mapping[str, str]) -> Iterator[pa.Table]:
+    """The part's chunks as `Part.read` cuts them, as Arrow tables of the rules' columns:
+    streamed, so a part of one huge row group is never whole in memory."""
     part = block.part
     if part.kind == "parquet":
         with _parquet_file(part.path) as f:
             wanted = _columns(f.schema_arrow.names, names, part.path)
-            return f.read_row_groups(list(part.units), columns=wanted)
-    batches, pieces, at, batch = _ipc_batches(part.path), [], -1, None
+            for g in part.units:
+                for batch in f.iter_batches(batch_size=block.size, row_groups=[g],
+                                            columns=wanted):
+                    yield pa.Table.from_batches([batch])
+        return
+    batches, at, batch, wanted = _ipc_batches(part.path), -1, None, None
     for chunk in part.units:
+        pieces = []
         for i, start, stop in chunk:
             while at < i:
                 batch, at = next(batches), at + 1
             pieces.append(batch.slice(start, stop - start))
-    table = pa.Table.from_batches(pieces)
-    return table.select(_columns(table.schema.names, names, part.path))
+        table = pa.Table.from_batches(pieces)
+        wanted = wanted or _columns(table.schema.names, names, part.path)
+        yield table.select(wanted)
 
 
 def _read(block: _Block, names: Mapping[str, str]) -> Iterator[pa.Table]:
-    """A read task: the part's projected columns, each row tagged with its global number."""
+    """A read task: the part's chunks, each row tagged with its global number. Ray joins small
+    ones into a block (the tags say where each chunk starts); it splits only a chunk over its
+    block size (128 MiB), which is then checked as two."""
+    row = block.first_row
     try:
-        table = _read_table(block, names)
+        for table in _tables(block, names):
+            yield table.append_column(ROW, pa.array(np.arange(row, row + table.num_rows)))
+            row += table.num_rows
     except LabelLintError as e:
         raise e if str(e).startswith(str(block.part.path)) else \
             LabelLintError(f"{block.part.path}: {e}") from None
     except READ_ERRORS as e:
         raise read_error(block.part.path, e) from None
-    if table.num_rows != block.rows:
-        raise LabelLintError(f"{block.part.path}: {table.num_rows} rows read where its "
+    if row - block.first_row != block.rows:
+        raise LabelLintError(f"{block.part.path}: {row - block.first_row} rows read where its "
                              f"metadata says {block.rows}")
-    rows = np.arange(block.first_row, block.first_row + block.rows, dtype=np.int64)
-    yield table.append_column(ROW, pa.array(rows))
 
 
 def check_block(table: pa.Table, work: _Work) -> pa.Table:
