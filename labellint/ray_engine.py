@@ -78,7 +78,11 @@ def _chunk_rows(part: Part, size: int) -> tuple[int, ...]:
     """Rows per chunk of a part, as `Part.read` cuts them: each parquet row group in pieces of
     `size` rows; the Arrow chunks of `arrow_plan`."""
     if part.units is None:
-        # Its metadata could not be read on the driver: the read task reports why.
+        # Its metadata could not be read: read it again for the reason, as one pass says it.
+        if part.kind == "parquet":
+            _parquet_file(part.path).close()
+        else:
+            list(_ipc_batches(part.path))
         raise LabelLintError(f"{part.path}: cannot read its metadata")
     if part.kind == "parquet":
         meta = _parquet_file(part.path).metadata

@@ -161,3 +161,19 @@ def test_an_address_nothing_answers_at_fails_at_once(address, reason):
     """Ray's own ray.init retries a dead address for minutes; the check says so in one line."""
     with pytest.raises(labellint.LabelLintError, match=reason):
         ray_engine._reachable(address)
+
+
+def test_a_shard_whose_footer_is_cut_off_fails_on_the_driver_as_it_does_locally(tmp_path):
+    rows = _fixed_rows(4000)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for i in range(4):
+        pq.write_table(_table(rows[i * 1000:(i + 1) * 1000]), folder / f"train-{i}.parquet")
+    broken = folder / "train-3.parquet"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    with pytest.raises(labellint.LabelLintError) as local:
+        labellint.check(folder, jobs=1, **FACTS)
+    with pytest.raises(labellint.LabelLintError) as remote:
+        labellint.check(folder, engine="ray", **FACTS)
+    assert str(remote.value) == str(local.value)
+    assert str(broken) in str(remote.value) and "\n" not in str(remote.value)
