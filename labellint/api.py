@@ -25,6 +25,8 @@ def check(
     progress: Callable[[str, int, int, int | None], None] | None = None,
     trust_remote_code: bool = False,
     jobs: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
     **facts: Any,
 ) -> Report:
     """Check training data for label, masking, shift and special-token mistakes.
@@ -45,11 +47,15 @@ def check(
     jobs: worker processes for a path, Dataset or Table (its parts: row groups, record
         batches, files): every core by default on Linux, 1 to check in this process. The
         report is the same whatever the number.
+    engine: "local" (this machine), or "ray": a path's parts checked by Ray Data workers
+        (`pip install 'labellint[ray]'`), on the cluster at `address` (None: the one this
+        process joined, else a local one). The report is the local engine's.
     facts: pad_id, bos_id, eos_id, vocab_size, ignore_index, label_shift, max_length, add_bos,
         end_of_turn_ids. Given facts beat the tokenizer's, which beat what the data suggests.
     """
     plan = Plan(tokenizer, model=model, select=select, ignore=ignore, options=options,
                 columns=columns, max_examples=max_examples, chunk_rows=chunk_rows,
                 missing_labels=missing_labels, trust_remote_code=trust_remote_code, jobs=jobs,
+                engine=engine, address=address,
                 **facts)
     return plan.run(source, name=name, progress=progress)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import functools
 import os
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from . import arguments, engine, parallel
+from . import arguments, engine, parallel, ray_engine
 from .allocator import keep_freed_memory
 from .config import Config
+from .errors import LabelLintError
 from .facts import Facts
 from .hf_facts import known_facts, load_tokenizer
 from .catalog import resolve_options, select_rules, selector_list
@@ -17,6 +19,7 @@ from .registry import Rule
 from .report import SourceResult
 from .text_report import Report
 from .sources import CHUNK_ROWS, Source, column_names, open_sources
+from .sources.locate import Located, locate
 
 
 class Plan:
@@ -32,7 +35,9 @@ class Plan:
     (loaded, or None), model, columns, max_examples, chunk_rows, missing_labels, select and
     ignore (the selectors as lists, for the loss rules and per-path ignores), raw_options (the
     options as given, keyed by code or name), trust_remote_code, config (the [tool.labellint]
-    settings the surface read; empty when it read none).
+    settings the surface read; empty when it read none), engine ("local": this machine, in
+    forked workers; "ray": Ray Data workers) and address (the Ray cluster's; None: the one
+    joined already, else a local one).
     """
 
     def __init__(
@@ -50,8 +55,13 @@ class Plan:
         trust_remote_code: bool = False,
         config: Config | None = None,
         jobs: int | None = None,
+        engine: str = "local",
+        address: str | None = None,
         **facts: Any,
     ) -> None:
+        # Before anything is loaded: without Ray installed, --engine ray is a usage error.
+        self.engine = ray_engine.require(engine)
+        self.address = address
         self.max_examples = arguments.whole_number(max_examples, "max_examples")
         self.jobs = parallel.default_jobs() if jobs is None else \
             arguments.whole_number(jobs, "jobs", minimum=1)
@@ -119,11 +129,12 @@ class Plan:
         name = arguments.source_name(name)
         progress = arguments.callback(progress, "progress")
         results = []
-        for s in open_sources(source, columns=self.columns, chunk_rows=self.chunk_rows,
-                              name=name):
+        located = self._ray_sources(source)
+        for i, s in enumerate(open_sources(source, columns=self.columns,
+                                           chunk_rows=self.chunk_rows, name=name)):
             report = None if progress is None else \
                 functools.partial(_report_progress, progress, s.name, s.total_rows)
-            results.append(self._run_source(s, report))
+            results.append(self._run_source(s, report, None if located is None else located[i]))
         if self.tokenizer is not None:
             # Example rows are decoded now, while the tokenizer is at hand: the report is not.
             from .decode import decode_results
@@ -131,28 +142,48 @@ class Plan:
             results = decode_results(self.tokenizer, results)
         return Report(results)
 
-    def _run_source(self, s: Source, report: Callable[[int, int], None] | None) -> SourceResult:
-        """One source: its facts from its first rows, then its parts in worker processes when
-        it has several and jobs allow, else one pass in this process."""
+    def _ray_sources(self, source: Any) -> list[Located] | None:
+        """The located files of each source `--engine ray` checks; None for the local engine."""
+        if self.engine != "ray":
+            return None
+        if not isinstance(source, (str, os.PathLike)):
+            raise LabelLintError("--engine ray checks paths (parquet, Arrow, save_to_disk), not "
+                                 f"a {type(source).__name__}; --engine local checks it")
+        return locate(Path(source))
+
+    def _run_source(self, s: Source, report: Callable[[int, int], None] | None,
+                    located: Located | None = None) -> SourceResult:
+        """One source: its facts from its first rows, then its parts by Ray Data workers
+        (`located`: --engine ray), in worker processes when it has several and jobs allow, or
+        in one pass in this process."""
         if not s.training_batches:
             keep_freed_memory()  # chunk-sized scratch arrays: the allocator keeps them for reuse
         prepared, stream = engine.prepare(
             s.chunks, source=s.name, facts=self.facts, rules=list(self.rules),
             options=self.options, training_batches=s.training_batches,
             max_examples=self.max_examples, missing_labels=self.missing_labels)
+        if located is not None:
+            _close(stream, s)
+            return engine.finish(prepared, ray_engine.check_located(
+                prepared, located, names=column_names(self.columns), size=self.chunk_rows,
+                address=self.address, progress=report))
         parts = None
         if self.jobs > 1 and s.parts is not None and parallel.can_fork() and \
                 (s.total_rows is None or s.total_rows > self.chunk_rows):
             parts = s.parts()
         if parts is None or len(parts) < 2:
             return engine.finish(prepared, engine.check_part(prepared, stream, progress=report))
-        # The sample's chunks, its reader and read-ahead thread go before the workers fork.
-        stream.close()
-        close = getattr(s.chunks, "close", None)
-        if close is not None:
-            close()
+        _close(stream, s)
         return engine.finish(prepared, parallel.check_parts(prepared, parts, jobs=self.jobs,
                                                             progress=report))
+
+
+def _close(stream: Any, s: Source) -> None:
+    """The sample's chunks, its reader and read-ahead thread go before the workers start."""
+    stream.close()
+    close = getattr(s.chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def _named(r: Rule, selectors: list[str]) -> bool:

@@ -69,6 +69,10 @@ def _data_arguments(c: argparse.ArgumentParser) -> None:
                    help="a rule option, e.g. LL105.min_tokens=4 (repeatable)")
     c.add_argument("-j", "--jobs", type=POSITIVE, metavar="N",
                    help="worker processes (default: every core; 1 checks in this process)")
+    c.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: the parts checked by Ray Data workers (pip install 'labellint[ray]')")
+    c.add_argument("--address", metavar="ADDR",
+                   help="the Ray cluster to join with --engine ray (default: a local one)")
     c.add_argument("--trust-remote-code", action="store_true",
                    help="let a tokenizer folder run its own code (auto_map; off unless asked)")
     c.add_argument("--missing-labels", choices=("padding", "pad-id", "skip"),
@@ -214,7 +218,8 @@ def _settings(args: argparse.Namespace) -> tuple[Plan, str, str]:
         raise LabelLintError(f"format must be text, json or github, not {format_!r}")
     if fail_on not in ("warning", "error"):
         raise LabelLintError(f"fail-on must be warning or error, not {fail_on!r}")
-    plan = Plan(config=config, trust_remote_code=args.trust_remote_code, **settings)
+    plan = Plan(config=config, trust_remote_code=args.trust_remote_code, engine=args.engine,
+                address=args.address, **settings)
     return plan, format_, fail_on
 
 
