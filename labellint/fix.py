@@ -21,10 +21,10 @@ from .fix_report import FixReport, RuleFix, draw_diff, never_reason
 from .output import JsonLinesFile, TableFile, fixed_lines, fixed_table
 from .plan import Plan
 from .registry import Edit, Rule
-from .sources.remote import is_url, local_path
+from .sources.copies import file_schema, json_line_blocks, parquet_compression, whole_tables
 from .sources.locate import GLOB, Located, file_format, glob_root, input_files, locate
-from .sources.readers import (file_schema, json_line_blocks, kind_of, parquet_compression,
-                              read_located, whole_tables)
+from .sources.readers import kind_of, read_located
+from .sources.remote import is_url, local_path
 
 DIFF_ROWS = 3  # rows per rule that --diff draws
 
