@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,11 +17,12 @@ from .columns import column_names, table_to_chunk
 from .edits import Applied, Working, hits, repair_order
 from .errors import LabelLintError
 from .files import read_json
-from .fix_report import FixReport, RuleFix, draw_diff, never_reason
+from .fix_report import DiffRow, FixReport, RuleFix, never_reason
 from .output import JsonLinesFile, TableFile, fixed_lines, fixed_table
 from .plan import Plan
 from .registry import Edit, Rule
 from .sources.locate import GLOB, Located, file_format, glob_root, input_files, locate
+from .window import TokenWindow, capture, row_batch, tokens_of
 from .sources.readers import (file_schema, json_line_blocks, kind_of, parquet_compression,
                               read_located, whole_tables)
 
@@ -103,7 +104,7 @@ class _Source:
     droppable: set[str] = field(default_factory=set)
     rows: int = 0
     diff: bool = False
-    diffs: list[str] = field(default_factory=list)
+    diffs: list[DiffRow] = field(default_factory=list)
 
 
 def _prepare(found: Located, plan: Plan) -> tuple[Any, str | None]:
@@ -167,18 +168,19 @@ def _fix_chunk(src: _Source, chunk: dict, stored: set[str], row_start: int) -> W
         edit = r.repair.func(b, found)
         if any(c not in src.droppable for c in edit.drop_columns):
             edit = Edit(left=_hit_rows(r, b, found))
-        before = None
-        if src.diff and stat.drawn < DIFF_ROWS:  # copies: the repair may write in place
-            before = (w.rows.copy(), {k: (v.copy(), o) for k, (v, o) in w.columns.items()})
+        # The strips are taken before the repair runs: it may write into the arrays b reads.
+        before = _strips_before(b, found, w.rows, DIFF_ROWS - stat.drawn, r.per == "row") \
+            if src.diff and stat.drawn < DIFF_ROWS else None
         applied = w.apply(edit, b)
-        _count(src, r, applied, row_start, before, w)
+        _count(src, r, applied, row_start, before, w, edit.delete is not None and
+               bool(np.size(edit.delete)))
         if applied.rows.size:
             b = None  # the next rule judges the chunk as this one left it
     return w
 
 
-def _count(src: _Source, r: Rule, applied: Applied, row_start: int, before: Any,
-           w: Working) -> None:
+def _count(src: _Source, r: Rule, applied: Applied, row_start: int,
+           before: dict[int, TokenWindow] | None, w: Working, deleted: bool) -> None:
     stat = src.stats[r.code]
     stat.rows += int(applied.rows.size)
     stat.tokens += applied.tokens
@@ -186,11 +188,44 @@ def _count(src: _Source, r: Rule, applied: Applied, row_start: int, before: Any,
     stat.left += applied.left
     src.journal.add(src.found.name, r.code, applied.rows + row_start, applied.positions,
                     applied.dropped > 0, applied.columns_dropped)
-    if before is not None and applied.rows.size:
-        for row, at in list(zip(applied.rows.tolist(), applied.positions))[:DIFF_ROWS -
-                                                                           stat.drawn]:
-            src.diffs.append(draw_diff(r, row + row_start, at, row, before, w))
+    if before and applied.rows.size:
+        after = w.batch(src.facts, src.derived)
+        for row, at in zip(applied.rows.tolist(), applied.positions):
+            if row not in before or stat.drawn >= DIFF_ROWS:
+                continue
+            src.diffs.append(_diff_row(r.code, row, row_start, at, before[row], after, w,
+                                       deleted, applied.columns_dropped))
             stat.drawn += 1
+
+
+def _strips_before(b: Any, found: np.ndarray, read_rows: np.ndarray, n: int,
+                   per_row: bool) -> dict[int, TokenWindow]:
+    """The first `n` rows the rule hit, as strips around their hits, keyed by row as read."""
+    if per_row:
+        rows, hit = np.flatnonzero(found)[:n], {}
+    else:
+        index = np.flatnonzero(found)
+        of = b.rows_of(index)
+        rows = np.unique(of)[:n]
+        hit = {int(r): index[of == r] - b.offsets[r] for r in rows.tolist()}
+    return {int(read_rows[r]): capture(b, r, hit.get(r, np.zeros(0, np.int64)).tolist())
+            for r in rows.tolist()}
+
+
+def _diff_row(code: str, row: int, row_start: int, at: np.ndarray, before: TokenWindow,
+              after: Any, w: Working, deleted: bool, columns: tuple[str, ...]) -> DiffRow:
+    """One changed row's strips: the same stretch of the row before and after, the changed
+    positions marked (on the after strip only where no token was removed)."""
+    marked = tuple(int(p) for p in at)
+    before = replace(before, row=row + row_start, hits=marked)
+    note = f"{', '.join(columns)} dropped" if columns else ""
+    k = int(np.searchsorted(w.rows, row))
+    if k >= w.rows.size or w.rows[k] != row:
+        return DiffRow(code, row + row_start, marked, before, None, "dropped")
+    one = row_batch(after, k)
+    index = np.asarray([i for i in before.index if i < one.n_tokens], dtype=np.int64)
+    strip = replace(tokens_of(one, index, hits=() if deleted else marked), row=row + row_start)
+    return DiffRow(code, row + row_start, marked, before, strip, note)
 
 
 def _tables(path: Path, kind: str, size: int) -> Iterator[tuple[Any, Any]]:
@@ -319,7 +354,7 @@ def fix(source: str | os.PathLike, *, out: str | os.PathLike, plan: Plan | None 
     tmp_journal = journal_path.parent / f".{journal_path.name}.labellint-{os.getpid()}.tmp"
     stats = {r.code: RuleFix.of(r, unsafe_fixes) for r in repair_order(list(plan.rules))}
     log = _Journal(tmp_journal)
-    diffs: list[str] = []
+    diffs: list[DiffRow] = []
     try:
         if not single:
             tmp.mkdir()
@@ -338,11 +373,14 @@ def fix(source: str | os.PathLike, *, out: str | os.PathLike, plan: Plan | None 
         _remove(tmp)
         log.discard()
         raise
+    if plan.tokenizer is not None:
+        diffs = [d.decoded(plan.tokenizer) for d in diffs]
     return _recheck(plan, out, source, journal_path, tmp_journal, log, stats, rows, diffs)
 
 
 def _recheck(plan: Plan, out: Path, source: str, journal_path: Path, tmp_journal: Path,
-             log: _Journal, stats: dict[str, RuleFix], rows: int, diffs: list[str]) -> FixReport:
+             log: _Journal, stats: dict[str, RuleFix], rows: int,
+             diffs: list[DiffRow]) -> FixReport:
     """OUT checked with the same plan: a fixed rule that still fires removes it."""
     try:
         report = plan.run(out)

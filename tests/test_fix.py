@@ -430,11 +430,66 @@ def test_cli_fix_prints_the_summary_the_diff_and_writes_the_journal(tok, tmp_pat
                      "--isolated"])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "LL103" in text and "→" in text and "is clean" in text
+    assert "LL103" in text and "is clean" in text
+    befores = [line for line in text.splitlines() if line.startswith("  before:")]
+    afters = [line for line in text.splitlines() if line.startswith("  after:")]
+    assert len(befores) == len(afters) == 3  # the first rows, each drawn before and after
+    # Decoded strips as check draws them: padding with a label `{[<pad>` before, bare after.
+    assert all("{[<pad>" in line for line in befores), text
+    assert all("{<pad>" in line and "[<pad>" not in line for line in afters), text
+    assert all("</s>" in line for line in befores + afters)
     assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
     journal = json.loads((tmp_path / "j.json").read_text())
     assert {c["rule"] for c in journal["changes"]} == {"LL103"}
     assert journal["summary"]["rules"]
+
+
+def test_cli_diff_draws_the_removed_second_bos_in_the_tokenizers_text(tmp_path, capsys):
+    from labellint.testing import llama3_tokenizer
+
+    tok = llama3_tokenizer()
+    bos = tok.convert_ids_to_tokens(tok.bos_token_id)
+    features = [{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
+                for f in sft_features(tok)]
+    planted = [2, 5]
+    for i in planted:
+        f = features[i]
+        f["input_ids"] = [tok.bos_token_id] + f["input_ids"]
+        f["attention_mask"] = [1] + f["attention_mask"]
+        f["labels"] = [-100] + f["labels"]
+    assert features[0]["input_ids"][0] == tok.bos_token_id  # the template's own BOS
+    tok.save_pretrained(tmp_path / "tok")
+    src = write_parquet(features, tmp_path / "train.parquet")
+    code = cli.main(["fix", str(src), "--out", str(tmp_path / "fixed.parquet"), "--tokenizer",
+                     str(tmp_path / "tok"), "--diff", "--isolated"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    lines = text.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.startswith("LL401 row ")]
+    assert [lines[i].split()[2] for i in heads] == [str(i) for i in planted]
+    for i in heads:
+        before = lines[i + 1]
+        after = next(line for line in lines[i + 1:] if line.startswith("  after:"))
+        assert before.startswith("  before: "), text
+        assert before.split()[1:3] == [bos, bos] and after.split()[1:3] != [bos, bos]
+        assert after.split()[1] == bos
+        # The removed BOS is flagged under the before strip (position 1), not under after.
+        assert lines[i + 2].index("^") == before.index(bos, len("  before: ") + len(bos))
+        assert "^" not in "".join(lines[lines.index(after) + 1:lines.index(after) + 2])
+
+
+def test_cli_diff_without_a_tokenizer_shows_ids(tok, tmp_path, capsys):
+    wrong, _ = _padded_wrong(tok)
+    src = write_parquet(wrong, tmp_path / "train.parquet")
+    code = cli.main(["fix", str(src), "--out", str(tmp_path / "fixed.parquet"), "--diff",
+                     "--pad-id", str(tok.pad_token_id), "--isolated"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    before = next(line for line in text.splitlines() if line.startswith("  before:"))
+    chips = [c.strip("[]{}") for c in before.split()[1:] if c != "…"]
+    assert "</s>" not in before and "<eos>" in chips and "{[<pad>" in before  # named by facts
+    plain = [c for c in chips if not c.startswith("<")]
+    assert plain and all(c.isdigit() for c in plain)  # no tokenizer: the ids themselves
 
 
 def test_cli_fix_exits_1_naming_what_has_no_fix(tok, tmp_path, capsys):
