@@ -6,9 +6,10 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from .edits import Applied, Working, hits, repair_order
 from .errors import LabelLintError
 from .files import read_json
 from .fix_report import DiffRow, FixReport, RuleFix, never_reason
-from .output import JsonLinesFile, TableFile, fixed_lines, fixed_table
+from .output import JsonLinesFile, TableFile, WriteBehind, fixed_lines, fixed_table
 from .plan import Plan
 from .registry import Edit, Rule
 from .sources.locate import GLOB, Located, file_format, glob_root, input_files, locate
@@ -124,7 +125,7 @@ def _droppable(src: _Source) -> set[str]:
     """Columns a repair may drop from this whole source: attention_mask when packed-with-
     attention-mask fires somewhere and the mask is all ones everywhere."""
     ll502 = next((r for r in src.enabled if r.code == "LL502"), None)
-    if ll502 is None:
+    if ll502 is None or not _may_hold(src, "attention_mask"):
         return set()
     names = column_names(src.plan.columns)
     chunks, _ = read_located(src.found, names, src.plan.chunk_rows)
@@ -143,6 +144,17 @@ def _droppable(src: _Source) -> set[str]:
     finally:
         chunks.close()
     return {"attention_mask"} if fires else set()
+
+
+def _may_hold(src: _Source, column: str) -> bool:
+    """Whether every data file may hold `column`: false when a table file's schema lacks it,
+    known without reading a row."""
+    theirs = column_names(src.plan.columns)[column]
+    for path in src.found.files:
+        kind = kind_of(src.found, Path(path))
+        if kind != "jsonl" and theirs not in file_schema(Path(path), kind)[0].names:
+            return False
+    return True
 
 
 def _hit_rows(rule: Rule, b: Any, mask: np.ndarray) -> int:
@@ -228,12 +240,26 @@ def _diff_row(code: str, row: int, row_start: int, at: np.ndarray, before: Token
     return DiffRow(code, row + row_start, marked, before, strip, note)
 
 
-def _tables(path: Path, kind: str, size: int) -> Iterator[tuple[Any, Any]]:
+def _tables(path: Path, kind: str, size: int,
+            names: Mapping[str, str]) -> Iterator[tuple[Any, Any, dict]]:
+    """The file's blocks: their lines (JSON Lines), every column, and the token columns."""
     if kind == "jsonl":
-        yield from json_line_blocks(path)
+        blocks: Iterator[tuple[Any, Any]] = json_line_blocks(path)
     else:
-        for table in whole_tables(path, kind, size):
-            yield None, table
+        blocks = ((None, table) for table in whole_tables(path, kind, size))
+    for lines, table in blocks:
+        yield lines, table, table_to_chunk(table, names, str(path))
+
+
+def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """`items`, the next one read in a thread while this one is repaired (Arrow's decoding
+    releases the GIL); the reader's errors raised here, in order."""
+    with ThreadPoolExecutor(1, thread_name_prefix="labellint-fix-reader") as pool:
+        ahead = pool.submit(next, items, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, items, None)
+            yield item
+            del item
 
 
 def _fix_file(src: _Source, path: Path, target: Path) -> None:
@@ -248,9 +274,10 @@ def _fix_file(src: _Source, path: Path, target: Path) -> None:
             schema = schema.remove(schema.get_field_index(name))
         writer = TableFile(target, kind, schema, stream=stream, compression=_compression(path,
                                                                                           kind))
+    writer = WriteBehind(writer)
     try:
-        for lines, table in _tables(path, kind, src.plan.chunk_rows):
-            chunk = table_to_chunk(table, names, str(path))
+        for lines, table, chunk in _read_ahead(_tables(path, kind, src.plan.chunk_rows,
+                                                       names)):
             stored = {ours for ours, theirs in names.items() if theirs in table.schema.names}
             w = _fix_chunk(src, chunk, stored, src.rows)
             src.rows += table.num_rows
