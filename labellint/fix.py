@@ -7,23 +7,23 @@ import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from . import engine
+from . import engine, parallel
 from .columns import column_names, table_to_chunk
 from .edits import Applied, Working, hits, repair_order
 from .errors import LabelLintError
 from .files import read_json
-from .fix_report import DiffRow, FixReport, RuleFix, never_reason
+from .fix_report import DiffRow, FixReport, RuleFix, diff_row, never_reason, strips_before
 from .output import JsonLinesFile, TableFile, WriteBehind, fixed_lines, fixed_table
 from .plan import Plan
 from .registry import Edit, Rule
 from .sources.locate import GLOB, Located, file_format, glob_root, input_files, locate
-from .window import TokenWindow, capture, row_batch, tokens_of
+from .window import TokenWindow
 from .sources.readers import (file_schema, json_line_blocks, kind_of, parquet_compression,
                               read_located, whole_tables)
 
@@ -92,6 +92,16 @@ class _Journal:
 
 
 @dataclass
+class _Entries:
+    """A worker's journal: its changes kept, for the parent to write in the source's order."""
+
+    entries: list = field(default_factory=list)
+
+    def add(self, *entry: Any) -> None:
+        self.entries.append(entry)
+
+
+@dataclass
 class _Source:
     """One source being fixed: its settings, and what its repairs did so far."""
 
@@ -101,7 +111,7 @@ class _Source:
     derived: str | None
     enabled: list[Rule]
     stats: dict[str, RuleFix]
-    journal: _Journal
+    journal: _Journal | _Entries
     droppable: set[str] = field(default_factory=set)
     rows: int = 0
     diff: bool = False
@@ -181,7 +191,7 @@ def _fix_chunk(src: _Source, chunk: dict, stored: set[str], row_start: int) -> W
         if any(c not in src.droppable for c in edit.drop_columns):
             edit = Edit(left=_hit_rows(r, b, found))
         # The strips are taken before the repair runs: it may write into the arrays b reads.
-        before = _strips_before(b, found, w.rows, DIFF_ROWS - stat.drawn, r.per == "row") \
+        before = strips_before(b, found, w.rows, DIFF_ROWS - stat.drawn, r.per == "row") \
             if src.diff and stat.drawn < DIFF_ROWS else None
         applied = w.apply(edit, b)
         _count(src, r, applied, row_start, before, w, edit.delete is not None and
@@ -205,39 +215,9 @@ def _count(src: _Source, r: Rule, applied: Applied, row_start: int,
         for row, at in zip(applied.rows.tolist(), applied.positions):
             if row not in before or stat.drawn >= DIFF_ROWS:
                 continue
-            src.diffs.append(_diff_row(r.code, row, row_start, at, before[row], after, w,
+            src.diffs.append(diff_row(r.code, row, row_start, at, before[row], after, w,
                                        deleted, applied.columns_dropped))
             stat.drawn += 1
-
-
-def _strips_before(b: Any, found: np.ndarray, read_rows: np.ndarray, n: int,
-                   per_row: bool) -> dict[int, TokenWindow]:
-    """The first `n` rows the rule hit, as strips around their hits, keyed by row as read."""
-    if per_row:
-        rows, hit = np.flatnonzero(found)[:n], {}
-    else:
-        index = np.flatnonzero(found)
-        of = b.rows_of(index)
-        rows = np.unique(of)[:n]
-        hit = {int(r): index[of == r] - b.offsets[r] for r in rows.tolist()}
-    return {int(read_rows[r]): capture(b, r, hit.get(r, np.zeros(0, np.int64)).tolist())
-            for r in rows.tolist()}
-
-
-def _diff_row(code: str, row: int, row_start: int, at: np.ndarray, before: TokenWindow,
-              after: Any, w: Working, deleted: bool, columns: tuple[str, ...]) -> DiffRow:
-    """One changed row's strips: the same stretch of the row before and after, the changed
-    positions marked (on the after strip only where no token was removed)."""
-    marked = tuple(int(p) for p in at)
-    before = replace(before, row=row + row_start, hits=marked)
-    note = f"{', '.join(columns)} dropped" if columns else ""
-    k = int(np.searchsorted(w.rows, row))
-    if k >= w.rows.size or w.rows[k] != row:
-        return DiffRow(code, row + row_start, marked, before, None, "dropped")
-    one = row_batch(after, k)
-    index = np.asarray([i for i in before.index if i < one.n_tokens], dtype=np.int64)
-    strip = replace(tokens_of(one, index, hits=() if deleted else marked), row=row + row_start)
-    return DiffRow(code, row + row_start, marked, before, strip, note)
 
 
 def _tables(path: Path, kind: str, size: int,
@@ -289,6 +269,34 @@ def _fix_file(src: _Source, path: Path, target: Path) -> None:
         writer.close()
 
 
+def _fix_files_forked(src: _Source, files: list[tuple[Path, Path]]) -> None:
+    """Each data file fixed in a forked worker, then its counts, journal and strips taken in
+    the files' order, renumbered: the same copy and journal, byte for byte, as one process
+    writes."""
+
+    def task(i: int) -> tuple[int, dict[str, RuleFix], list, list[DiffRow]]:
+        part = _Source(src.found, src.plan, src.facts, src.derived, src.enabled,
+                       {code: s.zeroed() for code, s in src.stats.items()}, _Entries(),
+                       src.droppable, diff=src.diff)
+        _fix_file(part, *files[i])
+        assert isinstance(part.journal, _Entries)
+        return part.rows, part.stats, part.journal.entries, part.diffs
+
+    done = parallel.map_forked(task, len(files), jobs=src.plan.jobs,
+                               name=lambda i: str(files[i][0]))
+    for rows, stats, entries, diffs in done:
+        for code, stat in stats.items():
+            src.stats[code].add(stat)
+        for name, code, changed, positions, dropped, columns in entries:
+            src.journal.add(name, code, changed + src.rows, positions, dropped, columns)
+        for d in diffs:
+            stat = src.stats[d.code]
+            if stat.drawn < DIFF_ROWS:
+                src.diffs.append(d.shifted(src.rows))
+                stat.drawn += 1
+        src.rows += rows
+
+
 def _compression(path: Path, kind: str) -> str | None:
     return parquet_compression(path) if kind == "parquet" else None
 
@@ -334,10 +342,15 @@ def _root(source: str) -> tuple[Path, bool]:
 def _fix_source(src: _Source, root: Path, tmp: Path, single: bool,
                 max_drop_fraction: float) -> None:
     src.droppable = _droppable(src)
-    for path in src.found.files:
-        target = tmp if single else tmp / os.path.relpath(path, root)
+    files = [(Path(p), tmp if single else tmp / os.path.relpath(p, root))
+             for p in src.found.files]
+    for _, target in files:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _fix_file(src, Path(path), target)
+    if src.plan.jobs > 1 and len(files) > 1 and parallel.can_fork():
+        _fix_files_forked(src, files)
+    else:
+        for path, target in files:
+            _fix_file(src, path, target)
     dropped = src.stats["LL101"].dropped if "LL101" in src.stats else 0
     if dropped > max_drop_fraction * src.rows:
         raise LabelLintError(

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .decode import decode_windows
 from .printable import WIDTH
 from .registry import Rule
 from .strips import chips, fold, legend
-from .window import TokenWindow
+from .window import TokenWindow, capture, row_batch, tokens_of
 
 # Why a rule has no fix: what it finds cannot be repaired in the data without guessing.
 NEVER = {
@@ -54,6 +56,19 @@ class RuleFix:
     def of(cls, r: Rule, unsafe_fixes: bool) -> RuleFix:
         assert r.repair is not None
         return cls(r.code, r.name, r.repair.safe, r.repair.does, r.repair.safe or unsafe_fixes)
+
+    def zeroed(self) -> RuleFix:
+        """This rule's fix with nothing counted yet (a worker's start)."""
+        return replace(self, rows=0, tokens=0, dropped=0, held=0, left=0, drawn=0)
+
+    def add(self, other: RuleFix) -> None:
+        """Count in what a worker's part counted."""
+        self.rows += other.rows
+        self.tokens += other.tokens
+        self.dropped += other.dropped
+        self.held += other.held
+        self.left += other.left
+        self.reason = self.reason or other.reason
 
     def why(self) -> str:
         """Why this rule still fires on the fixed copy."""
@@ -144,6 +159,13 @@ class DiffRow:
         return replace(self, before=windows[0],
                        after=windows[1] if self.after is not None else None)
 
+    def shifted(self, rows: int) -> DiffRow:
+        """Renumbered: a part's rows as rows of the whole source."""
+        return replace(self, row=self.row + rows, before=replace(self.before,
+                                                                 row=self.before.row + rows),
+                       after=None if self.after is None else
+                       replace(self.after, row=self.after.row + rows))
+
     def render(self, width: int = WIDTH) -> str:
         at = f" (positions {', '.join(map(str, self.positions[:8]))})" if self.positions else ""
         lines = [f"{self.code} row {self.row}{at}" + (f": {self.note}" if self.note else ":")]
@@ -163,3 +185,33 @@ def render_diffs(diffs: list[DiffRow], width: int = WIDTH) -> list[str]:
         return []
     windows = [w for d in diffs for w in (d.before, d.after) if w is not None]
     return [legend(windows, color=False).plain.rstrip("\n")] + [d.render(width) for d in diffs]
+
+
+def strips_before(b: Any, found: np.ndarray, read_rows: np.ndarray, n: int,
+                   per_row: bool) -> dict[int, TokenWindow]:
+    """The first `n` rows the rule hit, as strips around their hits, keyed by row as read."""
+    if per_row:
+        rows, hit = np.flatnonzero(found)[:n], {}
+    else:
+        index = np.flatnonzero(found)
+        of = b.rows_of(index)
+        rows = np.unique(of)[:n]
+        hit = {int(r): index[of == r] - b.offsets[r] for r in rows.tolist()}
+    return {int(read_rows[r]): capture(b, r, hit.get(r, np.zeros(0, np.int64)).tolist())
+            for r in rows.tolist()}
+
+
+def diff_row(code: str, row: int, row_start: int, at: np.ndarray, before: TokenWindow,
+              after: Any, w: Any, deleted: bool, columns: tuple[str, ...]) -> DiffRow:
+    """One changed row's strips: the same stretch of the row before and after, the changed
+    positions marked (on the after strip only where no token was removed)."""
+    marked = tuple(int(p) for p in at)
+    before = replace(before, row=row + row_start, hits=marked)
+    note = f"{', '.join(columns)} dropped" if columns else ""
+    k = int(np.searchsorted(w.rows, row))
+    if k >= w.rows.size or w.rows[k] != row:
+        return DiffRow(code, row + row_start, marked, before, None, "dropped")
+    one = row_batch(after, k)
+    index = np.asarray([i for i in before.index if i < one.n_tokens], dtype=np.int64)
+    strip = replace(tokens_of(one, index, hits=() if deleted else marked), row=row + row_start)
+    return DiffRow(code, row + row_start, marked, before, strip, note)

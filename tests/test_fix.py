@@ -593,3 +593,69 @@ def test_a_masked_end_of_turn_is_trained_with_unsafe_fixes_as_the_template_masks
     assert pq.read_table(tmp_path / "safe.parquet").to_pylist() == wrong
     assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
     assert journal_rows(fixed.journal, "LL603") == list(range(len(CONVERSATIONS)))
+
+
+# -- worker processes --------------------------------------------------------------------------
+
+
+def _relative(path):
+    return {str(Path(p).relative_to(path)): h for p, h in hashes(path).items()}
+
+
+@pytest.mark.parametrize("kind", ["save_to_disk", "shards"])
+def test_the_copy_and_journal_are_the_same_bytes_whatever_the_number_of_jobs(tok, tmp_path,
+                                                                           monkeypatch, kind):
+    wrong, right = _padded_wrong(tok)
+    for i in (3, 14, 22):  # a second BOS in rows of different shards: rows shift in some
+        r = wrong[i]
+        r["input_ids"] = [tok.bos_token_id] + r["input_ids"]
+        r["attention_mask"] = [1] + r["attention_mask"]
+        r["labels"] = [-100] + r["labels"]
+    write, name = FORMATS[kind]
+    src = tmp_path / name
+    if kind == "save_to_disk":
+        datasets.Dataset.from_list(wrong).save_to_disk(str(src), num_shards=3)
+    else:
+        write(wrong, src)
+    forked = []
+    real = labellint.parallel.map_forked
+
+    def spy(task, count, **kw):
+        forked.append(count)
+        return real(task, count, **kw)
+
+    monkeypatch.setattr(labellint.parallel, "map_forked", spy)
+    outs, texts = {}, {}
+    for jobs in (1, 2, 3):
+        out = tmp_path / f"jobs{jobs}" / "fixed"
+        out.parent.mkdir()
+        result = labellint.fix(src, out=out, tokenizer=tok, jobs=jobs, diff=True,
+                               chunk_rows=5)
+        assert result.exit_code == 0, result.render()
+        outs[jobs] = _relative(out)
+        texts[jobs] = (result.journal.read_text().replace(str(out), "OUT"),
+                       result.render().replace(str(out), "OUT"))
+    assert forked == [2 if kind == "shards" else 3] * 2  # jobs 2 and 3 forked, jobs 1 did not
+    assert outs[1] == outs[2] == outs[3]
+    assert texts[1] == texts[2] == texts[3]
+    assert "LL401 row 14" in texts[1][1] and journal_rows(result.journal, "LL401") == [3, 14, 22]
+
+
+def test_a_worker_failing_fails_the_fix_with_its_error_and_leaves_nothing(tok, tmp_path,
+                                                                        monkeypatch):
+    wrong, _ = _padded_wrong(tok)
+    _shards(wrong, tmp_path / "shards")
+    import sys
+
+    fix_module = sys.modules["labellint.fix"]  # the module, not the function the package exports
+    real = fix_module._fix_file
+
+    def fail_second(src, path, target):
+        if path.name == "part-1.parquet":
+            raise labellint.LabelLintError(f"{path}: planted failure")
+        return real(src, path, target)
+
+    monkeypatch.setattr(fix_module, "_fix_file", fail_second)
+    with pytest.raises(labellint.LabelLintError, match="part-1.parquet: planted failure"):
+        labellint.fix(tmp_path / "shards", out=tmp_path / "fixed", tokenizer=tok, jobs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
