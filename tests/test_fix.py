@@ -659,3 +659,108 @@ def test_a_worker_failing_fails_the_fix_with_its_error_and_leaves_nothing(tok, t
     with pytest.raises(labellint.LabelLintError, match="part-1.parquet: planted failure"):
         labellint.fix(tmp_path / "shards", out=tmp_path / "fixed", tokenizer=tok, jobs=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+# -- labels shifted by the dataset (label_shift="dataset") --------------------------------------
+
+
+def _shift_labels_rows(tok, *, shifted):
+    """Rows of the Seq2Seq collator's batches with the shift_labels column transformers'
+    Trainer adds for context parallelism (labels padded with -100, then [:, 1:]); `shifted=False`
+    is the slip that copies labels unshifted."""
+    from test_real_pipeline_verdicts import with_shift_labels
+
+    rows = []
+    features = sft_features(tok)
+    for start in range(0, len(features), 4):
+        batch = with_shift_labels(DataCollatorForSeq2Seq(tok, padding=True)(
+            [{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
+             for f in features[start:start + 4]]), shifted=shifted)
+        rows += [{k: batch[k][j].tolist() for k in batch} for j in range(len(batch["labels"]))]
+    return rows
+
+
+def test_a_shift_labels_column_copied_unshifted_is_shifted_only_with_unsafe_fixes(tok, tmp_path):
+    wrong, right = (_shift_labels_rows(tok, shifted=s) for s in (False, True))
+    src = write_parquet(wrong, tmp_path / "sp.parquet")
+    assert codes(labellint.check(src, tokenizer=tok)) == {"LL302"}
+
+    safe = labellint.fix(src, out=tmp_path / "safe.parquet", tokenizer=tok)
+    fixed = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                          unsafe_fixes=True)
+
+    assert pq.read_table(tmp_path / "safe.parquet").to_pylist() == wrong
+    assert next(r for r in safe.rules if r.code == "LL302").held == len(wrong)
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert fixed.exit_code == 0, fixed.render()
+    assert journal_rows(fixed.journal, "LL302") == list(range(len(wrong)))
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_chat_labels_left_unshifted_for_a_loss_that_does_not_shift_are_shifted(family, tmp_path):
+    from labellint.testing import chatml_tokenizer, llama3_tokenizer
+    from test_chat import masked_rows
+
+    tok = {"chatml": chatml_tokenizer, "llama3": llama3_tokenizer}[family]()
+    wrong = masked_rows(tok)  # the template's masks, labels aligned for a model that shifts
+    right = [dict(r, labels=r["labels"][1:] + [-100]) for r in wrong]  # torchtune's alignment
+    src = write_parquet(wrong, tmp_path / "chat.parquet")
+    assert "LL302" in codes(labellint.check(src, tokenizer=tok, label_shift="dataset"))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                           label_shift="dataset", unsafe_fixes=True)
+
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert result.exit_code == 0, result.render()
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_a_masked_end_of_turn_is_trained_under_label_shift_dataset(family, tmp_path):
+    from labellint.testing import chatml_tokenizer, llama3_tokenizer
+    from test_chat import masked_rows
+
+    make = {"chatml": chatml_tokenizer, "llama3": llama3_tokenizer}[family]
+
+    def shifted(rows):
+        return [dict(r, labels=r["labels"][1:] + [-100]) for r in rows]
+
+    right = shifted(masked_rows(make()))
+    wrong = shifted(masked_rows(make(end_in_generation=False)))
+    src = write_parquet(wrong, tmp_path / "chat.parquet")
+    tok = make()
+    assert "LL603" in codes(labellint.check(src, tokenizer=tok, label_shift="dataset"))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                           label_shift="dataset", unsafe_fixes=True)
+
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert result.exit_code == 0, result.render()
+    assert result.changed["LL603"].rows == len(wrong)
+
+
+def test_an_eos_masked_with_the_padding_is_trained_under_label_shift_dataset(eos_pad_tok,
+                                                                           tmp_path):
+    tok = eos_pad_tok
+    features = [{"input_ids": f["input_ids"]} for f in sft_features(tok)]
+    rows = []
+    for start in range(0, len(features), 4):
+        batch = DataCollatorForLanguageModeling(tok, mlm=False)(features[start:start + 4])
+        rows += [{"input_ids": batch["input_ids"][j].tolist(),
+                  "attention_mask": batch["attention_mask"][j].tolist(),
+                  "labels": batch["labels"][j].tolist()[1:] + [-100]}  # shifted for the loss
+                 for j in range(len(batch["input_ids"]))]
+    src = write_parquet(rows, tmp_path / "lm.parquet")
+    assert "LL403" in codes(labellint.check(src, tokenizer=tok, label_shift="dataset"))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                           label_shift="dataset", unsafe_fixes=True)
+
+    fixed = pq.read_table(tmp_path / "fixed.parquet").to_pylist()
+    for row, old, f in zip(fixed, rows, features):
+        end = len(f["input_ids"]) - 1  # the row's own EOS; its target sits one place before
+        expected = list(old["labels"])
+        expected[end - 1] = tok.eos_token_id
+        assert row["labels"] == expected
+    assert "LL403" not in codes(labellint.check(tmp_path / "fixed.parquet", tokenizer=tok,
+                                                label_shift="dataset"))
+    assert result.changed["LL403"].rows == len(rows)
