@@ -1,4 +1,4 @@
-"""Worker processes that check the parts of one source, each part's Partial handed back."""
+"""Worker processes for the parts of a source: a Partial per part, or a fixed file each."""
 
 from __future__ import annotations
 
