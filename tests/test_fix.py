@@ -380,7 +380,8 @@ def test_cli_refusals_are_one_line_and_exit_2(tok, tmp_path, capsys):
         assert err.count("\n") == 1 and "already exists" in err
 
 
-def test_a_failure_while_writing_leaves_no_out(tok, tmp_path, monkeypatch):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failure_while_writing_leaves_no_out(tok, tmp_path, monkeypatch, jobs):
     from labellint import output
 
     wrong, _ = _padded_wrong(tok)
@@ -395,8 +396,9 @@ def test_a_failure_while_writing_leaves_no_out(tok, tmp_path, monkeypatch):
 
     real = output.TableFile.write
     monkeypatch.setattr(output.TableFile, "write", fail)
-    with pytest.raises(OSError, match="disk full"):
-        labellint.fix(tmp_path / "shards", out=tmp_path / "fixed", tokenizer=tok)
+    with pytest.raises(OSError, match="disk full"):  # a file's second chunk, in each worker
+        labellint.fix(tmp_path / "shards", out=tmp_path / "fixed", tokenizer=tok, jobs=jobs,
+                      chunk_rows=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
 
 
