@@ -6,25 +6,27 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from . import engine
+from . import engine, parallel
 from .columns import column_names, table_to_chunk
 from .edits import Applied, Working, hits, repair_order
 from .errors import LabelLintError
 from .files import read_json
-from .fix_report import FixReport, RuleFix, draw_diff, never_reason
-from .output import JsonLinesFile, TableFile, fixed_lines, fixed_table
+from .fix_report import DiffRow, FixReport, RuleFix, diff_row, never_reason, strips_before
+from .output import JsonLinesFile, TableFile, WriteBehind, fixed_lines, fixed_table
 from .plan import Plan
 from .registry import Edit, Rule
 from .sources.copies import file_schema, json_line_blocks, parquet_compression, whole_tables
 from .sources.locate import GLOB, Located, file_format, glob_root, input_files, locate
 from .sources.readers import kind_of, read_located
 from .sources.remote import is_url, local_path
+from .window import TokenWindow
 
 DIFF_ROWS = 3  # rows per rule that --diff draws
 
@@ -91,6 +93,16 @@ class _Journal:
 
 
 @dataclass
+class _Entries:
+    """A worker's journal: its changes kept, for the parent to write in the source's order."""
+
+    entries: list = field(default_factory=list)
+
+    def add(self, *entry: Any) -> None:
+        self.entries.append(entry)
+
+
+@dataclass
 class _Source:
     """One source being fixed: its settings, and what its repairs did so far."""
 
@@ -100,11 +112,11 @@ class _Source:
     derived: str | None
     enabled: list[Rule]
     stats: dict[str, RuleFix]
-    journal: _Journal
+    journal: _Journal | _Entries
     droppable: set[str] = field(default_factory=set)
     rows: int = 0
     diff: bool = False
-    diffs: list[str] = field(default_factory=list)
+    diffs: list[DiffRow] = field(default_factory=list)
 
 
 def _prepare(found: Located, plan: Plan) -> tuple[Any, str | None]:
@@ -124,7 +136,7 @@ def _droppable(src: _Source) -> set[str]:
     """Columns a repair may drop from this whole source: attention_mask when packed-with-
     attention-mask fires somewhere and the mask is all ones everywhere."""
     ll502 = next((r for r in src.enabled if r.code == "LL502"), None)
-    if ll502 is None:
+    if ll502 is None or not _may_hold(src, "attention_mask"):
         return set()
     names = column_names(src.plan.columns)
     chunks, _ = read_located(src.found, names, src.plan.chunk_rows)
@@ -143,6 +155,17 @@ def _droppable(src: _Source) -> set[str]:
     finally:
         chunks.close()
     return {"attention_mask"} if fires else set()
+
+
+def _may_hold(src: _Source, column: str) -> bool:
+    """Whether every data file may hold `column`: false when a table file's schema lacks it,
+    known without reading a row."""
+    theirs = column_names(src.plan.columns)[column]
+    for path in src.found.files:
+        kind = kind_of(src.found, Path(path))
+        if kind != "jsonl" and theirs not in file_schema(Path(path), kind)[0].names:
+            return False
+    return True
 
 
 def _hit_rows(rule: Rule, b: Any, mask: np.ndarray) -> int:
@@ -168,18 +191,19 @@ def _fix_chunk(src: _Source, chunk: dict, stored: set[str], row_start: int) -> W
         edit = r.repair.func(b, found)
         if any(c not in src.droppable for c in edit.drop_columns):
             edit = Edit(left=_hit_rows(r, b, found))
-        before = None
-        if src.diff and stat.drawn < DIFF_ROWS:  # copies: the repair may write in place
-            before = (w.rows.copy(), {k: (v.copy(), o) for k, (v, o) in w.columns.items()})
+        # The strips are taken before the repair runs: it may write into the arrays b reads.
+        before = strips_before(b, found, w.rows, DIFF_ROWS - stat.drawn, r.per == "row") \
+            if src.diff and stat.drawn < DIFF_ROWS else None
         applied = w.apply(edit, b)
-        _count(src, r, applied, row_start, before, w)
+        _count(src, r, applied, row_start, before, w, edit.delete is not None and
+               bool(np.size(edit.delete)))
         if applied.rows.size:
             b = None  # the next rule judges the chunk as this one left it
     return w
 
 
-def _count(src: _Source, r: Rule, applied: Applied, row_start: int, before: Any,
-           w: Working) -> None:
+def _count(src: _Source, r: Rule, applied: Applied, row_start: int,
+           before: dict[int, TokenWindow] | None, w: Working, deleted: bool) -> None:
     stat = src.stats[r.code]
     stat.rows += int(applied.rows.size)
     stat.tokens += applied.tokens
@@ -187,19 +211,36 @@ def _count(src: _Source, r: Rule, applied: Applied, row_start: int, before: Any,
     stat.left += applied.left
     src.journal.add(src.found.name, r.code, applied.rows + row_start, applied.positions,
                     applied.dropped > 0, applied.columns_dropped)
-    if before is not None and applied.rows.size:
-        for row, at in list(zip(applied.rows.tolist(), applied.positions))[:DIFF_ROWS -
-                                                                           stat.drawn]:
-            src.diffs.append(draw_diff(r, row + row_start, at, row, before, w))
+    if before and applied.rows.size:
+        after = w.batch(src.facts, src.derived)
+        for row, at in zip(applied.rows.tolist(), applied.positions):
+            if row not in before or stat.drawn >= DIFF_ROWS:
+                continue
+            src.diffs.append(diff_row(r.code, row, row_start, at, before[row], after, w,
+                                       deleted, applied.columns_dropped))
             stat.drawn += 1
 
 
-def _tables(path: Path, kind: str, size: int) -> Iterator[tuple[Any, Any]]:
+def _tables(path: Path, kind: str, size: int,
+            names: Mapping[str, str]) -> Iterator[tuple[Any, Any, dict]]:
+    """The file's blocks: their lines (JSON Lines), every column, and the token columns."""
     if kind == "jsonl":
-        yield from json_line_blocks(path)
+        blocks: Iterator[tuple[Any, Any]] = json_line_blocks(path)
     else:
-        for table in whole_tables(path, kind, size):
-            yield None, table
+        blocks = ((None, table) for table in whole_tables(path, kind, size))
+    for lines, table in blocks:
+        yield lines, table, table_to_chunk(table, names, str(path))
+
+
+def _read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """`items`, the next one read in a thread while this one is repaired (Arrow's decoding
+    releases the GIL); the reader's errors raised here, in order."""
+    with ThreadPoolExecutor(1, thread_name_prefix="labellint-fix-reader") as pool:
+        ahead = pool.submit(next, items, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, items, None)
+            yield item
+            del item
 
 
 def _fix_file(src: _Source, path: Path, target: Path) -> None:
@@ -214,9 +255,10 @@ def _fix_file(src: _Source, path: Path, target: Path) -> None:
             schema = schema.remove(schema.get_field_index(name))
         writer = TableFile(target, kind, schema, stream=stream, compression=_compression(path,
                                                                                           kind))
+    writer = WriteBehind(writer)
     try:
-        for lines, table in _tables(path, kind, src.plan.chunk_rows):
-            chunk = table_to_chunk(table, names, str(path))
+        for lines, table, chunk in _read_ahead(_tables(path, kind, src.plan.chunk_rows,
+                                                       names)):
             stored = {ours for ours, theirs in names.items() if theirs in table.schema.names}
             w = _fix_chunk(src, chunk, stored, src.rows)
             src.rows += table.num_rows
@@ -226,6 +268,34 @@ def _fix_file(src: _Source, path: Path, target: Path) -> None:
                 writer.write_lines(fixed_lines(lines, table, w, names, src.droppable))
     finally:
         writer.close()
+
+
+def _fix_files_forked(src: _Source, files: list[tuple[Path, Path]]) -> None:
+    """Each data file fixed in a forked worker, then its counts, journal and strips taken in
+    the files' order, renumbered: the same copy and journal, byte for byte, as one process
+    writes."""
+
+    def task(i: int) -> tuple[int, dict[str, RuleFix], list, list[DiffRow]]:
+        part = _Source(src.found, src.plan, src.facts, src.derived, src.enabled,
+                       {code: s.zeroed() for code, s in src.stats.items()}, _Entries(),
+                       src.droppable, diff=src.diff)
+        _fix_file(part, *files[i])
+        assert isinstance(part.journal, _Entries)
+        return part.rows, part.stats, part.journal.entries, part.diffs
+
+    done = parallel.map_forked(task, len(files), jobs=src.plan.jobs,
+                               name=lambda i: str(files[i][0]))
+    for rows, stats, entries, diffs in done:
+        for code, stat in stats.items():
+            src.stats[code].add(stat)
+        for name, code, changed, positions, dropped, columns in entries:
+            src.journal.add(name, code, changed + src.rows, positions, dropped, columns)
+        for d in diffs:
+            stat = src.stats[d.code]
+            if stat.drawn < DIFF_ROWS:
+                src.diffs.append(d.shifted(src.rows))
+                stat.drawn += 1
+        src.rows += rows
 
 
 def _compression(path: Path, kind: str) -> str | None:
@@ -273,10 +343,15 @@ def _root(source: str) -> tuple[Path, bool]:
 def _fix_source(src: _Source, root: Path, tmp: Path, single: bool,
                 max_drop_fraction: float) -> None:
     src.droppable = _droppable(src)
-    for path in src.found.files:
-        target = tmp if single else tmp / os.path.relpath(path, root)
+    files = [(Path(p), tmp if single else tmp / os.path.relpath(p, root))
+             for p in src.found.files]
+    for _, target in files:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _fix_file(src, Path(path), target)
+    if src.plan.jobs > 1 and len(files) > 1 and parallel.can_fork():
+        _fix_files_forked(src, files)
+    else:
+        for path, target in files:
+            _fix_file(src, path, target)
     dropped = src.stats["LL101"].dropped if "LL101" in src.stats else 0
     if dropped > max_drop_fraction * src.rows:
         raise LabelLintError(
@@ -319,7 +394,7 @@ def fix(source: str | os.PathLike, *, out: str | os.PathLike, plan: Plan | None 
     tmp_journal = journal_path.parent / f".{journal_path.name}.labellint-{os.getpid()}.tmp"
     stats = {r.code: RuleFix.of(r, unsafe_fixes) for r in repair_order(list(plan.rules))}
     log = _Journal(tmp_journal)
-    diffs: list[str] = []
+    diffs: list[DiffRow] = []
     try:
         if not single:
             tmp.mkdir()
@@ -338,11 +413,14 @@ def fix(source: str | os.PathLike, *, out: str | os.PathLike, plan: Plan | None 
         _remove(tmp)
         log.discard()
         raise
+    if plan.tokenizer is not None:
+        diffs = [d.decoded(plan.tokenizer) for d in diffs]
     return _recheck(plan, out, source, journal_path, tmp_journal, log, stats, rows, diffs)
 
 
 def _recheck(plan: Plan, out: Path, source: str, journal_path: Path, tmp_journal: Path,
-             log: _Journal, stats: dict[str, RuleFix], rows: int, diffs: list[str]) -> FixReport:
+             log: _Journal, stats: dict[str, RuleFix], rows: int,
+             diffs: list[DiffRow]) -> FixReport:
     """OUT checked with the same plan: a fixed rule that still fires removes it."""
     try:
         report = plan.run(out)

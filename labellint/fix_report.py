@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .decode import decode_windows
+from .printable import WIDTH
 from .registry import Rule
+from .strips import chips, fold, legend
+from .window import TokenWindow, capture, row_batch, tokens_of
 
 # Why a rule has no fix: what it finds cannot be repaired in the data without guessing.
 NEVER = {
@@ -53,6 +57,19 @@ class RuleFix:
         assert r.repair is not None
         return cls(r.code, r.name, r.repair.safe, r.repair.does, r.repair.safe or unsafe_fixes)
 
+    def zeroed(self) -> RuleFix:
+        """This rule's fix with nothing counted yet (a worker's start)."""
+        return replace(self, rows=0, tokens=0, dropped=0, held=0, left=0, drawn=0)
+
+    def add(self, other: RuleFix) -> None:
+        """Count in what a worker's part counted."""
+        self.rows += other.rows
+        self.tokens += other.tokens
+        self.dropped += other.dropped
+        self.held += other.held
+        self.left += other.left
+        self.reason = self.reason or other.reason
+
     def why(self) -> str:
         """Why this rule still fires on the fixed copy."""
         if not self.applied:
@@ -83,7 +100,7 @@ class FixReport:
     rules: list[RuleFix]
     remaining: list[tuple[str, str, int, str]]  # code, name, rows, why it is not fixed
     rows: int
-    diffs: list[str] = field(default_factory=list)
+    diffs: list[DiffRow] = field(default_factory=list)
     recheck: Any = None  # the Report of checking OUT
 
     @property
@@ -114,7 +131,7 @@ class FixReport:
             if r.held:
                 line += f"  {r.held:,} more with --unsafe-fixes"
             lines.append(line)
-        lines += self.diffs
+        lines += render_diffs(self.diffs)
         if self.remaining:
             lines.append("not fixed, still found on the copy:")
             lines += [f"  {c} {n} ({k:,} rows): {w}" for c, n, k, w in self.remaining]
@@ -124,35 +141,77 @@ class FixReport:
         return "\n".join(lines)
 
 
-def _window(values: np.ndarray, lo: int, hi: int) -> str:
-    shown = " ".join(str(v) for v in values[lo:hi].tolist())
-    return ("… " if lo > 0 else "") + shown + (" …" if hi < values.size else "")
+@dataclass(frozen=True)
+class DiffRow:
+    """One changed row for --diff: its token strip before and after the rule's fix (after is
+    None for a dropped row), the positions the fix changed marked."""
+
+    code: str
+    row: int
+    positions: tuple[int, ...]
+    before: TokenWindow
+    after: TokenWindow | None
+    note: str = ""
+
+    def decoded(self, tok: Any) -> DiffRow:
+        """The strips with the tokenizer's text in place of ids."""
+        windows = decode_windows(tok, [w for w in (self.before, self.after) if w is not None])
+        return replace(self, before=windows[0],
+                       after=windows[1] if self.after is not None else None)
+
+    def shifted(self, rows: int) -> DiffRow:
+        """Renumbered: a part's rows as rows of the whole source."""
+        return replace(self, row=self.row + rows, before=replace(self.before,
+                                                                 row=self.before.row + rows),
+                       after=None if self.after is None else
+                       replace(self.after, row=self.after.row + rows))
+
+    def render(self, width: int = WIDTH) -> str:
+        at = f" (positions {', '.join(map(str, self.positions[:8]))})" if self.positions else ""
+        lines = [f"{self.code} row {self.row}{at}" + (f": {self.note}" if self.note else ":")]
+        for label, w in (("before", self.before), ("after", self.after)):
+            if w is None:
+                lines.append(f"  {label}: (row dropped)")
+                continue
+            head = f"  {label + ':':<8}"
+            lines.append(fold(chips(w, color=False), width=width, first=head,
+                              rest=" " * len(head), color=False).plain.rstrip("\n"))
+        return "\n".join(lines)
 
 
-def draw_diff(r: Rule, row: int, positions: np.ndarray, read_row: int, before: Any,
-              w: Any) -> str:
-    """The row's token columns before and after the rule's fix, around what it changed."""
-    rows_before, columns_before = before
-    at_before = int(np.searchsorted(rows_before, read_row))
-    kept = np.flatnonzero(w.rows == read_row)
-    head = f"{r.code} row {row}" + (f" (positions {', '.join(map(str, positions[:8]))})"
-                                   if positions.size else "")
-    if not kept.size:
-        return f"{head}: dropped"
-    at_after = int(kept[0])
-    first = int(positions[0]) if positions.size else 0
-    lo, hi = max(first - 4, 0), first + 12
-    lines = [head + ":"]
-    for name, (values, offsets) in columns_before.items():
-        old = values[offsets[at_before]:offsets[at_before + 1]]
-        if name not in w.columns:
-            lines.append(f"  {name:<15} {_window(old, lo, hi)}  →  (column dropped)")
-            continue
-        new_values, new_offsets = w.columns[name]
-        new = new_values[new_offsets[at_after]:new_offsets[at_after + 1]]
-        if name != "input_ids" and np.array_equal(old, new):
-            continue
-        lines.append(f"  {name:<15} {_window(old, lo, hi)}")
-        if not np.array_equal(old, new):
-            lines.append(f"  {'':<13}→  {_window(new, lo, hi)}")
-    return "\n".join(lines)
+def render_diffs(diffs: list[DiffRow], width: int = WIDTH) -> list[str]:
+    """The --diff strips, under the legend of their marks."""
+    if not diffs:
+        return []
+    windows = [w for d in diffs for w in (d.before, d.after) if w is not None]
+    return [legend(windows, color=False).plain.rstrip("\n")] + [d.render(width) for d in diffs]
+
+
+def strips_before(b: Any, found: np.ndarray, read_rows: np.ndarray, n: int,
+                   per_row: bool) -> dict[int, TokenWindow]:
+    """The first `n` rows the rule hit, as strips around their hits, keyed by row as read."""
+    if per_row:
+        rows, hit = np.flatnonzero(found)[:n], {}
+    else:
+        index = np.flatnonzero(found)
+        of = b.rows_of(index)
+        rows = np.unique(of)[:n]
+        hit = {int(r): index[of == r] - b.offsets[r] for r in rows.tolist()}
+    return {int(read_rows[r]): capture(b, r, hit.get(r, np.zeros(0, np.int64)).tolist())
+            for r in rows.tolist()}
+
+
+def diff_row(code: str, row: int, row_start: int, at: np.ndarray, before: TokenWindow,
+              after: Any, w: Any, deleted: bool, columns: tuple[str, ...]) -> DiffRow:
+    """One changed row's strips: the same stretch of the row before and after, the changed
+    positions marked (on the after strip only where no token was removed)."""
+    marked = tuple(int(p) for p in at)
+    before = replace(before, row=row + row_start, hits=marked)
+    note = f"{', '.join(columns)} dropped" if columns else ""
+    k = int(np.searchsorted(w.rows, row))
+    if k >= w.rows.size or w.rows[k] != row:
+        return DiffRow(code, row + row_start, marked, before, None, "dropped")
+    one = row_batch(after, k)
+    index = np.asarray([i for i in before.index if i < one.n_tokens], dtype=np.int64)
+    strip = replace(tokens_of(one, index, hits=() if deleted else marked), row=row + row_start)
+    return DiffRow(code, row + row_start, marked, before, strip, note)

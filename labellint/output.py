@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,6 +41,56 @@ class TableFile:
         self._writer.close()
         if self.kind != "parquet":
             self._sink.close()
+
+
+class WriteBehind:
+    """A file's writes done in one thread, in order, at most `depth` behind the caller.
+
+    Parquet encoding and compression release the GIL: the next chunk is read and repaired on
+    another core while this one is written. Memory stays bounded by `depth` chunks queued. The
+    writer's error is raised in the caller, at its next write or at close.
+    """
+
+    def __init__(self, writer: TableFile | JsonLinesFile, depth: int = 2) -> None:
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="labellint-fix-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:  # after a failure the rest is only drained
+                try:
+                    getattr(self.writer, item[0])(item[1])
+                except BaseException as e:  # raised in the caller
+                    self._error = e
+            del item  # a written chunk is not kept while the next one waits
+
+    def _put(self, method: str, value: Any) -> None:
+        self._raise()
+        self._queue.put((method, value))
+
+    def write(self, table: pa.Table) -> None:
+        self._put("write", table)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        self._put("write_lines", lines)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        """Every queued write done, then the file closed; the first error raised."""
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            self.writer.close()
+        finally:
+            self._raise()
 
 
 class JsonLinesFile:

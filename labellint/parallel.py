@@ -1,4 +1,4 @@
-"""Worker processes that check the parts of one source, each part's Partial handed back."""
+"""Worker processes for the parts of a source: a Partial per part, or a fixed file each."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import threading
 import warnings
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from . import engine
 from .allocator import keep_freed_memory
 from .errors import LabelLintError
 from .partial import Partial, merge, shifted
 from .sources import PartReader
+
+T = TypeVar("T")
 
 # The work of the pool being run: forked workers inherit it, so that nothing but a part's
 # number goes to a worker and nothing but its Partial comes back (no rule, facts or data is
@@ -81,6 +83,53 @@ def _check_parts(prepared: engine.Prepared, parts: Sequence[PartReader], jobs: i
         out.append(shifted(partial, rows))
         rows += partial.rows
     return merge(*out)
+
+
+# The task of a map_forked pool: forked workers inherit it, so only an index goes to a worker.
+_TASK: Callable[[int], object] | None = None
+
+
+def map_forked(task: Callable[[int], T], count: int, *, jobs: int,
+               name: Callable[[int], str]) -> list[T]:
+    """task(0), ..., task(count - 1) in up to `jobs` forked workers, the results in order.
+
+    The workers are check's (same start, same quiet fork, same stop): a failing task raises
+    its error (the first in order of those failed by then) and the tasks not yet started are
+    cancelled; a worker that dies fails with one line naming a task it left unfinished.
+    """
+    global _TASK
+    with _POOL_LOCK:
+        _TASK = task
+        try:
+            with _quiet_fork():
+                pool = ProcessPoolExecutor(max_workers=max(1, min(jobs, count)),
+                                           mp_context=multiprocessing.get_context("fork"),
+                                           initializer=_start_worker)
+                futures = [pool.submit(_run_task, i) for i in range(count)]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [i for i, f in enumerate(futures) if f.done() and f.exception()]
+                if failed:
+                    error = futures[failed[0]].exception()
+                    if isinstance(error, BrokenProcessPool):
+                        raise LabelLintError(
+                            f"a worker process died while working on {name(failed[0])} "
+                            "(killed, or out of memory); --jobs 1 works in this process") \
+                            from None
+                    raise error
+                results = [f.result() for f in futures]
+            except BaseException:
+                _stop(pool)
+                raise
+            pool.shutdown()
+        finally:
+            _TASK = None
+    return results
+
+
+def _run_task(index: int) -> object:
+    assert _TASK is not None, "a worker is forked with its task"
+    return _TASK(index)
 
 
 def _collect(futures: list, parts: Sequence[PartReader], source: str,

@@ -380,7 +380,8 @@ def test_cli_refusals_are_one_line_and_exit_2(tok, tmp_path, capsys):
         assert err.count("\n") == 1 and "already exists" in err
 
 
-def test_a_failure_while_writing_leaves_no_out(tok, tmp_path, monkeypatch):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failure_while_writing_leaves_no_out(tok, tmp_path, monkeypatch, jobs):
     from labellint import output
 
     wrong, _ = _padded_wrong(tok)
@@ -395,8 +396,9 @@ def test_a_failure_while_writing_leaves_no_out(tok, tmp_path, monkeypatch):
 
     real = output.TableFile.write
     monkeypatch.setattr(output.TableFile, "write", fail)
-    with pytest.raises(OSError, match="disk full"):
-        labellint.fix(tmp_path / "shards", out=tmp_path / "fixed", tokenizer=tok)
+    with pytest.raises(OSError, match="disk full"):  # a file's second chunk, in each worker
+        labellint.fix(tmp_path / "shards", out=tmp_path / "fixed", tokenizer=tok, jobs=jobs,
+                      chunk_rows=4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
 
 
@@ -430,11 +432,66 @@ def test_cli_fix_prints_the_summary_the_diff_and_writes_the_journal(tok, tmp_pat
                      "--isolated"])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "LL103" in text and "→" in text and "is clean" in text
+    assert "LL103" in text and "is clean" in text
+    befores = [line for line in text.splitlines() if line.startswith("  before:")]
+    afters = [line for line in text.splitlines() if line.startswith("  after:")]
+    assert len(befores) == len(afters) == 3  # the first rows, each drawn before and after
+    # Decoded strips as check draws them: padding with a label `{[<pad>` before, bare after.
+    assert all("{[<pad>" in line for line in befores), text
+    assert all("{<pad>" in line and "[<pad>" not in line for line in afters), text
+    assert all("</s>" in line for line in befores + afters)
     assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
     journal = json.loads((tmp_path / "j.json").read_text())
     assert {c["rule"] for c in journal["changes"]} == {"LL103"}
     assert journal["summary"]["rules"]
+
+
+def test_cli_diff_draws_the_removed_second_bos_in_the_tokenizers_text(tmp_path, capsys):
+    from labellint.testing import llama3_tokenizer
+
+    tok = llama3_tokenizer()
+    bos = tok.convert_ids_to_tokens(tok.bos_token_id)
+    features = [{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
+                for f in sft_features(tok)]
+    planted = [2, 5]
+    for i in planted:
+        f = features[i]
+        f["input_ids"] = [tok.bos_token_id] + f["input_ids"]
+        f["attention_mask"] = [1] + f["attention_mask"]
+        f["labels"] = [-100] + f["labels"]
+    assert features[0]["input_ids"][0] == tok.bos_token_id  # the template's own BOS
+    tok.save_pretrained(tmp_path / "tok")
+    src = write_parquet(features, tmp_path / "train.parquet")
+    code = cli.main(["fix", str(src), "--out", str(tmp_path / "fixed.parquet"), "--tokenizer",
+                     str(tmp_path / "tok"), "--diff", "--isolated"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    lines = text.splitlines()
+    heads = [i for i, line in enumerate(lines) if line.startswith("LL401 row ")]
+    assert [lines[i].split()[2] for i in heads] == [str(i) for i in planted]
+    for i in heads:
+        before = lines[i + 1]
+        after = next(line for line in lines[i + 1:] if line.startswith("  after:"))
+        assert before.startswith("  before: "), text
+        assert before.split()[1:3] == [bos, bos] and after.split()[1:3] != [bos, bos]
+        assert after.split()[1] == bos
+        # The removed BOS is flagged under the before strip (position 1), not under after.
+        assert lines[i + 2].index("^") == before.index(bos, len("  before: ") + len(bos))
+        assert "^" not in "".join(lines[lines.index(after) + 1:lines.index(after) + 2])
+
+
+def test_cli_diff_without_a_tokenizer_shows_ids(tok, tmp_path, capsys):
+    wrong, _ = _padded_wrong(tok)
+    src = write_parquet(wrong, tmp_path / "train.parquet")
+    code = cli.main(["fix", str(src), "--out", str(tmp_path / "fixed.parquet"), "--diff",
+                     "--pad-id", str(tok.pad_token_id), "--isolated"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    before = next(line for line in text.splitlines() if line.startswith("  before:"))
+    chips = [c.strip("[]{}") for c in before.split()[1:] if c != "…"]
+    assert "</s>" not in before and "<eos>" in chips and "{[<pad>" in before  # named by facts
+    plain = [c for c in chips if not c.startswith("<")]
+    assert plain and all(c.isdigit() for c in plain)  # no tokenizer: the ids themselves
 
 
 def test_cli_fix_exits_1_naming_what_has_no_fix(tok, tmp_path, capsys):
@@ -554,3 +611,174 @@ def test_a_file_url_is_fixed_as_its_path_and_a_remote_url_is_one_line(tok, tmp_p
             labellint.fix(source, out=out, tokenizer=tok)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "fixed.parquet", "fixed.parquet.journal.json", "train.parquet"]
+
+
+# -- worker processes --------------------------------------------------------------------------
+
+
+def _relative(path):
+    return {str(Path(p).relative_to(path)): h for p, h in hashes(path).items()}
+
+
+@pytest.mark.parametrize("kind", ["save_to_disk", "shards"])
+def test_the_copy_and_journal_are_the_same_bytes_whatever_the_number_of_jobs(tok, tmp_path,
+                                                                           monkeypatch, kind):
+    wrong, right = _padded_wrong(tok)
+    for i in (3, 14, 22):  # a second BOS in rows of different shards: rows shift in some
+        r = wrong[i]
+        r["input_ids"] = [tok.bos_token_id] + r["input_ids"]
+        r["attention_mask"] = [1] + r["attention_mask"]
+        r["labels"] = [-100] + r["labels"]
+    write, name = FORMATS[kind]
+    src = tmp_path / name
+    if kind == "save_to_disk":
+        datasets.Dataset.from_list(wrong).save_to_disk(str(src), num_shards=3)
+    else:
+        write(wrong, src)
+    forked = []
+    real = labellint.parallel.map_forked
+
+    def spy(task, count, **kw):
+        forked.append(count)
+        return real(task, count, **kw)
+
+    monkeypatch.setattr(labellint.parallel, "map_forked", spy)
+    outs, texts = {}, {}
+    for jobs in (1, 2, 3):
+        out = tmp_path / f"jobs{jobs}" / "fixed"
+        out.parent.mkdir()
+        result = labellint.fix(src, out=out, tokenizer=tok, jobs=jobs, diff=True,
+                               chunk_rows=5)
+        assert result.exit_code == 0, result.render()
+        outs[jobs] = _relative(out)
+        texts[jobs] = (result.journal.read_text().replace(str(out), "OUT"),
+                       result.render().replace(str(out), "OUT"))
+    assert forked == [2 if kind == "shards" else 3] * 2  # jobs 2 and 3 forked, jobs 1 did not
+    assert outs[1] == outs[2] == outs[3]
+    assert texts[1] == texts[2] == texts[3]
+    assert "LL401 row 14" in texts[1][1] and journal_rows(result.journal, "LL401") == [3, 14, 22]
+
+
+def test_a_worker_failing_fails_the_fix_with_its_error_and_leaves_nothing(tok, tmp_path,
+                                                                        monkeypatch):
+    wrong, _ = _padded_wrong(tok)
+    _shards(wrong, tmp_path / "shards")
+    import sys
+
+    fix_module = sys.modules["labellint.fix"]  # the module, not the function the package exports
+    real = fix_module._fix_file
+
+    def fail_second(src, path, target):
+        if path.name == "part-1.parquet":
+            raise labellint.LabelLintError(f"{path}: planted failure")
+        return real(src, path, target)
+
+    monkeypatch.setattr(fix_module, "_fix_file", fail_second)
+    with pytest.raises(labellint.LabelLintError, match="part-1.parquet: planted failure"):
+        labellint.fix(tmp_path / "shards", out=tmp_path / "fixed", tokenizer=tok, jobs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+# -- labels shifted by the dataset (label_shift="dataset") --------------------------------------
+
+
+def _shift_labels_rows(tok, *, shifted):
+    """Rows of the Seq2Seq collator's batches with the shift_labels column transformers'
+    Trainer adds for context parallelism (labels padded with -100, then [:, 1:]); `shifted=False`
+    is the slip that copies labels unshifted."""
+    from test_real_pipeline_verdicts import with_shift_labels
+
+    rows = []
+    features = sft_features(tok)
+    for start in range(0, len(features), 4):
+        batch = with_shift_labels(DataCollatorForSeq2Seq(tok, padding=True)(
+            [{k: f[k] for k in ("input_ids", "attention_mask", "labels")}
+             for f in features[start:start + 4]]), shifted=shifted)
+        rows += [{k: batch[k][j].tolist() for k in batch} for j in range(len(batch["labels"]))]
+    return rows
+
+
+def test_a_shift_labels_column_copied_unshifted_is_shifted_only_with_unsafe_fixes(tok, tmp_path):
+    wrong, right = (_shift_labels_rows(tok, shifted=s) for s in (False, True))
+    src = write_parquet(wrong, tmp_path / "sp.parquet")
+    assert codes(labellint.check(src, tokenizer=tok)) == {"LL302"}
+
+    safe = labellint.fix(src, out=tmp_path / "safe.parquet", tokenizer=tok)
+    fixed = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                          unsafe_fixes=True)
+
+    assert pq.read_table(tmp_path / "safe.parquet").to_pylist() == wrong
+    assert next(r for r in safe.rules if r.code == "LL302").held == len(wrong)
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert fixed.exit_code == 0, fixed.render()
+    assert journal_rows(fixed.journal, "LL302") == list(range(len(wrong)))
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_chat_labels_left_unshifted_for_a_loss_that_does_not_shift_are_shifted(family, tmp_path):
+    from labellint.testing import chatml_tokenizer, llama3_tokenizer
+    from test_chat import masked_rows
+
+    tok = {"chatml": chatml_tokenizer, "llama3": llama3_tokenizer}[family]()
+    wrong = masked_rows(tok)  # the template's masks, labels aligned for a model that shifts
+    right = [dict(r, labels=r["labels"][1:] + [-100]) for r in wrong]  # torchtune's alignment
+    src = write_parquet(wrong, tmp_path / "chat.parquet")
+    assert "LL302" in codes(labellint.check(src, tokenizer=tok, label_shift="dataset"))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                           label_shift="dataset", unsafe_fixes=True)
+
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert result.exit_code == 0, result.render()
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3"])
+def test_a_masked_end_of_turn_is_trained_under_label_shift_dataset(family, tmp_path):
+    from labellint.testing import chatml_tokenizer, llama3_tokenizer
+    from test_chat import masked_rows
+
+    make = {"chatml": chatml_tokenizer, "llama3": llama3_tokenizer}[family]
+
+    def shifted(rows):
+        return [dict(r, labels=r["labels"][1:] + [-100]) for r in rows]
+
+    right = shifted(masked_rows(make()))
+    wrong = shifted(masked_rows(make(end_in_generation=False)))
+    src = write_parquet(wrong, tmp_path / "chat.parquet")
+    tok = make()
+    assert "LL603" in codes(labellint.check(src, tokenizer=tok, label_shift="dataset"))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                           label_shift="dataset", unsafe_fixes=True)
+
+    assert pq.read_table(tmp_path / "fixed.parquet").to_pylist() == right
+    assert result.exit_code == 0, result.render()
+    assert result.changed["LL603"].rows == len(wrong)
+
+
+def test_an_eos_masked_with_the_padding_is_trained_under_label_shift_dataset(eos_pad_tok,
+                                                                           tmp_path):
+    tok = eos_pad_tok
+    features = [{"input_ids": f["input_ids"]} for f in sft_features(tok)]
+    rows = []
+    for start in range(0, len(features), 4):
+        batch = DataCollatorForLanguageModeling(tok, mlm=False)(features[start:start + 4])
+        rows += [{"input_ids": batch["input_ids"][j].tolist(),
+                  "attention_mask": batch["attention_mask"][j].tolist(),
+                  "labels": batch["labels"][j].tolist()[1:] + [-100]}  # shifted for the loss
+                 for j in range(len(batch["input_ids"]))]
+    src = write_parquet(rows, tmp_path / "lm.parquet")
+    assert "LL403" in codes(labellint.check(src, tokenizer=tok, label_shift="dataset"))
+
+    result = labellint.fix(src, out=tmp_path / "fixed.parquet", tokenizer=tok,
+                           label_shift="dataset", unsafe_fixes=True)
+
+    fixed = pq.read_table(tmp_path / "fixed.parquet").to_pylist()
+    for row, old, f in zip(fixed, rows, features):
+        end = len(f["input_ids"]) - 1  # the row's own EOS; its target sits one place before
+        expected = list(old["labels"])
+        expected[end - 1] = tok.eos_token_id
+        assert row["labels"] == expected
+    assert "LL403" not in codes(labellint.check(tmp_path / "fixed.parquet", tokenizer=tok,
+                                                label_shift="dataset"))
+    assert result.changed["LL403"].rows == len(rows)

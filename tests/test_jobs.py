@@ -302,3 +302,28 @@ def test_a_check_inside_a_worker_runs_there_without_a_pool_of_its_own(planted_ro
     finally:
         catalog.remove("LL962")
 
+
+
+def test_map_forked_returns_results_in_order_and_raises_a_tasks_own_error():
+    assert parallel.map_forked(lambda i: (i, os.getpid()), 5, jobs=2, name=str)[3][0] == 3
+    pids = {pid for _, pid in parallel.map_forked(lambda i: (i, os.getpid()), 4, jobs=2,
+                                                  name=str)}
+    assert os.getpid() not in pids  # the tasks ran in workers
+
+    def task(i):
+        if i == 2:
+            raise labellint.LabelLintError(f"task {i} failed")
+        return i
+
+    with pytest.raises(labellint.LabelLintError, match="task 2 failed"):
+        parallel.map_forked(task, 4, jobs=2, name=str)
+
+
+def test_map_forked_names_the_task_of_a_worker_that_died():
+    def task(i):
+        if i == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return i
+
+    with pytest.raises(labellint.LabelLintError, match="died while working on task-"):
+        parallel.map_forked(task, 3, jobs=2, name=lambda i: f"task-{i}")

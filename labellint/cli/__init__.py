@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also apply the fixes that change what is trained (LL101, LL301, "
                         "LL302, LL403, LL603)")
     f.add_argument("--diff", action="store_true",
-                   help="print the first rows each fix changed, before and after")
+                   help="draw the first rows each fix changed as token strips, before and "
+                        "after")
     f.add_argument("--journal", metavar="FILE",
                    help="the JSON list of every change (default: OUT.journal.json)")
     f.add_argument("--max-drop-fraction", type=float, default=0.01, metavar="F",
