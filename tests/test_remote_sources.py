@@ -232,21 +232,31 @@ def test_a_truncated_remote_file_is_one_line(kind, tmp_path, memory_root, capsys
     assert out == ""
 
 
-class FlakyFS(MemoryFileSystem):
-    """The memory filesystem whose files fail like a dropped connection after `budget` bytes."""
+class ReadHookFS(MemoryFileSystem):
+    """The memory filesystem under its own scheme, each file opened for reading handed to
+    `reading` (which wraps its read)."""
 
-    protocol = "flaky"
     root_marker = "/"
-    budget = 0
 
     @classmethod
     def _strip_protocol(cls, path):
-        return super()._strip_protocol(path.removeprefix("flaky://"))
+        return super()._strip_protocol(path.removeprefix(f"{cls.protocol}://"))
 
     def _open(self, path, mode="rb", **kwargs):
         file = super()._open(path, mode, **kwargs)
-        if "r" not in mode:
-            return file
+        return self.reading(file) if "r" in mode else file
+
+    def reading(self, file):
+        return file
+
+
+class FlakyFS(ReadHookFS):
+    """Files that fail like a dropped connection after `budget` bytes."""
+
+    protocol = "flaky"
+    budget = 0
+
+    def reading(self, file):
         budget, read = self.budget, file.read
 
         def failing_read(n=-1):
@@ -414,19 +424,13 @@ def test_a_long_generator_is_checked_in_bounded_memory():
     assert large - small < 40, (small, large)
 
 
-class CountingFS(MemoryFileSystem):
-    """The memory filesystem, counting the bytes its readers ask for."""
+class CountingFS(ReadHookFS):
+    """Counting the bytes its readers ask for."""
 
     protocol = "counting"
-    root_marker = "/"
     read_bytes = 0
 
-    @classmethod
-    def _strip_protocol(cls, path):
-        return super()._strip_protocol(path.removeprefix("counting://"))
-
-    def _open(self, path, mode="rb", **kwargs):
-        file = super()._open(path, mode, **kwargs)
+    def reading(self, file):
         read = file.read
 
         def counted(n=-1):
